@@ -1,0 +1,151 @@
+"""`clients-import`: run imports, start a local broker, serve the services."""
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import signal
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from shared import logs
+from shared.events import ImportNotification, ImportOptions, ImportRequest, JobStatus, Mode, Source
+from shared.settings import Settings, get_settings
+
+from .client import ImportClient
+from .local_kafka import LocalKafka
+from .pipeline import SERVICES, Pipeline
+
+IMPORTED = {JobStatus.COMPLETED, JobStatus.COMPLETED_WITH_ERRORS, JobStatus.VALIDATED}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    settings = get_settings()
+    logs.configure(args.log_level or settings.log_level)
+    try:
+        return args.command(args, settings)
+    except KeyboardInterrupt:
+        return 130
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="clients-import", description="Bulk client import for the CRM, on Kafka.")
+    top.add_argument("--log-level", help="DEBUG, INFO, WARNING (default from LOG_LEVEL, else INFO)")
+    commands = top.add_subparsers(required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="import CSV files through the whole pipeline and print each notification")
+    run.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    run.add_argument("--json", action="store_true", help="one JSON notification per line")
+    run.add_argument("--mode", choices=[m.value for m in Mode], default=Mode.UPSERT.value)
+    run.add_argument("--dry-run", action="store_true", help="validate and report, write nothing")
+    run.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for each notification")
+    run.set_defaults(command=cmd_run)
+
+    broker = commands.add_parser("broker", help="start a local Kafka broker in the foreground")
+    broker.set_defaults(command=cmd_broker)
+
+    serve = commands.add_parser("serve", help="run services against KAFKA_BOOTSTRAP_SERVERS until stopped")
+    serve.add_argument("services", nargs="*", metavar="SERVICE", help=f"any of {', '.join(SERVICES)} (default: all)")
+    serve.set_defaults(command=cmd_serve)
+    return top
+
+
+@contextlib.contextmanager
+def broker_for(settings: Settings) -> Iterator[Settings]:
+    """The configured broker, or a local one for as long as the command runs."""
+    if settings.kafka_bootstrap_servers:
+        yield settings
+        return
+    with LocalKafka(max_message_bytes=settings.request_max_bytes) as kafka:
+        yield settings.model_copy(update={"kafka_bootstrap_servers": kafka.bootstrap})
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    missing = [str(f) for f in args.files if not f.is_file()]
+    if missing:
+        print(f"clients-import: no such file: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    options = ImportOptions(mode=Mode(args.mode), dry_run=args.dry_run)
+    requests = [request_for(path, options) for path in args.files]
+    with broker_for(settings) as settings:
+        notes = asyncio.run(_run(settings, requests, args.timeout))
+    for note in notes:
+        print(note.model_dump_json() if args.json else summary(note))
+    return 0 if all(note.status in IMPORTED for note in notes) else 1
+
+
+def request_for(path: Path, options: ImportOptions) -> ImportRequest:
+    return ImportRequest(
+        job_id=str(uuid.uuid4()),
+        requested_by="cli",
+        source=Source.CLI,
+        file_name=path.name,
+        content_base64=base64.b64encode(path.read_bytes()).decode(),
+        options=options,
+    )
+
+
+async def _run(settings: Settings, requests: list[ImportRequest], timeout: float) -> list[ImportNotification]:
+    async with Pipeline(settings), ImportClient(settings) as client:
+        for request in requests:
+            await client.submit(request)
+        found = await client.wait([r.job_id for r in requests], timeout)
+    return [found[r.job_id] for r in requests]
+
+
+def summary(note: ImportNotification) -> str:
+    mark = {JobStatus.COMPLETED: "✔", JobStatus.VALIDATED: "✔", JobStatus.COMPLETED_WITH_ERRORS: "!"}.get(note.status, "✘")
+    lines = [f"{mark} {note.message}  [{note.status.value}, job {note.job_id}]"]
+    lines += [f"    warning: {w.message}" for w in note.warnings]
+    lines += [f"    row {e.row} (line {e.line}){' ' + e.field if e.field else ''}: {e.message}" for e in note.errors]
+    return "\n".join(lines)
+
+
+def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
+    with LocalKafka(max_message_bytes=settings.request_max_bytes) as kafka:
+        print(kafka.bootstrap, flush=True)
+        _wait_for_stop_signal()
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    if not settings.kafka_bootstrap_servers:
+        print("clients-import serve: set KAFKA_BOOTSTRAP_SERVERS (or start one with `clients-import broker`)", file=sys.stderr)
+        return 2
+    services = tuple(args.services) or SERVICES
+    unknown = sorted(set(services) - set(SERVICES))
+    if unknown:
+        print(f"clients-import serve: unknown service {', '.join(unknown)}; choose from {', '.join(SERVICES)}", file=sys.stderr)
+        return 2
+    asyncio.run(_serve(settings, services))
+    return 0
+
+
+async def _serve(settings: Settings, services: tuple[str, ...]) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with Pipeline(settings, services):
+        print(f"serving {', '.join(services)} on {settings.kafka_bootstrap_servers}", flush=True)
+        await stop.wait()
+
+
+def _wait_for_stop_signal() -> None:
+    stop = False
+
+    def _stop(*_: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    while not stop:
+        signal.pause()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""The partner's side of the contract, with a plain Kafka client: publish a request, wait for its notification."""
+
+import asyncio
+import time
+from collections.abc import Iterable
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from shared import topics
+from shared.events import ImportNotification, ImportProgress, ImportRequest
+from shared.settings import Settings
+
+
+class ImportClient:
+    """Publishes requests and follows notifications (and progress) of the jobs it is told about."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap_servers, max_request_size=settings.request_max_bytes, linger_ms=2
+        )
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap_servers, group_id=None, enable_auto_commit=False,
+            fetch_max_wait_ms=20,
+        )
+        self.notifications: dict[str, ImportNotification] = {}
+        self.progress: dict[str, ImportProgress] = {}
+
+    async def __aenter__(self) -> "ImportClient":
+        await self.producer.start()
+        await self.consumer.start()
+        partitions = []
+        for topic in (topics.NOTIFICATIONS, topics.PROGRESS):
+            for p in self.consumer.partitions_for_topic(topic) or await self._partitions(topic):
+                partitions.append(TopicPartition(topic, p))
+        self.consumer.assign(partitions)
+        await self.consumer.seek_to_end(*partitions)
+        for tp in partitions:  # resolve now: anything published after this point is seen
+            await self.consumer.position(tp)
+        return self
+
+    async def _partitions(self, topic: str) -> set[int]:
+        await self.consumer._client.force_metadata_update()  # noqa: SLF001 - aiokafka has no public call for this
+        found = self.consumer.partitions_for_topic(topic)
+        if not found:
+            raise RuntimeError(f"topic {topic} does not exist on {self.settings.kafka_bootstrap_servers}")
+        return found
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.consumer.stop()
+        await self.producer.stop()
+
+    async def submit(self, request: ImportRequest, key: str | None = None) -> None:
+        await self.producer.send_and_wait(
+            topics.REQUESTS, request.model_dump_json().encode(), key=(key or request.job_id or "").encode() or None,
+            headers=[("content-type", b"application/json")],
+        )
+
+    async def wait(self, job_ids: Iterable[str], timeout: float = 120.0, on_progress=None) -> dict[str, ImportNotification]:
+        wanted = set(job_ids)
+        deadline = time.monotonic() + timeout
+        while not wanted <= self.notifications.keys():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                missing = ", ".join(sorted(wanted - self.notifications.keys()))
+                raise TimeoutError(f"no notification within {timeout:.0f} s for job(s) {missing}")
+            batches = await self.consumer.getmany(timeout_ms=int(min(left, 0.5) * 1000))
+            for records in batches.values():
+                for record in records:
+                    self._take(record, on_progress)
+        return {job_id: self.notifications[job_id] for job_id in wanted}
+
+    def _take(self, record, on_progress) -> None:
+        if record.topic == topics.NOTIFICATIONS:
+            note = ImportNotification.model_validate_json(record.value)
+            self.notifications[note.job_id] = note
+        else:
+            progress = ImportProgress.model_validate_json(record.value)
+            self.progress[progress.job_id] = progress
+            if on_progress:
+                on_progress(progress)
+
+
+async def submit_and_wait(settings: Settings, requests: list[ImportRequest], timeout: float = 120.0) -> list[ImportNotification]:
+    async with ImportClient(settings) as client:
+        await asyncio.gather(*(client.submit(r) for r in requests))
+        found = await client.wait([r.job_id for r in requests], timeout)
+    return [found[r.job_id] for r in requests]

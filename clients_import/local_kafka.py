@@ -1,0 +1,186 @@
+"""A real single-node Apache Kafka (KRaft, broker and controller in one JVM) on free loopback ports.
+
+The jars come from Maven Central through the pom beside this file, into ~/.cache/clients-import;
+the log directory is a fresh temporary folder; the JVM dies with the process that started it.
+"""
+
+import atexit
+import base64
+import contextlib
+import ctypes
+import fcntl
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from importlib import resources
+from pathlib import Path
+
+KAFKA_VERSION = "4.4.0"
+READY_LINE = "Kafka Server started"
+
+
+class BrokerError(RuntimeError):
+    """The local broker could not be fetched or did not start."""
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("CLIENTS_IMPORT_CACHE") or Path.home() / ".cache" / "clients-import"
+    return Path(root) / f"kafka-{KAFKA_VERSION}"
+
+
+def ensure_jars() -> Path:
+    """The broker's runtime classpath, fetched once with Maven and reused after that."""
+    cache = cache_dir()
+    lib, done = cache / "lib", cache / ".complete"
+    if done.exists():
+        return lib
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two test runs starting at once fetch once
+        if done.exists():
+            return lib
+        if not shutil.which("mvn") or not shutil.which("java"):
+            raise BrokerError("Kafka needs Java 17+ and Maven on PATH (apt-get install openjdk-17-jre-headless maven)")
+        staging = cache / "lib.partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        with resources.as_file(resources.files("clients_import") / "kafka" / "pom.xml") as pom:
+            result = subprocess.run(
+                ["mvn", "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
+                 "-DincludeScope=runtime", f"-DoutputDirectory={staging}"],
+                capture_output=True, text=True,
+            )
+        if result.returncode != 0:
+            raise BrokerError(f"Maven could not fetch Kafka {KAFKA_VERSION}:\n{result.stdout[-3000:]}{result.stderr[-3000:]}")
+        shutil.rmtree(lib, ignore_errors=True)
+        staging.rename(lib)
+        done.touch()
+    return lib
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _die_with_parent() -> None:
+    # Linux: the JVM gets SIGTERM when the process that started it dies, however it dies.
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class LocalKafka:
+    """Start with `start()` (or `with LocalKafka() as kafka:`), read `bootstrap`, then `stop()`."""
+
+    def __init__(self, heap: str = "512m", max_message_bytes: int = 16 * 1024 * 1024, partitions: int = 4) -> None:
+        self.heap = heap
+        self.max_message_bytes = max_message_bytes
+        self.partitions = partitions
+        self.bootstrap = ""
+        self.process: subprocess.Popen | None = None
+        self.workdir: Path | None = None
+
+    def __enter__(self) -> "LocalKafka":
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    @property
+    def log_path(self) -> Path | None:
+        return self.workdir / "broker.log" if self.workdir else None
+
+    def start(self, timeout: float = 120.0) -> str:
+        lib = ensure_jars()
+        self.workdir = Path(tempfile.mkdtemp(prefix="clients-import-kafka-"))
+        atexit.register(self.stop)
+        port, controller = free_port(), free_port()
+        props = self.workdir / "server.properties"
+        props.write_text(self._properties(port, controller))
+        classpath = f"{lib}/*"
+        cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        fmt = subprocess.run(
+            ["java", "-cp", classpath, *self._logging(), "kafka.tools.StorageTool", "format",
+             "-t", cluster, "-c", str(props)],
+            capture_output=True, text=True,
+        )
+        if fmt.returncode != 0:
+            raise BrokerError(f"formatting Kafka storage failed:\n{fmt.stdout}{fmt.stderr}")
+        log = open(self.log_path, "w")
+        self.process = subprocess.Popen(
+            ["java", f"-Xmx{self.heap}", "-Xms128m", "-XX:+UseSerialGC", "-Djava.awt.headless=true",
+             "-cp", classpath, *self._logging(), "kafka.Kafka", str(props)],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent,
+        )
+        log.close()
+        self.bootstrap = f"127.0.0.1:{port}"
+        self._wait_ready(port, timeout)
+        return self.bootstrap
+
+    def _logging(self) -> list[str]:
+        with resources.as_file(resources.files("clients_import") / "kafka" / "log4j2.properties") as config:
+            return [f"-Dlog4j2.configurationFile={config}", "-Dlog4j2.disable.jmx=true"]
+
+    def _properties(self, port: int, controller: int) -> str:
+        settings = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+            "controller.listener.names": "CONTROLLER",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "controller.quorum.voters": f"1@127.0.0.1:{controller}",
+            "log.dirs": str(self.workdir / "data"),
+            "num.partitions": str(self.partitions),
+            "auto.create.topics.enable": "false",
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "4",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            "message.max.bytes": str(self.max_message_bytes),
+            "replica.fetch.max.bytes": str(self.max_message_bytes),
+        }
+        return "".join(f"{key}={value}\n" for key, value in settings.items())
+
+    def _wait_ready(self, port: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                tail = self.log_path.read_text()[-4000:]
+                self.stop()
+                raise BrokerError(f"Kafka exited with code {self.process.returncode} while starting:\n{tail}")
+            if READY_LINE in self.log_path.read_text() and _answers(port):
+                return
+            time.sleep(0.1)
+        tail = self.log_path.read_text()[-4000:]
+        self.stop()
+        raise BrokerError(f"Kafka did not answer within {timeout:.0f} s:\n{tail}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
+        with contextlib.suppress(Exception):
+            atexit.unregister(self.stop)
+
+
+def _answers(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+        return True
+    return False

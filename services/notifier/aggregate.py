@@ -1,0 +1,61 @@
+"""Job accounting: from the counted rows of a job to its status, its progress and its notification."""
+
+from collections.abc import Iterable, Mapping
+
+from shared.events import ImportNotification, Issue, JobCounts, JobStatus, Outcome, RowError, Source
+
+
+def count(outcomes: Mapping[str, int], total: int | None) -> JobCounts:
+    """Counts by outcome; every row ends in exactly one of them."""
+    return JobCounts(
+        total=total or 0,
+        created=outcomes.get(Outcome.CREATED, 0),
+        updated=outcomes.get(Outcome.UPDATED, 0),
+        unchanged=outcomes.get(Outcome.UNCHANGED, 0),
+        rejected=outcomes.get(Outcome.REJECTED, 0),
+    )
+
+
+def status_of(total: int | None, counts: JobCounts, dry_run: bool) -> JobStatus:
+    if total is None or counts.processed < total:
+        return JobStatus.PROCESSING
+    if dry_run:
+        return JobStatus.VALIDATED
+    return JobStatus.COMPLETED_WITH_ERRORS if counts.rejected else JobStatus.COMPLETED
+
+
+def first_errors(rejected_rows: Iterable[tuple[int, int, list[dict]]], limit: int) -> tuple[RowError, ...]:
+    """The first `limit` errors, in row order, for a notification a person reads."""
+    errors: list[RowError] = []
+    for row, line, issues in sorted(rejected_rows):
+        for issue in issues:
+            errors.append(RowError(row=row, line=line, field=issue.get("field"), code=issue["code"], message=issue["message"]))
+            if len(errors) == limit:
+                return tuple(errors)
+    return tuple(errors)
+
+
+def progress_due(last_sent: float | None, now: float, interval: float, final: bool) -> bool:
+    """A few progress events a second per job, and always the last one."""
+    return final or last_sent is None or now - last_sent >= interval
+
+
+def notification(job: Mapping, counts: JobCounts, errors: tuple[RowError, ...]) -> ImportNotification:
+    reason = job.get("reason")
+    return ImportNotification(
+        job_id=job["id"],
+        file_name=job["file_name"],
+        status=JobStatus(job["status"]),
+        total=counts.total,
+        created=counts.created,
+        updated=counts.updated,
+        unchanged=counts.unchanged,
+        rejected=counts.rejected,
+        dry_run=bool(job["dry_run"]),
+        reason=Issue(**reason) if reason else None,
+        errors=errors,
+        warnings=tuple(Issue(**w) for w in job.get("warnings") or ()),
+        requested_by=job["requested_by"],
+        source=Source(job["source"]),
+        finished_at=job["finished_at"],
+    )

@@ -1,0 +1,145 @@
+"""The notifier's records: jobs and every counted row, each (job, row) counted once."""
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shared.db import insert_for
+from shared.events import (
+    ImportNotification,
+    JobAccepted,
+    JobCounts,
+    JobRefused,
+    JobRepeated,
+    JobStatus,
+    Outcome,
+    RowsRejected,
+    RowsWritten,
+)
+from shared.tables import import_jobs, job_rows
+
+from . import aggregate
+
+_SLICE = 500
+
+
+@dataclass(frozen=True)
+class JobState:
+    job_id: str
+    status: JobStatus
+    counts: JobCounts
+    notify: bool
+
+
+async def record_jobs(conn: AsyncConnection, events: Iterable[JobAccepted | JobRefused | JobRepeated]) -> set[str]:
+    touched: set[str] = set()
+    insert = insert_for(conn.dialect.name, import_jobs)
+    for event in events:
+        touched.add(event.job_id)
+        if isinstance(event, JobRepeated):
+            # The same idempotency key again: the requester gets the job's notification once more.
+            await conn.execute(
+                update(import_jobs).where(import_jobs.c.id == event.job_id).values(notified_at=None)
+            )
+            continue
+        refused = isinstance(event, JobRefused)
+        values = dict(
+            id=event.job_id,
+            file_name=event.file_name,
+            source=event.source.value,
+            requested_by=event.requested_by,
+            mode=event.options.mode.value,
+            dry_run=event.options.dry_run,
+            callback_url=event.options.callback_url,
+            idempotency_key=event.idempotency_key,
+            status=JobStatus.REJECTED.value if refused else JobStatus.PROCESSING.value,
+            total=0 if refused else event.total,
+            warnings=[w.model_dump() for w in event.warnings],
+            reason=event.reason.model_dump() if refused else None,
+            received_at=event.received_at,
+            finished_at=event.received_at if refused else None,
+        )
+        await conn.execute(insert.values(values).on_conflict_do_nothing(index_elements=[import_jobs.c.id]))
+    return touched
+
+
+async def record_rows(conn: AsyncConnection, events: Iterable[RowsRejected | RowsWritten]) -> set[str]:
+    rows: list[dict] = []
+    for event in events:
+        if isinstance(event, RowsRejected):
+            rows.extend(
+                dict(job_id=event.job_id, row=r.row, line=r.line, outcome=Outcome.REJECTED.value, email=None,
+                     client_id=None, username=None, errors=[e.model_dump() for e in r.errors], original=r.original)
+                for r in event.rows
+            )
+        else:
+            rows.extend(
+                dict(job_id=event.job_id, row=r.row, line=r.line, outcome=r.outcome.value, email=r.email,
+                     client_id=r.client_id, username=r.username, errors=[e.model_dump() for e in r.errors],
+                     original=r.original)
+                for r in event.results
+            )
+    if rows:
+        insert = insert_for(conn.dialect.name, job_rows)
+        await conn.execute(insert.on_conflict_do_nothing(index_elements=[job_rows.c.job_id, job_rows.c.row]), rows)
+    return {r["job_id"] for r in rows}
+
+
+async def settle(conn: AsyncConnection, job_ids: Sequence[str], now: datetime) -> list[JobState]:
+    """Recount the touched jobs from their rows and move their status on."""
+    states: list[JobState] = []
+    for part in (job_ids[i : i + _SLICE] for i in range(0, len(job_ids), _SLICE)):
+        jobs = {r["id"]: r for r in (await conn.execute(select(import_jobs).where(import_jobs.c.id.in_(part)))).mappings()}
+        tallies: dict[str, dict[str, int]] = {}
+        query = (
+            select(job_rows.c.job_id, job_rows.c.outcome, func.count())
+            .where(job_rows.c.job_id.in_(part))
+            .group_by(job_rows.c.job_id, job_rows.c.outcome)
+        )
+        for job_id, outcome, n in await conn.execute(query):
+            tallies.setdefault(job_id, {})[outcome] = n
+        for job_id, job in jobs.items():
+            states.append(await _settle_one(conn, job, tallies.get(job_id, {}), now))
+    return states
+
+
+async def _settle_one(conn: AsyncConnection, job, tally: dict[str, int], now: datetime) -> JobState:
+    current = JobStatus(job["status"])
+    if current.is_final:
+        counts = aggregate.count(tally, job["total"]) if current is not JobStatus.REJECTED else JobCounts()
+        return JobState(job["id"], current, counts, notify=job["notified_at"] is None)
+    counts = aggregate.count(tally, job["total"])
+    status = aggregate.status_of(job["total"], counts, job["dry_run"])
+    await conn.execute(
+        update(import_jobs)
+        .where(import_jobs.c.id == job["id"])
+        .values(
+            status=status.value,
+            created=counts.created,
+            updated=counts.updated,
+            unchanged=counts.unchanged,
+            rejected=counts.rejected,
+            finished_at=now if status.is_final else None,
+        )
+    )
+    return JobState(job["id"], status, counts, notify=status.is_final)
+
+
+async def notification_for(conn: AsyncConnection, state: JobState, first_errors: int) -> ImportNotification:
+    job = (await conn.execute(select(import_jobs).where(import_jobs.c.id == state.job_id))).mappings().one()
+    query = (
+        select(job_rows.c.row, job_rows.c.line, job_rows.c.errors)
+        .where(job_rows.c.job_id == state.job_id, job_rows.c.outcome == Outcome.REJECTED.value)
+        .order_by(job_rows.c.row)
+        .limit(first_errors)
+    )
+    rejected = [(r.row, r.line, r.errors) for r in await conn.execute(query)]
+    return aggregate.notification(job, state.counts, aggregate.first_errors(rejected, first_errors))
+
+
+async def mark_notified(conn: AsyncConnection, job_ids: Sequence[str], now: datetime) -> None:
+    if job_ids:
+        await conn.execute(update(import_jobs).where(import_jobs.c.id.in_(job_ids)).values(notified_at=now))

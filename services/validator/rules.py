@@ -1,0 +1,208 @@
+"""The row rules: what makes a row of a client file acceptable, and its normalised values.
+
+Plain functions over plain data. Each broken rule is an Issue with a stable code and a message a
+person can act on; a row collects all of its issues at once, so it is fixed in one go.
+"""
+
+import csv
+import io
+import re
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from email_validator import EmailNotValidError, validate_email
+
+from shared.events import AcceptedRow, Chunk, ClientValues, Issue, RejectedRow
+
+NAME_MAX = 100
+EMAIL_MAX = 254
+USERNAME_PATTERN = re.compile(r"[A-Za-z0-9._-]{3,64}")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
+_MARKUP = re.compile(r"<\s*[a-zA-Z!/?]|javascript\s*:", re.IGNORECASE)
+_INVISIBLE = {"\u202a", "\u202b", "\u202c", "\u202d", "\u202e", "\u2066", "\u2067", "\u2068", "\u2069"}
+_NAMES = {"firstName": "first name", "middleName": "middle name", "lastName": "last name"}
+
+
+@dataclass(frozen=True)
+class RowRules:
+    client_types: tuple[str, ...] = ("personal", "corporate")
+
+
+def validate_chunk(chunk: Chunk, rules: RowRules = RowRules()) -> tuple[list[AcceptedRow], list[RejectedRow]]:
+    reader = csv.reader(io.StringIO(chunk.csv, newline=""))
+    header = next(reader)
+    accepted: list[AcceptedRow] = []
+    rejected: list[RejectedRow] = []
+    for offset, cells in enumerate(reader):
+        row = chunk.first_row + offset
+        result = check_row(
+            cells, header, chunk.columns, row=row, line=chunk.lines[offset], repeat=chunk.repeats.get(row), rules=rules
+        )
+        (accepted if isinstance(result, AcceptedRow) else rejected).append(result)
+    return accepted, rejected
+
+
+def check_row(
+    cells: list[str],
+    header: list[str],
+    columns: dict[str, int],
+    *,
+    row: int,
+    line: int,
+    repeat: tuple[str, int] | None = None,
+    rules: RowRules = RowRules(),
+) -> AcceptedRow | RejectedRow:
+    original = {name or f"column {i + 1}": (cells[i] if i < len(cells) else "") for i, name in enumerate(header)}
+    raw = {name: (cells[i] if i < len(cells) else "") for name, i in columns.items()}
+    errors = [*_extra_values(cells, header)]
+    for name, value in raw.items():
+        errors.extend(check_safe(name, value))
+    if errors and any(e.code != "too_many_fields" for e in errors):
+        return RejectedRow(row=row, line=line, errors=tuple(errors), original=original)
+    values = {name: clean(value) for name, value in raw.items()}
+    fields = _check_fields(values, rules)
+    errors.extend(issue for issue in fields if isinstance(issue, Issue))
+    if repeat:
+        errors.append(_repeat_issue(repeat, values))
+    if errors:
+        return RejectedRow(row=row, line=line, errors=tuple(errors), original=original)
+    client = ClientValues(**dict(fields))  # no Issue left among them here
+    return AcceptedRow(row=row, line=line, values=client, original=original)
+
+
+def clean(value: str) -> str:
+    return unicodedata.normalize("NFC", value.strip())
+
+
+def check_safe(name: str, value: str) -> Iterable[Issue]:
+    """Values a spreadsheet would run, markup, and control characters never get in."""
+    trimmed = value.strip()
+    if not trimmed:
+        return
+    if value.lstrip(" ")[:1] in _FORMULA_START or trimmed[:1] in _FORMULA_START:
+        yield Issue(
+            code="formula_injection",
+            field=name,
+            message=f"The {name} value “{_show(trimmed)}” starts with {trimmed[0]!r}, which a spreadsheet would run "
+            "as a formula: remove that first character.",
+        )
+    if _MARKUP.search(trimmed):
+        yield Issue(
+            code="markup_content",
+            field=name,
+            message=f"The {name} value “{_show(trimmed)}” contains HTML or script markup, which is not allowed.",
+        )
+    if any(unicodedata.category(c) == "Cc" or c in _INVISIBLE for c in trimmed):
+        yield Issue(
+            code="control_characters",
+            field=name,
+            message=f"The {name} value contains line breaks, tabs or other invisible control characters: "
+            "keep it on one line of plain text.",
+        )
+
+
+def _check_fields(values: dict[str, str], rules: RowRules) -> list[tuple[str, str | None] | Issue]:
+    """Each field's normalised value as (key, value), or the Issue that stops it."""
+    out: list[tuple[str, str | None] | Issue] = []
+    out.append(_email(values.get("email", "")))
+    out.append(_name("firstName", "first_name", values.get("firstName", ""), required=True))
+    out.append(_name("middleName", "middle_name", values.get("middleName", "")))
+    out.append(_name("lastName", "last_name", values.get("lastName", "")))
+    out.append(_username(values.get("username", "")))
+    out.append(_label("project", values.get("project", "")))
+    out.append(_label("desk", values.get("desk", "")))
+    out.append(_type(values.get("type", ""), rules.client_types))
+    return out
+
+
+def _email(value: str) -> tuple[str, str] | Issue:
+    if not value:
+        return Issue(code="missing_email", field="email", message="The email is empty; every client needs one.")
+    if len(value) > EMAIL_MAX:
+        return Issue(
+            code="email_too_long", field="email", message=f"The email is {len(value)} characters; at most {EMAIL_MAX}."
+        )
+    try:
+        result = validate_email(value, check_deliverability=False)
+    except EmailNotValidError as error:
+        return Issue(code="invalid_email", field="email", message=f"“{_show(value)}” is not a valid email address: {error}")
+    return ("email", result.normalized.lower())
+
+
+def _name(column: str, key: str, value: str, required: bool = False) -> tuple[str, str | None] | Issue:
+    if not value:
+        if required:
+            return Issue(
+                code="missing_first_name", field=column, message="The first name is empty; every client needs one."
+            )
+        return (key, None)
+    if len(value) > NAME_MAX:
+        return Issue(
+            code="name_too_long",
+            field=column,
+            message=f"The {_NAMES[column]} is {len(value)} characters long; at most {NAME_MAX} are allowed.",
+        )
+    return (key, value)
+
+
+def _username(value: str) -> tuple[str, str | None] | Issue:
+    if not value:
+        return ("username", None)
+    if not USERNAME_PATTERN.fullmatch(value):
+        return Issue(
+            code="invalid_username",
+            field="username",
+            message=f"The username “{_show(value)}” must be 3 to 64 letters, digits, dots, underscores or hyphens.",
+        )
+    return ("username", value.lower())
+
+
+def _label(column: str, value: str) -> tuple[str, str | None] | Issue:
+    if len(value) > NAME_MAX:
+        return Issue(
+            code="value_too_long", field=column, message=f"The {column} is {len(value)} characters; at most {NAME_MAX}."
+        )
+    return (column, value or None)
+
+
+def _type(value: str, allowed: tuple[str, ...]) -> tuple[str, str | None] | Issue:
+    if not value:
+        return ("type", None)
+    if value.lower() not in allowed:
+        return Issue(
+            code="invalid_type",
+            field="type",
+            message=f"The type “{_show(value)}” is not one of: {', '.join(allowed)}.",
+        )
+    return ("type", value.lower())
+
+
+def _extra_values(cells: list[str], header: list[str]) -> Iterable[Issue]:
+    extra = [c for c in cells[len(header) :] if c.strip()]
+    if extra:
+        yield Issue(
+            code="too_many_fields",
+            message=f"The row has {len(header) + len(extra)} values but the header names {len(header)} columns: "
+            "a value probably contains an unquoted delimiter.",
+        )
+
+
+def _repeat_issue(repeat: tuple[str, int], values: dict[str, str]) -> Issue:
+    field_name, first_row = repeat
+    if field_name == "email":
+        return Issue(
+            code="duplicate_email",
+            field="email",
+            message=f"The email {values.get('email', '')} is already in row {first_row} of this file; only that first row is imported.",
+        )
+    return Issue(
+        code="duplicate_username",
+        field="username",
+        message=f"The username {values.get('username', '')} is already in row {first_row} of this file; only that first row gets it.",
+    )
+
+
+def _show(value: str, limit: int = 60) -> str:
+    shown = "".join(c if c.isprintable() else "\ufffd" for c in value)
+    return shown if len(shown) <= limit else shown[: limit - 1] + "…"

@@ -1,0 +1,189 @@
+"""Deciding what each accepted row does to the clients: pure, given what the database already holds.
+
+Rows are applied in the order they came, against the state the earlier rows left, so one batch
+holding the same email twice (two jobs, say) ends as if they had been applied one at a time.
+"""
+
+import re
+import unicodedata
+from collections import ChainMap
+from collections.abc import Callable, Iterable, MutableMapping
+from dataclasses import dataclass, field, replace
+
+from shared.events import AcceptedRow, ClientValues, ImportOptions, Issue, Mode, Outcome, RowResult
+
+DEFAULTS = {"project": "default", "desk": "default", "type": "personal"}
+USERNAME_MAX = 64
+_SUFFIX_ROOM = 6
+
+
+@dataclass(frozen=True)
+class Client:
+    id: str
+    email: str
+    username: str
+    first_name: str
+    middle_name: str | None
+    last_name: str | None
+    project: str
+    desk: str
+    type: str
+
+
+@dataclass(frozen=True)
+class PendingRow:
+    job_id: str
+    options: ImportOptions
+    row: AcceptedRow
+
+
+@dataclass
+class Plan:
+    results: list[tuple[str, RowResult]] = field(default_factory=list)
+    created: dict[str, Client] = field(default_factory=dict)
+    updated: dict[str, Client] = field(default_factory=dict)
+
+    @property
+    def upserts(self) -> list[Client]:
+        return [*self.created.values(), *self.updated.values()]
+
+
+def plan_writes(
+    rows: Iterable[PendingRow],
+    existing: dict[str, Client],
+    usernames: dict[str, str],
+    new_id: Callable[[], str],
+) -> Plan:
+    """`existing`: email -> client; `usernames`: username -> owner's email, for every username the rows might touch."""
+    plan = Plan()
+    clients: MutableMapping[str, Client] = dict(existing)
+    owners: MutableMapping[str, str] = dict(usernames)
+    dry_runs: dict[str, tuple[ChainMap, ChainMap]] = {}
+    for pending in rows:
+        state = (clients, owners)
+        if pending.options.dry_run:
+            # A dry run sees the real state and its own earlier rows, and changes nothing else.
+            state = dry_runs.setdefault(pending.job_id, (ChainMap({}, clients), ChainMap({}, owners)))
+        result, client = _apply(pending, *state, new_id)
+        plan.results.append((pending.job_id, result))
+        if client is None or pending.options.dry_run or result.outcome is Outcome.UNCHANGED:
+            continue
+        created_here = result.outcome is Outcome.CREATED or client.email in plan.created
+        (plan.created if created_here else plan.updated)[client.email] = client
+    return plan
+
+
+def _apply(
+    pending: PendingRow, clients: MutableMapping[str, Client], owners: MutableMapping[str, str], new_id: Callable[[], str]
+) -> tuple[RowResult, Client | None]:
+    row, values, mode = pending.row, pending.row.values, pending.options.mode
+    current = clients.get(values.email)
+    refusal = _refusal(values, current, owners, mode)
+    if refusal:
+        return _result(row, Outcome.REJECTED, errors=(refusal,), original=row.original), None
+    if current is None:
+        username = values.username or free_username(username_base(values), lambda name: name in owners)
+        client = new_client(new_id(), values, username)
+        outcome = Outcome.CREATED
+    else:
+        client = merge(current, values)
+        outcome = Outcome.UNCHANGED if client == current else Outcome.UPDATED
+        if client.username != current.username:
+            owners.pop(current.username, None)
+    clients[client.email] = client
+    owners[client.username] = client.email
+    return _result(row, outcome, client=client), client
+
+
+def _refusal(values: ClientValues, current: Client | None, owners: MutableMapping[str, str], mode: Mode) -> Issue | None:
+    if current is not None and mode is Mode.CREATE_ONLY:
+        return Issue(
+            code="already_exists",
+            field="email",
+            message=f"A client with the email {values.email} already exists, and this import only creates new clients.",
+        )
+    if current is None and mode is Mode.UPDATE_ONLY:
+        return Issue(
+            code="not_found",
+            field="email",
+            message=f"No client has the email {values.email}, and this import only updates existing clients.",
+        )
+    owner = owners.get(values.username) if values.username else None
+    if owner is not None and owner != values.email:
+        return Issue(
+            code="username_taken",
+            field="username",
+            message=f"The username {values.username} already belongs to another client: choose another or leave it empty.",
+        )
+    return None
+
+
+def new_client(client_id: str, values: ClientValues, username: str) -> Client:
+    return Client(
+        id=client_id,
+        email=values.email,
+        username=username,
+        first_name=values.first_name,
+        middle_name=values.middle_name,
+        last_name=values.last_name,
+        project=values.project or DEFAULTS["project"],
+        desk=values.desk or DEFAULTS["desk"],
+        type=values.type or DEFAULTS["type"],
+    )
+
+
+def merge(current: Client, values: ClientValues) -> Client:
+    """Given values overwrite; empty cells and absent columns keep what the client has."""
+    return replace(
+        current,
+        first_name=values.first_name,
+        middle_name=values.middle_name or current.middle_name,
+        last_name=values.last_name or current.last_name,
+        username=values.username or current.username,
+        project=values.project or current.project,
+        desk=values.desk or current.desk,
+        type=values.type or current.type,
+    )
+
+
+def username_base(values: ClientValues) -> str:
+    """From the email's local part, else the names, else 'client': lower-case ASCII letters, digits, . _ -"""
+    local = values.email.rsplit("@", 1)[0]
+    names = ".".join(n for n in (values.first_name, values.last_name) if n)
+    for candidate in (local, names):
+        base = _slug(candidate)[: USERNAME_MAX - _SUFFIX_ROOM].strip("._-")
+        if len(base) >= 3:
+            return base
+    return "client"
+
+
+def free_username(base: str, taken: Callable[[str], bool]) -> str:
+    """The base itself, else the smallest free numeric suffix: ann, ann1, ann2, ..."""
+    if not taken(base):
+        return base
+    suffix = 1
+    while taken(f"{base}{suffix}"):
+        suffix += 1
+    return f"{base}{suffix}"
+
+
+def username_range(base: str) -> tuple[str, str]:
+    """Bounds (inclusive, exclusive) holding the base and every base+digits name, for one index range scan."""
+    return base, base + ":"  # ':' sorts right after '9'
+
+
+def _slug(text: str) -> str:
+    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
+    return re.sub(r"[._-]{2,}", ".", re.sub(r"[^a-z0-9._-]", "", folded))
+
+
+def _result(row: AcceptedRow, outcome: Outcome, client: Client | None = None, **extra) -> RowResult:
+    return RowResult(
+        row=row.row,
+        line=row.line,
+        outcome=outcome,
+        email=row.values.email,
+        client_id=client.id if client else None,
+        username=client.username if client else None,
+        **extra,
+    )

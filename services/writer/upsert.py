@@ -1,0 +1,146 @@
+"""Applying a batch of accepted rows to the database: a handful of set-based statements per batch.
+
+One transaction holds the read of what exists, the upsert of the clients and the ledger of row
+results, so a redelivered row finds its recorded result and is never applied or counted twice.
+"""
+
+import logging
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+
+from sqlalchemy import and_, or_, select, tuple_
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from shared.db import insert_for
+from shared.events import Issue, Outcome, RowResult
+from shared.tables import clients, row_outcomes
+
+from .plan import Client, PendingRow, Plan, plan_writes, username_base, username_range
+
+log = logging.getLogger("clients_import.writer")
+_SLICE = 500  # keys per IN (...) list: well under every database's bound-parameter limit
+_RETRIES = 3
+
+
+async def apply_rows(engine: AsyncEngine, pending: Sequence[PendingRow]) -> list[tuple[str, RowResult]]:
+    """Each pending row's result, in order. Rows already applied get their recorded result back."""
+    pending = _first_of_each(pending)
+    for attempt in range(1, _RETRIES + 1):
+        try:
+            async with engine.begin() as conn:
+                return await _apply(conn, pending)
+        except IntegrityError:
+            # Another writer took a generated username between our read and our write: read again.
+            if attempt == _RETRIES:
+                raise
+            log.warning("username race, retrying batch", extra={"step": "write.retry", "attempt": attempt})
+    raise AssertionError("unreachable")
+
+
+async def _apply(conn: AsyncConnection, pending: list[PendingRow]) -> list[tuple[str, RowResult]]:
+    recorded = await _recorded(conn, [(p.job_id, p.row.row) for p in pending])
+    fresh = [p for p in pending if (p.job_id, p.row.row) not in recorded]
+    plan = Plan()
+    if fresh:
+        existing = await _clients_by_email(conn, {p.row.values.email for p in fresh})
+        usernames = await _username_owners(conn, fresh, existing)
+        plan = plan_writes(fresh, existing, usernames, lambda: str(uuid.uuid4()))
+        now = datetime.now(UTC)
+        await _upsert(conn, plan.upserts, now)
+        await _record(conn, plan.results)
+    new = {(job_id, result.row): result for job_id, result in plan.results}
+    return [(p.job_id, recorded.get((p.job_id, p.row.row)) or new[(p.job_id, p.row.row)]) for p in pending]
+
+
+def _first_of_each(pending: Iterable[PendingRow]) -> list[PendingRow]:
+    seen: dict[tuple[str, int], PendingRow] = {}
+    for p in pending:
+        seen.setdefault((p.job_id, p.row.row), p)
+    return list(seen.values())
+
+
+def _slices(items: Sequence) -> Iterable[Sequence]:
+    for start in range(0, len(items), _SLICE):
+        yield items[start : start + _SLICE]
+
+
+async def _recorded(conn: AsyncConnection, keys: list[tuple[str, int]]) -> dict[tuple[str, int], RowResult]:
+    found: dict[tuple[str, int], RowResult] = {}
+    for part in _slices(keys):
+        query = select(row_outcomes).where(tuple_(row_outcomes.c.job_id, row_outcomes.c.row).in_(part))
+        for r in (await conn.execute(query)).mappings():
+            found[(r["job_id"], r["row"])] = RowResult(
+                row=r["row"],
+                line=r["line"],
+                outcome=Outcome(r["outcome"]),
+                email=r["email"],
+                client_id=r["client_id"],
+                username=r["username"],
+                errors=tuple(Issue(**e) for e in r["errors"]),
+                original=r["original"],
+            )
+    return found
+
+
+async def _clients_by_email(conn: AsyncConnection, emails: set[str]) -> dict[str, Client]:
+    found: dict[str, Client] = {}
+    columns = [clients.c[name] for name in Client.__dataclass_fields__]
+    for part in _slices(sorted(emails)):
+        for r in (await conn.execute(select(*columns).where(clients.c.email.in_(part)))).mappings():
+            found[r["email"]] = Client(**r)
+    return found
+
+
+async def _username_owners(conn: AsyncConnection, fresh: list[PendingRow], existing: dict[str, Client]) -> dict[str, str]:
+    """Owners of every username the batch names, and of every name a new client's username could be made from."""
+    explicit = sorted({p.row.values.username for p in fresh if p.row.values.username})
+    bases = sorted(
+        {
+            username_base(p.row.values)
+            for p in fresh
+            if not p.row.values.username and p.row.values.email not in existing
+        }
+    )
+    owners: dict[str, str] = {}
+    for part in _slices(explicit):
+        query = select(clients.c.username, clients.c.email).where(clients.c.username.in_(part))
+        owners.update({r.username: r.email for r in await conn.execute(query)})
+    for part in _slices(bases):
+        ranges = [and_(clients.c.username >= low, clients.c.username < high) for low, high in map(username_range, part)]
+        query = select(clients.c.username, clients.c.email).where(or_(*ranges))
+        owners.update({r.username: r.email for r in await conn.execute(query)})
+    return owners
+
+
+async def _upsert(conn: AsyncConnection, upserts: list[Client], now: datetime) -> None:
+    if not upserts:
+        return
+    insert = insert_for(conn.dialect.name, clients)
+    changing = ("username", "first_name", "middle_name", "last_name", "project", "desk", "type", "updated_at")
+    statement = insert.on_conflict_do_update(
+        index_elements=[clients.c.email], set_={name: insert.excluded[name] for name in changing}
+    )
+    rows = [{**c.__dict__, "created_at": now, "updated_at": now} for c in upserts]
+    await conn.execute(statement, rows)
+
+
+async def _record(conn: AsyncConnection, results: list[tuple[str, RowResult]]) -> None:
+    if not results:
+        return
+    rows = [
+        {
+            "job_id": job_id,
+            "row": r.row,
+            "line": r.line,
+            "email": r.email,
+            "outcome": r.outcome.value,
+            "client_id": r.client_id,
+            "username": r.username,
+            "errors": [e.model_dump() for e in r.errors],
+            "original": r.original,
+        }
+        for job_id, r in results
+    ]
+    await conn.execute(row_outcomes.insert(), rows)

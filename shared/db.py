@@ -1,0 +1,53 @@
+"""Engines and the one dialect-specific piece the services need: an upsert-capable INSERT."""
+
+from pathlib import Path
+
+from sqlalchemy import Insert, Table, event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from .tables import metadata
+
+
+def create_engine(url: str) -> AsyncEngine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_async_engine(url, pool_size=5, max_overflow=5)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(url, connect_args={"timeout": 60})
+    _sqlite_write_ahead(engine)
+    return engine
+
+
+def _sqlite_write_ahead(engine: AsyncEngine) -> None:
+    # WAL lets readers (the API) work while a service writes; BEGIN IMMEDIATE takes the write lock
+    # up front so two services never deadlock upgrading a read to a write.
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def insert_for(engine_or_dialect_name: AsyncEngine | str, table: Table) -> Insert:
+    """The dialect's own INSERT, which has on_conflict_do_update / on_conflict_do_nothing."""
+    name = engine_or_dialect_name if isinstance(engine_or_dialect_name, str) else engine_or_dialect_name.dialect.name
+    if name == "postgresql":
+        return postgresql.insert(table)
+    if name == "sqlite":
+        return sqlite.insert(table)
+    raise ValueError(f"unsupported database dialect {name!r}: use SQLite or PostgreSQL")
+
+
+async def create_tables(engine: AsyncEngine) -> None:
+    async with engine.begin() as connection:
+        await connection.run_sync(metadata.create_all)

@@ -1,0 +1,287 @@
+"""The events on the public topics: one frozen model per event, JSON on the wire.
+
+Every event carries `schema_version`. A change that would break a reader gets a new version;
+fields are only ever added with defaults.
+"""
+
+import base64
+import binascii
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Event(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    schema_version: Literal[1] = 1
+
+
+class Mode(StrEnum):
+    UPSERT = "upsert"
+    CREATE_ONLY = "create_only"
+    UPDATE_ONLY = "update_only"
+
+
+class Source(StrEnum):
+    API = "api"
+    CLI = "cli"
+    TOPIC = "topic"
+
+
+class Outcome(StrEnum):
+    CREATED = "created"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+    REJECTED = "rejected"
+
+
+class JobStatus(StrEnum):
+    RECEIVED = "received"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    COMPLETED_WITH_ERRORS = "completed_with_errors"
+    VALIDATED = "validated"
+    REJECTED = "rejected"
+    FAILED = "failed"
+
+    @property
+    def is_final(self) -> bool:
+        return self not in (JobStatus.RECEIVED, JobStatus.PROCESSING)
+
+
+class ImportOptions(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    mode: Mode = Mode.UPSERT
+    dry_run: bool = False
+    callback_url: str | None = None
+
+
+class ImportRequest(Event):
+    """clients.import.requests: start an import. Give the CSV as `content` (text) or `content_base64` (bytes)."""
+
+    idempotency_key: str | None = Field(default=None, max_length=200)
+    requested_by: str = Field(default="unknown", max_length=200)
+    source: Source = Source.TOPIC
+    file_name: str = Field(min_length=1, max_length=255)
+    content: str | None = None
+    content_base64: str | None = None
+    options: ImportOptions = ImportOptions()
+    job_id: str | None = Field(default=None, max_length=64, description="set by our own API and CLI; partners leave it out")
+
+    @model_validator(mode="after")
+    def _one_content(self) -> "ImportRequest":
+        if (self.content is None) == (self.content_base64 is None):
+            raise ValueError("give exactly one of content and content_base64")
+        return self
+
+    def file_bytes(self) -> bytes:
+        if self.content is not None:
+            return self.content.encode("utf-8")
+        try:
+            return base64.b64decode(self.content_base64 or "", validate=True)
+        except binascii.Error as error:
+            raise ValueError(f"content_base64 is not base64: {error}") from error
+
+
+class Issue(BaseModel):
+    """A reason: stable `code` for programs, `message` for people."""
+
+    model_config = ConfigDict(frozen=True)
+    code: str
+    message: str
+    field: str | None = None
+
+
+class JobAccepted(Event):
+    """clients.import.jobs: the file was read and cut into chunks; `total` rows are on their way."""
+
+    event: Literal["job.accepted"] = "job.accepted"
+    job_id: str
+    file_name: str
+    source: Source
+    requested_by: str
+    options: ImportOptions
+    total: int
+    chunks: int
+    warnings: tuple[Issue, ...] = ()
+    idempotency_key: str | None = None
+    received_at: datetime = Field(default_factory=utcnow)
+
+
+class JobRefused(Event):
+    """clients.import.jobs: the file was rejected whole; nothing of it will be written."""
+
+    event: Literal["job.rejected"] = "job.rejected"
+    job_id: str
+    file_name: str
+    source: Source
+    requested_by: str
+    options: ImportOptions = ImportOptions()
+    reason: Issue
+    warnings: tuple[Issue, ...] = ()
+    idempotency_key: str | None = None
+    received_at: datetime = Field(default_factory=utcnow)
+
+
+class JobRepeated(Event):
+    """clients.import.jobs: a request reused an idempotency key; it is the job already known."""
+
+    event: Literal["job.repeated"] = "job.repeated"
+    job_id: str
+
+
+JobEvent = Annotated[JobAccepted | JobRefused | JobRepeated, Field(discriminator="event")]
+
+
+class Chunk(Event):
+    """clients.import.chunks: a slice of a job's file as CSV (header line first), keyed by job id."""
+
+    job_id: str
+    index: int
+    count: int
+    first_row: int = Field(description="record number of the first row after the header, from 1")
+    lines: tuple[int, ...] = Field(description="physical line where each row starts")
+    csv: str = Field(description="comma-separated, UTF-8: the header, then the rows")
+    columns: dict[str, int] = Field(description="field name -> column index in the header")
+    repeats: dict[int, tuple[str, int]] = Field(
+        default_factory=dict, description="row -> (field, earlier row holding the same email or username)"
+    )
+    options: ImportOptions = ImportOptions()
+
+
+class ClientValues(BaseModel):
+    """A row's normalised values. None means the cell was empty or the column absent."""
+
+    model_config = ConfigDict(frozen=True)
+    email: str
+    first_name: str
+    middle_name: str | None = None
+    last_name: str | None = None
+    username: str | None = None
+    project: str | None = None
+    desk: str | None = None
+    type: str | None = None
+
+
+class AcceptedRow(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    row: int
+    line: int
+    values: ClientValues
+    original: dict[str, str]
+
+
+class RowsAccepted(Event):
+    """clients.import.rows.accepted: valid rows of one chunk whose emails hash to this partition."""
+
+    job_id: str
+    chunk: int
+    options: ImportOptions = ImportOptions()
+    rows: tuple[AcceptedRow, ...]
+
+
+class RejectedRow(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    row: int
+    line: int
+    errors: tuple[Issue, ...]
+    original: dict[str, str]
+
+
+class RowsRejected(Event):
+    """clients.import.rows.rejected: the rows of one chunk that broke a rule, keyed by job id."""
+
+    job_id: str
+    chunk: int
+    rows: tuple[RejectedRow, ...]
+
+
+class RowResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    row: int
+    line: int
+    outcome: Outcome
+    email: str
+    client_id: str | None = None
+    username: str | None = None
+    errors: tuple[Issue, ...] = ()
+    original: dict[str, str] = Field(default_factory=dict, description="kept for rejected rows only")
+
+
+class RowsWritten(Event):
+    """clients.import.rows.written: what the writer did with each row, keyed by job id."""
+
+    job_id: str
+    results: tuple[RowResult, ...]
+
+
+class RowError(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    row: int
+    line: int
+    field: str | None
+    code: str
+    message: str
+
+
+class JobCounts(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    total: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+
+    @property
+    def processed(self) -> int:
+        return self.created + self.updated + self.unchanged + self.rejected
+
+
+class ImportProgress(Event):
+    """clients.import.progress: rows processed so far, a few times a second per job, and once at the end."""
+
+    job_id: str
+    status: JobStatus
+    processed: int
+    total: int
+    at: datetime = Field(default_factory=utcnow)
+
+
+class ImportNotification(Event):
+    """clients.import.notifications: the one completion notification of a job."""
+
+    job_id: str
+    file_name: str
+    status: JobStatus
+    total: int
+    created: int
+    updated: int
+    unchanged: int
+    rejected: int
+    dry_run: bool = False
+    reason: Issue | None = None
+    errors: tuple[RowError, ...] = ()
+    warnings: tuple[Issue, ...] = ()
+    requested_by: str = ""
+    source: Source = Source.TOPIC
+    finished_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def message(self) -> str:
+        """What happened, in plain words."""
+        if self.status is JobStatus.REJECTED and self.reason:
+            return f"{self.file_name} was not imported: {self.reason.message}"
+        if self.status is JobStatus.FAILED:
+            why = self.reason.message if self.reason else "it did not finish"
+            return f"{self.file_name} failed: {why}"
+        verb = "would be" if self.dry_run else ""
+        parts = [f"{self.created} {verb} created", f"{self.updated} {verb} updated", f"{self.unchanged} unchanged"]
+        parts.append(f"{self.rejected} rejected")
+        text = ", ".join(" ".join(p.split()) for p in parts)
+        return f"{self.file_name}: {self.total} rows — {text}"

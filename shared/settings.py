@@ -1,0 +1,49 @@
+"""Configuration, read from the environment (or a .env file) once per process."""
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    kafka_bootstrap_servers: str | None = Field(
+        default=None, description="Kafka to use; unset means `clients-import run` starts a local broker"
+    )
+    database_url: str = "sqlite+aiosqlite:///data/clients.db"
+
+    max_records: int = Field(default=5000, ge=1, description="records per file, blank lines excluded")
+    max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="bytes per file")
+    chunk_rows: int = Field(default=500, ge=1, description="records per chunk on clients.import.chunks")
+    client_types: tuple[str, ...] = ("personal", "corporate")
+
+    topic_partitions: int = Field(default=4, ge=1)
+    group_prefix: str = "clients-import"
+    fetch_max_wait_ms: int = Field(default=5, ge=0, description="a consumer's wait for more data per poll")
+    batch_max_records: int = Field(default=500, ge=1, description="Kafka records per consumed batch")
+
+    progress_interval_s: float = Field(default=0.25, description="least time between two progress events of a job")
+    first_errors: int = Field(default=20, description="errors quoted in a notification")
+    job_deadline_s: float = Field(default=600.0, description="a job still processing after this fails")
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    api_token: str | None = None
+    api_dev_mode: bool = Field(default=False, description="allow the API to start without API_TOKEN")
+
+    log_level: str = "INFO"
+
+    def group(self, service: str) -> str:
+        return f"{self.group_prefix}.{service}"
+
+    @property
+    def request_max_bytes(self) -> int:
+        # A request carries the file inline, base64 at worst (4/3), plus its envelope.
+        return self.max_bytes * 4 // 3 + 64 * 1024
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

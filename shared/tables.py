@@ -1,0 +1,94 @@
+"""The database tables, as SQLAlchemy Core. Dialect-neutral: SQLite by default, PostgreSQL for several writers."""
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+)
+
+metadata = MetaData()
+
+# Byte-wise ordering on PostgreSQL too, so a username prefix is an index range.
+_username = String(64).with_variant(String(64, collation="C"), "postgresql")
+
+clients = Table(
+    "clients",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("email", String(254), nullable=False, unique=True),
+    Column("username", _username, nullable=False, unique=True),
+    Column("first_name", String(100), nullable=False),
+    Column("middle_name", String(100)),
+    Column("last_name", String(100)),
+    Column("project", String(100), nullable=False),
+    Column("desk", String(100), nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# The writer's ledger: each (job, row) it has applied, written in the same transaction as the upsert,
+# so a redelivered row re-emits its recorded result instead of being applied twice.
+row_outcomes = Table(
+    "row_outcomes",
+    metadata,
+    Column("job_id", String(64), nullable=False),
+    Column("row", Integer, nullable=False),
+    Column("line", Integer, nullable=False),
+    Column("email", String(254), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("client_id", String(36)),
+    Column("username", String(64)),
+    Column("errors", JSON, nullable=False, default=list),
+    Column("original", JSON, nullable=False, default=dict),
+    PrimaryKeyConstraint("job_id", "row"),
+)
+
+import_jobs = Table(
+    "import_jobs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("file_name", String(255), nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("requested_by", String(200), nullable=False),
+    Column("mode", String(16), nullable=False),
+    Column("dry_run", Boolean, nullable=False, default=False),
+    Column("callback_url", String(2000)),
+    Column("callback_outcome", String(500)),
+    Column("idempotency_key", String(200)),
+    Column("status", String(32), nullable=False),
+    Column("total", Integer),
+    Column("created", Integer, nullable=False, default=0),
+    Column("updated", Integer, nullable=False, default=0),
+    Column("unchanged", Integer, nullable=False, default=0),
+    Column("rejected", Integer, nullable=False, default=0),
+    Column("warnings", JSON, nullable=False, default=list),
+    Column("reason", JSON),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("notified_at", DateTime(timezone=True)),
+    Index("ix_import_jobs_received_at", "received_at"),
+)
+
+# The notifier's ledger: every row of every job counted once, with what a report needs.
+job_rows = Table(
+    "job_rows",
+    metadata,
+    Column("job_id", String(64), nullable=False),
+    Column("row", Integer, nullable=False),
+    Column("line", Integer, nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("email", String(254)),
+    Column("client_id", String(36)),
+    Column("username", String(64)),
+    Column("errors", JSON, nullable=False, default=list),
+    Column("original", JSON, nullable=False, default=dict),
+    PrimaryKeyConstraint("job_id", "row"),
+)
