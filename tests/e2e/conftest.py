@@ -1,0 +1,61 @@
+"""The whole pipeline on the session's real broker and database, and a partner's client to drive it."""
+
+import base64
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from clients_import.client import ImportClient
+from clients_import.pipeline import Pipeline
+from shared.events import ImportNotification, ImportOptions, ImportRequest, Source
+from shared.settings import Settings
+from shared.tables import clients
+
+
+@pytest.fixture(scope="session")
+async def pipeline(settings: Settings, engine: AsyncEngine) -> AsyncIterator[Pipeline]:
+    async with Pipeline(settings, engine=engine) as running:
+        yield running
+
+
+@pytest.fixture
+async def partner(settings: Settings, pipeline: Pipeline) -> AsyncIterator["Partner"]:
+    async with ImportClient(settings) as client:
+        yield Partner(client)
+
+
+class Partner:
+    """Submits files the way a partner system does, on clients.import.requests, and waits for the answer."""
+
+    def __init__(self, client: ImportClient) -> None:
+        self.client = client
+
+    def request(self, data: bytes | str, file_name: str = "clients.csv", **options) -> ImportRequest:
+        raw = data.encode() if isinstance(data, str) else data
+        return ImportRequest(
+            job_id=str(uuid.uuid4()),
+            requested_by="e2e",
+            source=Source.TOPIC,
+            file_name=file_name,
+            content_base64=base64.b64encode(raw).decode(),
+            options=ImportOptions(**options),
+        )
+
+    async def run(self, data: bytes | str, file_name: str = "clients.csv", timeout: float = 60, **options) -> ImportNotification:
+        request = self.request(data, file_name, **options)
+        await self.client.submit(request)
+        return (await self.client.wait([request.job_id], timeout))[request.job_id]
+
+
+def unique_domain() -> str:
+    """Each test imports its own emails, so tests never see each other's clients."""
+    return f"t{uuid.uuid4().hex[:10]}.example.com"
+
+
+async def clients_of(engine: AsyncEngine, domain: str) -> dict[str, dict]:
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(clients).where(clients.c.email.like(f"%@{domain}")))).mappings()
+        return {r["email"]: dict(r) for r in rows}
