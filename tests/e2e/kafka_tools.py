@@ -1,0 +1,95 @@
+"""Reading topics and consumer groups the way an operator would, with a plain Kafka client."""
+
+import asyncio
+import json
+import time
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from shared import topics
+from shared.settings import Settings
+
+# Which topics each service's consumer group reads.
+GROUPS = {
+    "uploader": (topics.REQUESTS,),
+    "validator": (topics.CHUNKS,),
+    "writer": (topics.ROWS_ACCEPTED,),
+    "notifier": (topics.JOBS, topics.ROWS_REJECTED, topics.ROWS_WRITTEN),
+}
+
+
+async def read_topic(settings: Settings, topic: str, timeout: float = 5.0):
+    """Every record on a topic, from the beginning to its current end."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in await _partitions(consumer, topic)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        records = []
+        deadline = time.monotonic() + timeout
+        while await _behind(consumer, ends) and time.monotonic() < deadline:
+            for batch in (await consumer.getmany(timeout_ms=200)).values():
+                records.extend(batch)
+        return records
+    finally:
+        await consumer.stop()
+
+
+async def _behind(consumer: AIOKafkaConsumer, ends: dict) -> bool:
+    for tp, end in ends.items():
+        if await consumer.position(tp) < end:
+            return True
+    return False
+
+
+def of_job(records, job_id: str):
+    return [r for r in records if _job_of(r.value) == job_id]
+
+
+def _job_of(value: bytes):
+    try:
+        return json.loads(value).get("job_id")
+    except (ValueError, AttributeError):
+        return None
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    found = consumer.partitions_for_topic(topic)
+    while not found:
+        await consumer._client.force_metadata_update()  # noqa: SLF001
+        found = consumer.partitions_for_topic(topic)
+    return found
+
+
+async def wait_until_drained(settings: Settings, timeout: float = 30.0) -> None:
+    """Until every service group has committed up to the end of its topics, twice in a row."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    await consumer.start()
+    try:
+        deadline = time.monotonic() + timeout
+        calm = 0
+        while calm < 2:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the services did not catch up with their topics")
+            calm = calm + 1 if await _caught_up(settings, admin, consumer) else 0
+            await asyncio.sleep(0.3)
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+async def _caught_up(settings: Settings, admin: AIOKafkaAdminClient, consumer: AIOKafkaConsumer) -> bool:
+    for service, names in GROUPS.items():
+        committed = await admin.list_consumer_group_offsets(settings.group(service))
+        partitions = [TopicPartition(t, p) for t in names for p in await _partitions(consumer, t)]
+        ends = await consumer.end_offsets(partitions)
+        for tp in partitions:
+            meta = committed.get(tp)
+            if ends[tp] > 0 and (meta is None or meta.offset < ends[tp]):
+                return False
+    return True
