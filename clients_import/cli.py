@@ -105,9 +105,11 @@ def summary(note: ImportNotification) -> str:
 
 
 def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
+    stopping = _stop_on_signals()
     with LocalKafka(max_message_bytes=settings.request_max_bytes) as kafka:
         print(kafka.bootstrap, flush=True)
-        _wait_for_stop_signal()
+        while not stopping:
+            signal.pause()
     return 0
 
 
@@ -134,17 +136,12 @@ async def _serve(settings: Settings, services: tuple[str, ...]) -> None:
         await stop.wait()
 
 
-def _wait_for_stop_signal() -> None:
-    stop = False
-
-    def _stop(*_: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    while not stop:
-        signal.pause()
+def _stop_on_signals() -> list:
+    """A list that becomes truthy on SIGTERM or SIGINT; installed before anything starts."""
+    stopping: list = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.append(True))
+    return stopping
 
 
 if __name__ == "__main__":

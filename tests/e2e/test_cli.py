@@ -1,0 +1,77 @@
+"""The `clients-import` command line, run as an operator runs it."""
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from .conftest import unique_domain
+
+CLI = [sys.executable, "-m", "clients_import.cli"]
+
+
+def _env(settings, tmp_path: Path) -> dict:
+    return {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}",
+        "GROUP_PREFIX": f"cli-{uuid.uuid4().hex[:8]}",
+    }
+
+
+def test_run_imports_files_and_prints_one_json_notification_per_file(settings, engine, tmp_path):
+    d = unique_domain()
+    good = tmp_path / "good.csv"
+    good.write_text(f"firstName,email\nAnn,ann@{d}\nBen,ben@{d}\n")
+    messy = tmp_path / "messy.csv"
+    messy.write_text(f"firstName;email\nCy;cy@{d}\n;nofirst@{d}\n", encoding="cp1252")
+
+    done = subprocess.run([*CLI, "run", str(good), str(messy), "--json"], env=_env(settings, tmp_path),
+                          capture_output=True, text=True, timeout=180)
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    notes = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [(n["file_name"], n["status"], n["created"], n["rejected"]) for n in notes] == [
+        ("good.csv", "completed", 2, 0),
+        ("messy.csv", "completed_with_errors", 1, 1),
+    ]
+
+
+def test_run_exits_non_zero_when_a_file_is_rejected_whole(settings, engine, tmp_path):
+    bad = tmp_path / "report.csv"
+    bad.write_bytes(b"%PDF-1.7\n...")
+    done = subprocess.run([*CLI, "run", str(bad)], env=_env(settings, tmp_path), capture_output=True, text=True, timeout=180)
+    assert done.returncode == 1
+    assert "PDF" in done.stdout and "report.csv" in done.stdout
+
+
+def test_run_names_a_missing_file(tmp_path):
+    done = subprocess.run([*CLI, "run", str(tmp_path / "nope.csv")], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "nope.csv" in done.stderr
+
+
+def test_broker_prints_its_address_serves_kafka_and_stops_cleanly():
+    process = subprocess.Popen([*CLI, "broker"], stdout=subprocess.PIPE, text=True)
+    try:
+        line = process.stdout.readline().strip()
+        assert re.fullmatch(r"127\.0\.0\.1:\d+", line), line
+        host, port = line.split(":")
+        with socket.create_connection((host, int(port)), timeout=5):
+            pass
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+    time.sleep(0.5)
+    refused = subprocess.run(["bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{port}"], capture_output=True)
+    assert refused.returncode != 0, "the broker's port still answers after the command stopped"
+
+
+def test_serve_refuses_an_unknown_service(settings, tmp_path):
+    done = subprocess.run([*CLI, "serve", "mailer"], env=_env(settings, tmp_path), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "mailer" in done.stderr
