@@ -134,12 +134,12 @@ async def raw_bodies(message: StreamMessage) -> Any:
 
 def decode_records(
     records: Sequence[ConsumerRecord], decode: Callable[[bytes], T], stage: str
-) -> tuple[list[T], list[tuple[ConsumerRecord, str, BaseException]]]:
-    good: list[T] = []
+) -> tuple[list[tuple[ConsumerRecord, T]], list[tuple[ConsumerRecord, str, BaseException]]]:
+    good: list[tuple[ConsumerRecord, T]] = []
     bad: list[tuple[ConsumerRecord, str, BaseException]] = []
     for record in records:
         try:
-            good.append(decode(record.value or b""))
+            good.append((record, decode(record.value or b"")))
         except (ValidationError, ValueError) as error:
             bad.append((record, stage, error))
     return good, bad

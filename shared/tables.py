@@ -15,6 +15,9 @@ from sqlalchemy import (
 
 metadata = MetaData()
 
+# NULL, not a JSON 'null', for rows with no errors: most rows, so they skip JSON encoding entirely.
+_json = JSON(none_as_null=True)
+
 # Byte-wise ordering on PostgreSQL too, so a username prefix is an index range.
 _username = String(64).with_variant(String(64, collation="C"), "postgresql")
 
@@ -46,8 +49,8 @@ row_outcomes = Table(
     Column("outcome", String(16), nullable=False),
     Column("client_id", String(36)),
     Column("username", String(64)),
-    Column("errors", JSON, nullable=False, default=list),
-    Column("original", JSON, nullable=False, default=dict),
+    Column("errors", _json),
+    Column("original", _json),
     PrimaryKeyConstraint("job_id", "row"),
 )
 
@@ -88,7 +91,7 @@ job_rows = Table(
     Column("email", String(254)),
     Column("client_id", String(36)),
     Column("username", String(64)),
-    Column("errors", JSON, nullable=False, default=list),
-    Column("original", JSON, nullable=False, default=dict),
+    Column("errors", _json),
+    Column("original", _json),
     PrimaryKeyConstraint("job_id", "row"),
 )

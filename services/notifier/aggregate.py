@@ -27,6 +27,8 @@ def status_of(total: int | None, counts: JobCounts, dry_run: bool) -> JobStatus:
 def first_errors(rejected_rows: Iterable[tuple[int, int, list[dict]]], limit: int) -> tuple[RowError, ...]:
     """The first `limit` errors, in row order, for a notification a person reads."""
     errors: list[RowError] = []
+    if limit <= 0:
+        return ()
     for row, line, issues in sorted(rejected_rows):
         for issue in issues:
             errors.append(RowError(row=row, line=line, field=issue.get("field"), code=issue["code"], message=issue["message"]))

@@ -78,8 +78,8 @@ async def record_rows(conn: AsyncConnection, events: Iterable[RowsRejected | Row
         else:
             rows.extend(
                 dict(job_id=event.job_id, row=r.row, line=r.line, outcome=r.outcome.value, email=r.email,
-                     client_id=r.client_id, username=r.username, errors=[e.model_dump() for e in r.errors],
-                     original=r.original)
+                     client_id=r.client_id, username=r.username, errors=[e.model_dump() for e in r.errors] or None,
+                     original=r.original or None)
                 for r in event.results
             )
     if rows:
@@ -136,7 +136,7 @@ async def notification_for(conn: AsyncConnection, state: JobState, first_errors:
         .order_by(job_rows.c.row)
         .limit(first_errors)
     )
-    rejected = [(r.row, r.line, r.errors) for r in await conn.execute(query)]
+    rejected = [(r.row, r.line, r.errors or []) for r in await conn.execute(query)]
     return aggregate.notification(job, state.counts, aggregate.first_errors(rejected, first_errors))
 
 

@@ -10,7 +10,15 @@ from .reading import ReadFile
 
 
 def repeat_key(value: str) -> str:
-    return unicodedata.normalize("NFC", value.strip()).lower()
+    """Case-insensitive, and one key for the Unicode and the punycode (xn--) spelling of a domain."""
+    key = unicodedata.normalize("NFC", value.strip()).lower()
+    local, at, domain = key.rpartition("@")
+    if at and "xn--" in domain:
+        try:
+            key = f"{local}@{domain.encode('ascii').decode('idna')}"
+        except UnicodeError:
+            pass
+    return key
 
 
 def find_repeats(read: ReadFile) -> dict[int, tuple[str, int]]:
@@ -37,7 +45,7 @@ def find_repeats(read: ReadFile) -> dict[int, tuple[str, int]]:
 
 def to_csv(header: tuple[str, ...], records: list[list[str]]) -> str:
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csv.writer(out, lineterminator="\r\n")  # CRLF: a lone CR or LF in a value gets quoted
     writer.writerow(header)
     writer.writerows(records)
     return out.getvalue()

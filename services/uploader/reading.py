@@ -65,7 +65,7 @@ def sniff_binary(data: bytes) -> Issue | None:
     if data.startswith(b"MZ") or data.startswith(b"\x7fELF"):
         return refuse("executable_content", "This is a program, not a CSV file. Executable content is not accepted.")
     if data.startswith((b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")):
-        if b"xl/" in data[:65536] or b"[Content_Types].xml" in data[:65536] and b"word/" not in data[:65536]:
+        if b"xl/" in data[:65536]:
             return refuse(
                 "excel_workbook",
                 "This is an Excel workbook, not a CSV file: open it in Excel and use Save As > CSV UTF-8, then upload the .csv.",
@@ -148,7 +148,7 @@ def detect_delimiter(text: str) -> str:
     """The delimiter the header line uses most, outside quotes; comma when it has none."""
     counts = dict.fromkeys(DELIMITERS, 0)
     quoted = False
-    for char in text:
+    for char in text.lstrip("\r\n \ufeff"):
         if char == '"':
             quoted = not quoted
         elif not quoted and char in "\r\n":

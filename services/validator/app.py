@@ -22,16 +22,20 @@ def register(broker: KafkaBroker, settings: Settings) -> None:
     @broker.subscriber(topics.CHUNKS, **consumer_options(settings, "validator"))
     async def validate_chunks(_: list, message: KafkaMessage) -> None:
         chunks, bad = decode_records(records_of(message), Chunk.model_validate_json, "validator")
-        await send_to_dlq(broker, bad)
         publications = []
-        for chunk in chunks:
-            accepted, rejected = validate_chunk(chunk, rules)
+        for record, chunk in chunks:
+            try:
+                accepted, rejected = validate_chunk(chunk, rules)
+            except Exception as error:  # a chunk the rules cannot read must not stop the others
+                bad.append((record, "validator", error))
+                continue
             publications += route(chunk, accepted, rejected, settings.topic_partitions)
             log.info(
                 "chunk validated",
                 extra={"step": "chunk.validated", "job_id": chunk.job_id, "chunk": chunk.index,
                        "accepted": len(accepted), "rejected": len(rejected)},
             )
+        await send_to_dlq(broker, bad)
         await publish_all(broker, publications)
 
 

@@ -31,7 +31,7 @@ def register(broker: KafkaBroker, settings: Settings, engine: AsyncEngine) -> No
     async def write_rows(_: list, message: KafkaMessage) -> None:
         batches, bad = decode_records(records_of(message), RowsAccepted.model_validate_json, "writer")
         await send_to_dlq(broker, bad)
-        pending = [PendingRow(b.job_id, b.options, row) for b in batches for row in b.rows]
+        pending = [PendingRow(b.job_id, b.options, row) for _, b in batches for row in b.rows]
         # The database commit happens here; the offsets are committed only after this handler returns.
         results = await apply_rows(engine, pending)
         await publish_all(broker, written_events(results))

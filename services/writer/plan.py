@@ -9,6 +9,7 @@ import unicodedata
 from collections import ChainMap
 from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 
 from shared.events import AcceptedRow, ClientValues, ImportOptions, Issue, Mode, Outcome, RowResult
 
@@ -45,7 +46,8 @@ class Plan:
 
     @property
     def upserts(self) -> list[Client]:
-        return [*self.created.values(), *self.updated.values()]
+        # Updates first: one may give up a username that a created client takes.
+        return [*self.updated.values(), *self.created.values()]
 
 
 def plan_writes(
@@ -57,7 +59,7 @@ def plan_writes(
     """`existing`: email -> client; `usernames`: username -> owner's email, for every username the rows might touch."""
     plan = Plan()
     clients: MutableMapping[str, Client] = dict(existing)
-    owners: MutableMapping[str, str] = dict(usernames)
+    owners: MutableMapping[str, str | None] = dict(usernames)
     dry_runs: dict[str, tuple[ChainMap, ChainMap]] = {}
     for pending in rows:
         state = (clients, owners)
@@ -74,7 +76,10 @@ def plan_writes(
 
 
 def _apply(
-    pending: PendingRow, clients: MutableMapping[str, Client], owners: MutableMapping[str, str], new_id: Callable[[], str]
+    pending: PendingRow,
+    clients: MutableMapping[str, Client],
+    owners: MutableMapping[str, str | None],
+    new_id: Callable[[], str],
 ) -> tuple[RowResult, Client | None]:
     row, values, mode = pending.row, pending.row.values, pending.options.mode
     current = clients.get(values.email)
@@ -82,20 +87,22 @@ def _apply(
     if refusal:
         return _result(row, Outcome.REJECTED, errors=(refusal,), original=row.original), None
     if current is None:
-        username = values.username or free_username(username_base(values), lambda name: name in owners)
+        username = values.username or free_username(username_base(values), lambda name: owners.get(name) is not None)
         client = new_client(new_id(), values, username)
         outcome = Outcome.CREATED
     else:
         client = merge(current, values)
         outcome = Outcome.UNCHANGED if client == current else Outcome.UPDATED
         if client.username != current.username:
-            owners.pop(current.username, None)
+            owners[current.username] = None  # freed (a dry run's layer cannot pop what lies below it)
     clients[client.email] = client
     owners[client.username] = client.email
     return _result(row, outcome, client=client), client
 
 
-def _refusal(values: ClientValues, current: Client | None, owners: MutableMapping[str, str], mode: Mode) -> Issue | None:
+def _refusal(
+    values: ClientValues, current: Client | None, owners: MutableMapping[str, str | None], mode: Mode
+) -> Issue | None:
     if current is not None and mode is Mode.CREATE_ONLY:
         return Issue(
             code="already_exists",
@@ -148,8 +155,13 @@ def merge(current: Client, values: ClientValues) -> Client:
 
 def username_base(values: ClientValues) -> str:
     """From the email's local part, else the names, else 'client': lower-case ASCII letters, digits, . _ -"""
-    local = values.email.rsplit("@", 1)[0]
-    names = ".".join(n for n in (values.first_name, values.last_name) if n)
+    return _username_base(values.email, values.first_name, values.last_name)
+
+
+@lru_cache(maxsize=16384)  # asked for twice per new client: once to look up the taken names, once to pick
+def _username_base(email: str, first_name: str, last_name: str | None) -> str:
+    local = email.rsplit("@", 1)[0]
+    names = ".".join(n for n in (first_name, last_name) if n)
     for candidate in (local, names):
         base = _slug(candidate)[: USERNAME_MAX - _SUFFIX_ROOM].strip("._-")
         if len(base) >= 3:

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import and_, or_, select, tuple_
+from sqlalchemy import and_, bindparam, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -67,20 +67,29 @@ def _slices(items: Sequence) -> Iterable[Sequence]:
 
 
 async def _recorded(conn: AsyncConnection, keys: list[tuple[str, int]]) -> dict[tuple[str, int], RowResult]:
+    """Results already recorded for these (job, row) keys: one range query per job, not one per row."""
+    spans: dict[str, tuple[int, int]] = {}
+    for job_id, row in keys:
+        low, high = spans.get(job_id, (row, row))
+        spans[job_id] = (min(low, row), max(high, row))
+    wanted = set(keys)
     found: dict[tuple[str, int], RowResult] = {}
-    for part in _slices(keys):
-        query = select(row_outcomes).where(tuple_(row_outcomes.c.job_id, row_outcomes.c.row).in_(part))
+    for job_id, (low, high) in spans.items():
+        query = select(row_outcomes).where(
+            row_outcomes.c.job_id == job_id, row_outcomes.c.row >= low, row_outcomes.c.row <= high
+        )
         for r in (await conn.execute(query)).mappings():
-            found[(r["job_id"], r["row"])] = RowResult(
-                row=r["row"],
-                line=r["line"],
-                outcome=Outcome(r["outcome"]),
-                email=r["email"],
-                client_id=r["client_id"],
-                username=r["username"],
-                errors=tuple(Issue(**e) for e in r["errors"]),
-                original=r["original"],
-            )
+            if (job_id, r["row"]) in wanted:
+                found[(job_id, r["row"])] = RowResult(
+                    row=r["row"],
+                    line=r["line"],
+                    outcome=Outcome(r["outcome"]),
+                    email=r["email"],
+                    client_id=r["client_id"],
+                    username=r["username"],
+                    errors=tuple(Issue(**e) for e in r["errors"] or ()),
+                    original=r["original"] or {},
+                )
     return found
 
 
@@ -104,10 +113,11 @@ async def _username_owners(conn: AsyncConnection, fresh: list[PendingRow], exist
         }
     )
     owners: dict[str, str] = {}
-    for part in _slices(explicit):
-        query = select(clients.c.username, clients.c.email).where(clients.c.username.in_(part))
-        owners.update({r.username: r.email for r in await conn.execute(query)})
-    for part in _slices(bases):
+    exact = select(clients.c.username, clients.c.email).where(clients.c.username.in_(bindparam("names", expanding=True)))
+    for part in _slices(sorted({*explicit, *bases})):
+        owners.update({r.username: r.email for r in await conn.execute(exact, {"names": list(part)})})
+    # Only a base that is itself taken needs its suffixed names (ann1, ann2, ...) looked up.
+    for part in _slices([base for base in bases if base in owners]):
         ranges = [and_(clients.c.username >= low, clients.c.username < high) for low, high in map(username_range, part)]
         query = select(clients.c.username, clients.c.email).where(or_(*ranges))
         owners.update({r.username: r.email for r in await conn.execute(query)})
@@ -138,8 +148,8 @@ async def _record(conn: AsyncConnection, results: list[tuple[str, RowResult]]) -
             "outcome": r.outcome.value,
             "client_id": r.client_id,
             "username": r.username,
-            "errors": [e.model_dump() for e in r.errors],
-            "original": r.original,
+            "errors": [e.model_dump() for e in r.errors] or None,
+            "original": r.original or None,
         }
         for job_id, r in results
     ]

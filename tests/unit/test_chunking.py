@@ -1,0 +1,126 @@
+"""Cutting a read file into chunks, and finding the rows that repeat an earlier email or username."""
+
+import csv
+import io
+
+import pytest
+
+from services.uploader.chunking import cut, find_repeats
+from services.uploader.reading import ReadFile, read_file
+from shared.events import ImportOptions, Mode
+from tests.catalogue import text
+
+
+def read(*lines: str) -> ReadFile:
+    result = read_file(text(*lines))
+    assert isinstance(result, ReadFile), result
+    return result
+
+
+def parse(chunk_csv: str) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(chunk_csv, newline="")))
+
+
+# --- repeats -----------------------------------------------------------------------------------------
+
+
+def test_a_later_row_repeating_an_email_in_any_case_or_spacing_names_the_first_row():
+    result = read(
+        "firstName,email", "Ann,ann@x.com", "Bob,bob@x.com", "Ann,ANN@X.COM", "Ann, ann@x.com ", "Bob,Bob@x.com"
+    )
+
+    assert find_repeats(result) == {3: ("email", 1), 4: ("email", 1), 5: ("email", 2)}
+
+
+def test_the_same_address_with_a_unicode_or_punycode_domain_is_a_repeat():
+    # The validator stores both as ann@bücher.de, so they are one client.
+    result = read("firstName,email", "Ann,ann@bücher.de", "Ann,ann@xn--bcher-kva.de")
+
+    assert find_repeats(result) == {2: ("email", 1)}
+
+
+def test_a_later_row_repeating_a_given_username_in_any_case_names_the_first_row():
+    result = read("firstName,email,username", "Ann,ann@x.com,ann", "Bob,bob@x.com,", "Cid,cid@x.com,ANN")
+
+    assert find_repeats(result) == {3: ("username", 1)}
+
+
+def test_empty_emails_and_usernames_are_not_repeats():
+    result = read("firstName,email,username", "Ann,,", "Bob,,", "Cid,cid@x.com,", "Dee,dee@x.com,")
+
+    assert find_repeats(result) == {}
+
+
+def test_a_row_repeating_both_an_email_and_a_username_is_reported_once_for_its_email():
+    result = read("firstName,email,username", "Ann,ann@x.com,ann", "Ann,ann@x.com,ann")
+
+    assert find_repeats(result) == {2: ("email", 1)}
+
+
+def test_rows_are_counted_without_blank_lines():
+    result = read("firstName,email", "", "Ann,ann@x.com", "", "Ann,ann@x.com")
+
+    assert find_repeats(result) == {2: ("email", 1)}
+
+
+# --- chunks -------------------------------------------------------------------------------------------
+
+
+def test_chunks_cover_every_row_once_in_order_with_numbers_and_lines():
+    result = read("firstName,email", *(f"C{i},c{i}@x.com" for i in range(1, 8)))
+
+    chunks = cut("job-1", result, 3, ImportOptions())
+
+    assert [(c.index, c.count, c.first_row, c.lines) for c in chunks] == [
+        (0, 3, 1, (2, 3, 4)),
+        (1, 3, 4, (5, 6, 7)),
+        (2, 3, 7, (8,)),
+    ]
+    assert all(c.job_id == "job-1" for c in chunks)
+    rows = [row for c in chunks for row in parse(c.csv)[1:]]
+    assert rows == result.records
+
+
+def test_every_chunk_starts_with_the_header_and_knows_the_columns():
+    result = read("email,First Name,Notes", "ann@x.com,Ann,n", "bob@x.com,Bob,m")
+
+    for chunk in cut("job-1", result, 1, ImportOptions()):
+        assert parse(chunk.csv)[0] == ["email", "First Name", "Notes"]
+        assert chunk.columns == {"email": 0, "firstName": 1}
+
+
+def test_chunks_are_comma_separated_whatever_the_file_used():
+    result = read("firstName;lastName;email", "Ann;Lee, Jr.;ann@x.com")
+
+    (chunk,) = cut("job-1", result, 500, ImportOptions())
+
+    assert parse(chunk.csv) == [["firstName", "lastName", "email"], ["Ann", "Lee, Jr.", "ann@x.com"]]
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["Lee, Jr.", 'O"Brien', '"quoted"', "Lee\nSmith", "Lee\r\nSmith", "Lee\rSmith", " spaced ", "\t=1"],
+    ids=["comma", "quote", "quoted", "LF", "CRLF", "CR", "spaces", "tab"],
+)
+def test_a_value_reaches_the_validator_exactly_as_it_was_in_the_file(value: str):
+    result = read_file(b'firstName,lastName,email\nAnn,"' + value.replace('"', '""').encode() + b'",ann@x.com\n')
+    assert isinstance(result, ReadFile)
+
+    (chunk,) = cut("job-1", result, 500, ImportOptions())
+
+    assert parse(chunk.csv)[1:] == [["Ann", value, "ann@x.com"]]
+
+
+def test_each_chunk_carries_the_repeats_of_its_own_rows_even_across_chunks():
+    result = read("firstName,email", "Ann,ann@x.com", "Bob,bob@x.com", "Ann,ann@x.com", "Bob,bob@x.com")
+
+    chunks = cut("job-1", result, 2, ImportOptions())
+
+    assert [c.repeats for c in chunks] == [{}, {3: ("email", 1), 4: ("email", 2)}]
+
+
+def test_chunks_carry_the_import_options():
+    options = ImportOptions(mode=Mode.UPDATE_ONLY, dry_run=True)
+    result = read("firstName,email", "Ann,ann@x.com", "Bob,bob@x.com")
+
+    assert {c.options for c in cut("job-1", result, 1, options)} == {options}

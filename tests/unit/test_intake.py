@@ -1,0 +1,135 @@
+"""From an import request to the uploader's events: the job first, then its chunks."""
+
+import base64
+import json
+import uuid
+
+import pytest
+from aiokafka import ConsumerRecord
+from pydantic import ValidationError
+
+from services.uploader.intake import job_id_for, plan_job, refuse_malformed
+from services.uploader.reading import Limits
+from shared import topics
+from shared.events import Chunk, ImportOptions, ImportRequest, JobAccepted, JobRefused, Mode, Source
+from tests.catalogue import XLSX, text
+
+CLEAN = text("firstName,email,phone", *(f"C{i},c{i}@x.com,555" for i in range(1, 6)))
+
+
+def request(data: bytes = CLEAN, **fields) -> ImportRequest:
+    return ImportRequest(file_name="clients.csv", content_base64=base64.b64encode(data).decode(), **fields)
+
+
+def record(offset: int = 7) -> ConsumerRecord:
+    return ConsumerRecord(topics.REQUESTS, 2, offset, 0, 0, None, b"{}", None, 0, 2, [])
+
+
+def test_an_accepted_file_publishes_the_job_first_then_its_chunks_all_keyed_by_job():
+    options = ImportOptions(mode=Mode.CREATE_ONLY)
+
+    publications = plan_job(request(options=options, requested_by="ops"), "job-1", Limits(), 2)
+
+    job, *chunks = publications
+    assert job.topic == topics.JOBS and isinstance(job.event, JobAccepted)
+    assert (job.event.total, job.event.chunks) == (5, 3)
+    assert (job.event.file_name, job.event.requested_by, job.event.options) == ("clients.csv", "ops", options)
+    assert [w.code for w in job.event.warnings] == ["unknown_columns"]
+    assert [p.topic for p in chunks] == [topics.CHUNKS] * 3
+    assert [p.event.index for p in chunks] == [0, 1, 2]
+    assert all(isinstance(p.event, Chunk) and p.event.options == options for p in chunks)
+    assert {p.key for p in publications} == {"job-1"}
+
+
+def test_a_rejected_file_publishes_only_the_refusal_with_its_reason():
+    publications = plan_job(request(XLSX), "job-1", Limits(), 500)
+
+    assert len(publications) == 1
+    (job,) = publications
+    assert job.topic == topics.JOBS and job.key == "job-1"
+    assert isinstance(job.event, JobRefused)
+    assert job.event.reason.code == "excel_workbook"
+
+
+def test_the_limits_given_are_the_ones_applied():
+    (job,) = plan_job(request(), "job-1", Limits(max_records=4), 500)
+    assert job.event.reason.code == "too_many_records"
+
+
+def test_text_content_is_imported_as_utf8():
+    publications = plan_job(ImportRequest(file_name="a.csv", content="firstName,email\nZoë,zoe@x.com\n"), "j", Limits(), 9)
+    assert publications[0].event.total == 1
+    assert "Zoë" in publications[1].event.csv
+
+
+def test_content_that_is_not_base64_is_refused_as_an_invalid_request():
+    bad = ImportRequest(file_name="a.csv", content_base64="not base64!!")
+
+    (job,) = plan_job(bad, "job-1", Limits(), 500)
+
+    assert job.event.reason.code == "invalid_request"
+    assert "base64" in job.event.reason.message
+
+
+# --- job ids -----------------------------------------------------------------------------------------
+
+
+def test_the_job_id_given_by_our_api_is_kept():
+    assert job_id_for(request(job_id="job-from-api", idempotency_key="k"), record()) == "job-from-api"
+
+
+def test_the_same_idempotency_key_from_the_same_requester_is_the_same_job():
+    first = job_id_for(request(idempotency_key="k-1", requested_by="crm"), record(1))
+    again = job_id_for(request(idempotency_key="k-1", requested_by="crm"), record(2))
+    other_key = job_id_for(request(idempotency_key="k-2", requested_by="crm"), record(1))
+    other_requester = job_id_for(request(idempotency_key="k-1", requested_by="erp"), record(1))
+
+    assert first == again
+    assert len({first, other_key, other_requester}) == 3
+
+
+def test_a_redelivered_record_without_a_key_is_the_same_job():
+    assert job_id_for(request(), record(7)) == job_id_for(request(), record(7))
+    assert job_id_for(request(), record(7)) != job_id_for(request(), record(8))
+
+
+def test_a_request_with_nothing_to_identify_it_gets_a_fresh_job_id():
+    ids = {job_id_for(request()) for _ in range(3)}
+    assert len(ids) == 3 and all(uuid.UUID(i) for i in ids)
+
+
+# --- malformed requests ------------------------------------------------------------------------------
+
+
+def validation_error(raw: bytes) -> ValidationError:
+    with pytest.raises(ValidationError) as caught:
+        ImportRequest.model_validate_json(raw)
+    return caught.value
+
+
+@pytest.mark.parametrize("raw", [b"not json", b"[1, 2]", json.dumps({"file_name": "a.csv"}).encode()])
+def test_a_malformed_request_that_cannot_be_addressed_gets_no_notification(raw: bytes):
+    assert refuse_malformed(raw, ValueError("bad")) == []
+
+
+def test_a_malformed_request_with_an_idempotency_key_is_refused_as_the_job_a_valid_one_would_be():
+    raw = json.dumps({"idempotency_key": "k-9", "requested_by": "crm", "file_name": "a.csv"}).encode()
+
+    (publication,) = refuse_malformed(raw, validation_error(raw))
+
+    event = publication.event
+    assert isinstance(event, JobRefused) and publication.topic == topics.JOBS
+    assert event.job_id == job_id_for(request(idempotency_key="k-9", requested_by="crm"))
+    assert publication.key == event.job_id
+    assert (event.file_name, event.requested_by, event.source) == ("a.csv", "crm", Source.TOPIC)
+    assert event.reason.code == "invalid_request"
+    assert "content" in event.reason.message and "\n" not in event.reason.message
+
+
+def test_a_malformed_request_with_a_job_id_is_refused_under_that_id():
+    raw = json.dumps({"job_id": "job-7", "content": "x"}).encode()
+
+    (publication,) = refuse_malformed(raw, validation_error(raw))
+
+    assert publication.event.job_id == "job-7"
+    assert publication.event.file_name == "(unnamed)"
