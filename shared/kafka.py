@@ -42,7 +42,7 @@ def consumer_options(settings: Settings, service: str) -> dict:
         group_id=settings.group(service),
         batch=True,
         max_records=settings.batch_max_records,
-        batch_timeout_ms=settings.fetch_max_wait_ms,
+        batch_timeout_ms=settings.batch_timeout_ms,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
         max_partition_fetch_bytes=settings.request_max_bytes,
         fetch_max_bytes=max(50 * 1024 * 1024, settings.request_max_bytes),

@@ -21,7 +21,8 @@ class Settings(BaseSettings):
 
     topic_partitions: int = Field(default=4, ge=1)
     group_prefix: str = "clients-import"
-    fetch_max_wait_ms: int = Field(default=5, ge=0, description="a consumer's wait for more data per poll")
+    fetch_max_wait_ms: int = Field(default=100, ge=0, description="how long the broker holds a fetch that has no data yet")
+    batch_timeout_ms: int = Field(default=5, ge=0, description="how long a service waits to fill a batch")
     batch_max_records: int = Field(default=500, ge=1, description="Kafka records per consumed batch")
 
     progress_interval_s: float = Field(default=0.25, description="least time between two progress events of a job")
