@@ -1,11 +1,13 @@
 """Engines and the one dialect-specific piece the services need: an upsert-capable INSERT."""
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Insert, Table, event
+from sqlalchemy import Executable, Insert, Table, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from .tables import metadata
 
@@ -51,3 +53,28 @@ def insert_for(engine_or_dialect_name: AsyncEngine | str, table: Table) -> Inser
 async def create_tables(engine: AsyncEngine) -> None:
     async with engine.begin() as connection:
         await connection.run_sync(metadata.create_all)
+
+
+async def execute_many(conn: AsyncConnection, statement: Executable, rows: Sequence[Mapping[str, Any]]) -> None:
+    """One statement, many rows, bound as plain tuples.
+
+    The statement is compiled once by the connection's dialect (so it stays dialect-neutral Core);
+    only the columns whose type needs converting (timestamps on SQLite, JSON) go through the
+    dialect's converter. SQLAlchemy's per-row parameter handling costs more than the database here.
+    """
+    if not rows:
+        return
+    compiled = statement.compile(dialect=conn.dialect)
+    names = compiled.positiontup
+    if names is None:
+        raise ValueError(f"{conn.dialect.name} does not use positional parameters; execute_many needs them")
+    convert = {
+        name: processor
+        for name in names
+        if (processor := compiled.binds[name].type.dialect_impl(conn.dialect).bind_processor(conn.dialect)) is not None
+    }
+    sql = str(compiled)
+    await conn.exec_driver_sql(
+        sql,
+        [tuple(convert[n](row[n]) if n in convert else row[n] for n in names) for row in rows],
+    )

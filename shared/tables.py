@@ -80,7 +80,21 @@ import_jobs = Table(
     Index("ix_import_jobs_received_at", "received_at"),
 )
 
-# The notifier's ledger: every row of every job counted once, with what a report needs.
+# The notifier's ledger: each row event counted once. A record of rows is known by its job and its
+# first row (a row travels in exactly one record), so a redelivered record is recognised and skipped.
+job_parts = Table(
+    "job_parts",
+    metadata,
+    Column("job_id", String(64), nullable=False),
+    Column("first_row", Integer, nullable=False),
+    Column("created", Integer, nullable=False),
+    Column("updated", Integer, nullable=False),
+    Column("unchanged", Integer, nullable=False),
+    Column("rejected", Integer, nullable=False),
+    PrimaryKeyConstraint("job_id", "first_row"),
+)
+
+# The rejected rows of every job, with their errors and original values, for reports.
 job_rows = Table(
     "job_rows",
     metadata,

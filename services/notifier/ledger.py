@@ -1,5 +1,6 @@
 """The notifier's records: jobs and every counted row, each (job, row) counted once."""
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -7,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.db import insert_for
+from shared.db import execute_many, insert_for
 from shared.events import (
     ImportNotification,
     JobAccepted,
@@ -16,10 +17,11 @@ from shared.events import (
     JobRepeated,
     JobStatus,
     Outcome,
+    RowResult,
     RowsRejected,
     RowsWritten,
 )
-from shared.tables import import_jobs, job_rows
+from shared.tables import import_jobs, job_parts, job_rows
 
 from . import aggregate
 
@@ -67,40 +69,54 @@ async def record_jobs(conn: AsyncConnection, events: Iterable[JobAccepted | JobR
 
 
 async def record_rows(conn: AsyncConnection, events: Iterable[RowsRejected | RowsWritten]) -> set[str]:
-    rows: list[dict] = []
-    for event in events:
-        if isinstance(event, RowsRejected):
-            rows.extend(
-                dict(job_id=event.job_id, row=r.row, line=r.line, outcome=Outcome.REJECTED.value, email=None,
-                     client_id=None, username=None, errors=[e.model_dump() for e in r.errors], original=r.original)
-                for r in event.rows
-            )
-        else:
-            rows.extend(
-                dict(job_id=event.job_id, row=r.row, line=r.line, outcome=r.outcome.value, email=r.email,
-                     client_id=r.client_id, username=r.username, errors=[e.model_dump() for e in r.errors] or None,
-                     original=r.original or None)
-                for r in event.results
-            )
-    if rows:
-        insert = insert_for(conn.dialect.name, job_rows)
-        await conn.execute(insert.on_conflict_do_nothing(index_elements=[job_rows.c.job_id, job_rows.c.row]), rows)
-    return {r["job_id"] for r in rows}
+    """Count each record of rows once; keep the detail of rejected rows for reports."""
+    fresh = await _unseen(conn, {(e.job_id, _first_row(e)): e for e in events if _rows(e)})
+    parts, rejected = [], []
+    for (job_id, first_row), event in fresh.items():
+        tally = Counter(r.outcome.value for r in _rows(event)) if isinstance(event, RowsWritten) else {
+            Outcome.REJECTED.value: len(event.rows)
+        }
+        parts.append(dict(job_id=job_id, first_row=first_row, **{o.value: tally.get(o.value, 0) for o in Outcome}))
+        rejected += [
+            dict(job_id=job_id, row=r.row, line=r.line, outcome=Outcome.REJECTED.value,
+                 email=getattr(r, "email", None), client_id=None, username=None,
+                 errors=[e.model_dump() for e in r.errors], original=r.original)
+            for r in _rows(event)
+            if not isinstance(r, RowResult) or r.outcome is Outcome.REJECTED
+        ]
+    await execute_many(conn, insert_for(conn.dialect.name, job_parts).on_conflict_do_nothing(), parts)
+    await execute_many(conn, insert_for(conn.dialect.name, job_rows).on_conflict_do_nothing(), rejected)
+    return {job_id for job_id, _ in fresh}
+
+
+def _rows(event: RowsRejected | RowsWritten) -> tuple:
+    return event.rows if isinstance(event, RowsRejected) else event.results
+
+
+def _first_row(event: RowsRejected | RowsWritten) -> int:
+    return min(r.row for r in _rows(event))
+
+
+async def _unseen(conn: AsyncConnection, keyed: dict[tuple[str, int], object]) -> dict:
+    """The records not counted before (nor twice in this batch)."""
+    by_job: dict[str, list[int]] = {}
+    for job_id, first_row in keyed:
+        by_job.setdefault(job_id, []).append(first_row)
+    seen: set[tuple[str, int]] = set()
+    for job_id, rows in by_job.items():
+        query = select(job_parts.c.first_row).where(job_parts.c.job_id == job_id, job_parts.c.first_row.in_(rows))
+        seen.update((job_id, r) for r in (await conn.execute(query)).scalars())
+    return {key: event for key, event in keyed.items() if key not in seen}
 
 
 async def settle(conn: AsyncConnection, job_ids: Sequence[str], now: datetime) -> list[JobState]:
-    """Recount the touched jobs from their rows and move their status on."""
+    """Recount the touched jobs from their counted records and move their status on."""
     states: list[JobState] = []
     for part in (job_ids[i : i + _SLICE] for i in range(0, len(job_ids), _SLICE)):
         jobs = {r["id"]: r for r in (await conn.execute(select(import_jobs).where(import_jobs.c.id.in_(part)))).mappings()}
-        tallies: dict[str, dict[str, int]] = {}
-        query = (
-            select(job_rows.c.job_id, job_rows.c.outcome, func.count())
-            .where(job_rows.c.job_id.in_(part))
-            .group_by(job_rows.c.job_id, job_rows.c.outcome)
-        )
-        for job_id, outcome, n in await conn.execute(query):
-            tallies.setdefault(job_id, {})[outcome] = n
+        sums = [func.coalesce(func.sum(job_parts.c[o.value]), 0).label(o.value) for o in Outcome]
+        query = select(job_parts.c.job_id, *sums).where(job_parts.c.job_id.in_(part)).group_by(job_parts.c.job_id)
+        tallies = {r["job_id"]: {o.value: r[o.value] for o in Outcome} for r in (await conn.execute(query)).mappings()}
         for job_id, job in jobs.items():
             states.append(await _settle_one(conn, job, tallies.get(job_id, {}), now))
     return states

@@ -1,7 +1,7 @@
 """The writer: accepted rows in, clients upserted by email, one result per row out."""
 
 import logging
-from collections import defaultdict
+from collections import Counter
 
 from faststream import FastStream
 from faststream.kafka import KafkaBroker, KafkaMessage
@@ -29,31 +29,29 @@ log = logging.getLogger("clients_import.writer")
 def register(broker: KafkaBroker, settings: Settings, engine: AsyncEngine) -> None:
     @broker.subscriber(topics.ROWS_ACCEPTED, **consumer_options(settings, "writer"))
     async def write_rows(_: list, message: KafkaMessage) -> None:
-        batches, bad = decode_records(records_of(message), RowsAccepted.model_validate_json, "writer")
+        decoded, bad = decode_records(records_of(message), RowsAccepted.model_validate_json, "writer")
         await send_to_dlq(broker, bad)
-        pending = [PendingRow(b.job_id, b.options, row) for _, b in batches for row in b.rows]
+        batches = [event for _, event in decoded]
         # The database commit happens here; the offsets are committed only after this handler returns.
-        results = await apply_rows(engine, pending)
-        await publish_all(broker, written_events(results))
-        for job_id, n in _per_job(results).items():
+        results = await apply_rows(engine, [PendingRow(b.job_id, b.options, row) for b in batches for row in b.rows])
+        await publish_all(broker, written_events(batches, results))
+        for job_id, n in Counter(job_id for job_id, _ in results).items():
             log.info("rows written", extra={"step": "rows.written", "job_id": job_id, "rows": n})
 
 
-def written_events(results: list[tuple[str, RowResult]]) -> list[Publication]:
-    by_job: dict[str, list[RowResult]] = defaultdict(list)
-    for job_id, result in results:
-        by_job[job_id].append(result)
+def written_events(batches: list[RowsAccepted], results: list[tuple[str, RowResult]]) -> list[Publication]:
+    """One answer per accepted record, holding the results of exactly its rows: a redelivered record
+    gets the same answer, which the notifier recognises."""
+    by_row = {(job_id, result.row): result for job_id, result in results}
     return [
-        Publication(topics.ROWS_WRITTEN, RowsWritten(job_id=job_id, results=tuple(rows)), key=job_id)
-        for job_id, rows in by_job.items()
+        Publication(
+            topics.ROWS_WRITTEN,
+            RowsWritten(job_id=batch.job_id, results=tuple(by_row[(batch.job_id, row.row)] for row in batch.rows)),
+            key=batch.job_id,
+        )
+        for batch in batches
+        if batch.rows
     ]
-
-
-def _per_job(results: list[tuple[str, RowResult]]) -> dict[str, int]:
-    counts: dict[str, int] = defaultdict(int)
-    for job_id, _ in results:
-        counts[job_id] += 1
-    return counts
 
 
 def build_app(settings: Settings, engine: AsyncEngine) -> FastStream:

@@ -189,7 +189,10 @@ def _slug(text: str) -> str:
     return re.sub(r"[._-]{2,}", ".", re.sub(r"[^a-z0-9._-]", "", folded))
 
 
-def _result(row: AcceptedRow, outcome: Outcome, client: Client | None = None, **extra) -> RowResult:
+def _result(
+    row: AcceptedRow, outcome: Outcome, client: Client | None = None, errors=(), original: dict | None = None
+) -> RowResult:
+    # Every field given: no default factory runs per row.
     return RowResult(
         row=row.row,
         line=row.line,
@@ -197,5 +200,6 @@ def _result(row: AcceptedRow, outcome: Outcome, client: Client | None = None, **
         email=row.values.email,
         client_id=client.id if client else None,
         username=client.username if client else None,
-        **extra,
+        errors=errors,
+        original=original or {},
     )

@@ -5,6 +5,7 @@ results, so a redelivered row finds its recorded result and is never applied or 
 """
 
 import logging
+import os
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -13,7 +14,7 @@ from sqlalchemy import and_, bindparam, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from shared.db import insert_for
+from shared.db import execute_many, insert_for
 from shared.events import Issue, Outcome, RowResult
 from shared.tables import clients, row_outcomes
 
@@ -46,12 +47,19 @@ async def _apply(conn: AsyncConnection, pending: list[PendingRow]) -> list[tuple
     if fresh:
         existing = await _clients_by_email(conn, {p.row.values.email for p in fresh})
         usernames = await _username_owners(conn, fresh, existing)
-        plan = plan_writes(fresh, existing, usernames, lambda: str(uuid.uuid4()))
+        plan = plan_writes(fresh, existing, usernames, new_ids(len(fresh)).__next__)
         now = datetime.now(UTC)
         await _upsert(conn, plan.upserts, now)
         await _record(conn, plan.results)
     new = {(job_id, result.row): result for job_id, result in plan.results}
     return [(p.job_id, recorded.get((p.job_id, p.row.row)) or new[(p.job_id, p.row.row)]) for p in pending]
+
+
+def new_ids(n: int):
+    """n random (version 4) UUIDs from one read of the system's randomness, not one read each."""
+    pool = os.urandom(16 * n)
+    for start in range(0, 16 * n, 16):
+        yield str(uuid.UUID(bytes=pool[start : start + 16], version=4))
 
 
 def _first_of_each(pending: Iterable[PendingRow]) -> list[PendingRow]:
@@ -133,7 +141,7 @@ async def _upsert(conn: AsyncConnection, upserts: list[Client], now: datetime) -
         index_elements=[clients.c.email], set_={name: insert.excluded[name] for name in changing}
     )
     rows = [{**c.__dict__, "created_at": now, "updated_at": now} for c in upserts]
-    await conn.execute(statement, rows)
+    await execute_many(conn, statement, rows)
 
 
 async def _record(conn: AsyncConnection, results: list[tuple[str, RowResult]]) -> None:
@@ -153,4 +161,4 @@ async def _record(conn: AsyncConnection, results: list[tuple[str, RowResult]]) -
         }
         for job_id, r in results
     ]
-    await conn.execute(row_outcomes.insert(), rows)
+    await execute_many(conn, row_outcomes.insert(), rows)

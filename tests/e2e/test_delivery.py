@@ -9,7 +9,7 @@ from sqlalchemy import select
 from clients_import.pipeline import Pipeline
 from shared import topics
 from shared.events import JobStatus
-from shared.tables import clients, import_jobs, job_rows, row_outcomes
+from shared.tables import clients, import_jobs, job_parts, job_rows, row_outcomes
 
 from .conftest import clients_of, unique_domain
 from .kafka_tools import of_job, read_topic, wait_until_drained
@@ -18,7 +18,8 @@ from .kafka_tools import of_job, read_topic, wait_until_drained
 async def _snapshot(engine, job_id: str, domain: str):
     async with engine.connect() as conn:
         outcomes = (await conn.execute(select(row_outcomes).where(row_outcomes.c.job_id == job_id).order_by(row_outcomes.c.row))).all()
-        counted = (await conn.execute(select(job_rows).where(job_rows.c.job_id == job_id).order_by(job_rows.c.row))).all()
+        counted = (await conn.execute(select(job_parts).where(job_parts.c.job_id == job_id).order_by(job_parts.c.first_row))).all()
+        counted += (await conn.execute(select(job_rows).where(job_rows.c.job_id == job_id).order_by(job_rows.c.row))).all()
         job = (await conn.execute(select(import_jobs).where(import_jobs.c.id == job_id))).one()
     return await clients_of(engine, domain), outcomes, counted, job
 
