@@ -96,11 +96,11 @@ async def services(settings: Settings, processes: bool):
             yield
         return
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-           "DATABASE_URL": settings.database_url, "LOG_LEVEL": "WARNING"}
+           "DATABASE_URL": settings.database_url, "GROUP_PREFIX": settings.group_prefix, "LOG_LEVEL": "WARNING"}
     workers = [subprocess.Popen([sys.executable, "-m", "clients_import.cli", "serve", name], env=env,
                                 stdout=subprocess.DEVNULL) for name in SERVICES]
     try:
-        await asyncio.sleep(3)
+        await asyncio.sleep(3)  # the warm-up file below waits for them anyway
         yield
     finally:
         for worker in workers:
@@ -135,8 +135,9 @@ def _mark(ok: bool) -> str:
 
 if __name__ == "__main__":
     cli = argparse.ArgumentParser(description=__doc__)
-    cli.add_argument("--processes", action="store_true", help="run each service in its own process")
+    cli.add_argument("--in-process", action="store_true", help="all four services in this process, as `run` does")
     args = cli.parse_args()
+    args.processes = not args.in_process
     with tempfile.TemporaryDirectory(prefix="clients-import-bench-") as tmp:
         if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
             asyncio.run(main(os.environ["KAFKA_BOOTSTRAP_SERVERS"], Path(tmp), args.processes))

@@ -107,7 +107,7 @@ class LocalKafka:
         cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         fmt = subprocess.run(
             ["java", "-cp", classpath, *self._logging(), "kafka.tools.StorageTool", "format",
-             "-t", cluster, "-c", str(props)],
+             f"--cluster-id={cluster}", "-c", str(props)],  # '=': an id may start with '-'
             capture_output=True, text=True,
         )
         if fmt.returncode != 0:
