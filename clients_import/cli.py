@@ -47,6 +47,9 @@ def parser() -> argparse.ArgumentParser:
     broker = commands.add_parser("broker", help="start a local Kafka broker in the foreground")
     broker.set_defaults(command=cmd_broker)
 
+    contract = commands.add_parser("contract", help="print the AsyncAPI document of the topics and events")
+    contract.set_defaults(command=cmd_contract)
+
     serve = commands.add_parser("serve", help="run services against KAFKA_BOOTSTRAP_SERVERS until stopped")
     serve.add_argument("services", nargs="*", metavar="SERVICE", help=f"any of {', '.join(SERVICES)} (default: all)")
     serve.set_defaults(command=cmd_serve)
@@ -102,6 +105,13 @@ def summary(note: ImportNotification) -> str:
     lines += [f"    warning: {w.message}" for w in note.warnings]
     lines += [f"    row {e.row} (line {e.line}){' ' + e.field if e.field else ''}: {e.message}" for e in note.errors]
     return "\n".join(lines)
+
+
+def cmd_contract(args: argparse.Namespace, settings: Settings) -> int:
+    from .contract import asyncapi_document
+
+    sys.stdout.write(asyncapi_document())
+    return 0
 
 
 def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:

@@ -50,7 +50,6 @@ def consumer_options(settings: Settings, service: str) -> dict:
         ack_policy=AckPolicy.NACK_ON_ERROR,
         session_timeout_ms=15_000,
         heartbeat_interval_ms=1_000,
-        decoder=raw_bodies,
     )
 
 
@@ -127,19 +126,36 @@ async def publish_all(broker: KafkaBroker, publications: Iterable[Publication]) 
         await asyncio.gather(*pending)
 
 
-async def raw_bodies(message: StreamMessage) -> Any:
-    """Keep bodies as bytes: each service decodes them itself, so one bad record cannot stop a batch."""
-    return message.body
+def decoder_for(decode: Callable[[ConsumerRecord], Any], stage: str) -> Callable[[StreamMessage], Any]:
+    """A batch decoder that never fails: valid records become events, the others wait on the message
+    (`dead_letters(message)`) for the handler to send to the DLQ. One bad record cannot stop a batch."""
+
+    async def decoder(message: StreamMessage) -> list:
+        good, bad = decode_records(records_of(message), decode, stage)
+        message.dead_letters = bad
+        message.decoded = good
+        return [event for _, event in good]
+
+    return decoder
+
+
+def dead_letters(message: StreamMessage) -> list[tuple[ConsumerRecord, str, BaseException]]:
+    return getattr(message, "dead_letters", [])
+
+
+def value_of(parse: Callable[[bytes], T]) -> Callable[[ConsumerRecord], T]:
+    """Decode a record from its value alone (most topics carry one kind of event)."""
+    return lambda record: parse(record.value or b"")
 
 
 def decode_records(
-    records: Sequence[ConsumerRecord], decode: Callable[[bytes], T], stage: str
+    records: Sequence[ConsumerRecord], decode: Callable[[ConsumerRecord], T], stage: str
 ) -> tuple[list[tuple[ConsumerRecord, T]], list[tuple[ConsumerRecord, str, BaseException]]]:
     good: list[tuple[ConsumerRecord, T]] = []
     bad: list[tuple[ConsumerRecord, str, BaseException]] = []
     for record in records:
         try:
-            good.append((record, decode(record.value or b"")))
+            good.append((record, decode(record)))
         except (ValidationError, ValueError) as error:
             bad.append((record, stage, error))
     return good, bad

@@ -10,8 +10,17 @@ from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared import topics
-from shared.events import ImportProgress, JobEvent, RowsRejected, RowsWritten
-from shared.kafka import Publication, build_broker, consumer_options, publish_all, records_of, send_to_dlq
+from shared.events import (
+    ImportNotification,
+    ImportProgress,
+    JobAccepted,
+    JobEvent,
+    JobRefused,
+    JobRepeated,
+    RowsRejected,
+    RowsWritten,
+)
+from shared.kafka import Publication, build_broker, consumer_options, dead_letters, decoder_for, publish_all, send_to_dlq
 from shared.settings import Settings
 
 from . import aggregate, ledger
@@ -22,6 +31,11 @@ _DECODERS = {
     topics.ROWS_REJECTED: RowsRejected.model_validate_json,
     topics.ROWS_WRITTEN: RowsWritten.model_validate_json,
 }
+NotifierInput = JobAccepted | JobRefused | JobRepeated | RowsRejected | RowsWritten
+
+
+def _by_topic(record) -> NotifierInput:
+    return _DECODERS[record.topic](record.value or b"")
 
 
 class Notifier:
@@ -29,16 +43,10 @@ class Notifier:
         self.broker, self.settings, self.engine = broker, settings, engine
         self.progress_sent: dict[str, float] = {}
 
-    async def handle(self, records) -> None:
-        jobs, rows, bad = [], [], []
-        for record in records:
-            try:
-                event = _DECODERS[record.topic](record.value or b"")
-            except ValueError as error:
-                bad.append((record, "notifier", error))
-                continue
-            (jobs if record.topic == topics.JOBS else rows).append(event)
+    async def handle(self, events: list[NotifierInput], bad: list) -> None:
         await send_to_dlq(self.broker, bad)
+        jobs = [e for e in events if isinstance(e, JobAccepted | JobRefused | JobRepeated)]
+        rows = [e for e in events if isinstance(e, RowsRejected | RowsWritten)]
         now = datetime.now(UTC)
         async with self.engine.begin() as conn:
             touched = await ledger.record_jobs(conn, jobs) | await ledger.record_rows(conn, rows)
@@ -73,10 +81,16 @@ class Notifier:
 
 def register(broker: KafkaBroker, settings: Settings, engine: AsyncEngine) -> Notifier:
     notifier = Notifier(broker, settings, engine)
+    broker.publisher(topics.PROGRESS, schema=ImportProgress, title="progress",
+                     description="Rows processed of total per job, a few times a second, and once at the end.")
+    broker.publisher(topics.NOTIFICATIONS, schema=ImportNotification, title="notifications",
+                     description="The one completion notification of each job.")
 
-    @broker.subscriber(topics.JOBS, topics.ROWS_REJECTED, topics.ROWS_WRITTEN, **consumer_options(settings, "notifier"))
-    async def count_results(_: list, message: KafkaMessage) -> None:
-        await notifier.handle(records_of(message))
+    @broker.subscriber(topics.JOBS, topics.ROWS_REJECTED, topics.ROWS_WRITTEN, **consumer_options(settings, "notifier"),
+                       decoder=decoder_for(_by_topic, "notifier"),
+                       title="notifier", description="Counts every row of every job once and announces the outcome.")
+    async def count_results(events: list[NotifierInput], message: KafkaMessage) -> None:
+        await notifier.handle(events, dead_letters(message))
 
     return notifier
 

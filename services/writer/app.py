@@ -9,15 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared import topics
 from shared.events import RowResult, RowsAccepted, RowsWritten
-from shared.kafka import (
-    Publication,
-    build_broker,
-    consumer_options,
-    decode_records,
-    publish_all,
-    records_of,
-    send_to_dlq,
-)
+from shared.kafka import Publication, build_broker, consumer_options, dead_letters, decoder_for, publish_all, send_to_dlq, value_of
 from shared.settings import Settings
 
 from .plan import PendingRow
@@ -27,11 +19,15 @@ log = logging.getLogger("clients_import.writer")
 
 
 def register(broker: KafkaBroker, settings: Settings, engine: AsyncEngine) -> None:
-    @broker.subscriber(topics.ROWS_ACCEPTED, **consumer_options(settings, "writer"))
-    async def write_rows(_: list, message: KafkaMessage) -> None:
-        decoded, bad = decode_records(records_of(message), RowsAccepted.model_validate_json, "writer")
-        await send_to_dlq(broker, bad)
-        batches = [event for _, event in decoded]
+    broker.publisher(topics.ROWS_WRITTEN, schema=RowsWritten, title="rows.written",
+                     description="What the writer did with each row of one accepted record: created, updated, "
+                                 "unchanged or rejected, with the client id.")
+
+    @broker.subscriber(topics.ROWS_ACCEPTED, **consumer_options(settings, "writer"),
+                       decoder=decoder_for(value_of(RowsAccepted.model_validate_json), "writer"),
+                       title="writer", description="Upserts clients by email, a batch per transaction.")
+    async def write_rows(batches: list[RowsAccepted], message: KafkaMessage) -> None:
+        await send_to_dlq(broker, dead_letters(message))
         # The database commit happens here; the offsets are committed only after this handler returns.
         results = await apply_rows(engine, [PendingRow(b.job_id, b.options, row) for b in batches for row in b.rows])
         await publish_all(broker, written_events(batches, results))
