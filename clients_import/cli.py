@@ -137,6 +137,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _serve(settings: Settings, services: tuple[str, ...]) -> None:
+    if "uploader" in services:
+        await _serve_with_api(settings, services)
+        return
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -144,6 +147,24 @@ async def _serve(settings: Settings, services: tuple[str, ...]) -> None:
     async with Pipeline(settings, services):
         print(f"serving {', '.join(services)} on {settings.kafka_bootstrap_servers}", flush=True)
         await stop.wait()
+
+
+async def _serve_with_api(settings: Settings, services: tuple[str, ...]) -> None:
+    """The uploader brings the HTTP API and the Clients page; uvicorn handles SIGINT and SIGTERM."""
+    import uvicorn
+    from faststream.kafka.fastapi import KafkaRouter
+
+    from services.uploader.api import build_api
+    from shared.kafka import broker_options
+
+    pipeline = Pipeline(settings, services)
+    # The router's broker publishes the API's requests; the services consume on the pipeline's own.
+    router = KafkaRouter(**broker_options(settings), lifespan=pipeline.lifespan, schema_url=None, include_in_schema=False)
+    app = build_api(settings, pipeline.engine, router)
+    config = uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_config=None, access_log=False)
+    print(f"serving {', '.join(services)} on {settings.kafka_bootstrap_servers}; "
+          f"API and Clients page on http://{settings.api_host}:{settings.api_port}/", flush=True)
+    await uvicorn.Server(config).serve()
 
 
 def _stop_on_signals() -> list:

@@ -1,5 +1,7 @@
-"""The four services composed in one process, on one broker connection: for `run`, `serve` and tests."""
+"""The services composed in one process, on one broker connection: for `run`, `serve` and tests."""
 
+import asyncio
+import contextlib
 import logging
 
 from faststream.kafka import KafkaBroker
@@ -27,20 +29,24 @@ class Pipeline:
             raise ValueError(f"unknown service(s) {', '.join(sorted(unknown))}: choose from {', '.join(SERVICES)}")
         self.settings = settings
         self.services = services
-        self.engine = engine
+        self.engine = engine or create_engine(settings.database_url)  # connects on first use only
         self.broker: KafkaBroker | None = None
+        self.notifier: notifier.Notifier | None = None
+        self._background: list[asyncio.Task] = []
 
     async def start(self) -> "Pipeline":
-        self.engine = self.engine or create_engine(self.settings.database_url)
-        await create_tables(self.engine)
-        await ensure_topics(self.settings)
-        self.broker = build_broker(self.settings)
-        self.register(self.broker)
+        await self.prepare()
+        self.register(build_broker(self.settings))
         await self.broker.start()
-        log.info("services started", extra={"step": "services.started", "services": list(self.services)})
+        self.start_background()
         return self
 
+    async def prepare(self) -> None:
+        await create_tables(self.engine)
+        await ensure_topics(self.settings)
+
     def register(self, broker: KafkaBroker) -> None:
+        self.broker = broker
         if "uploader" in self.services:
             uploader.register(broker, self.settings, self.job_status)
         if "validator" in self.services:
@@ -48,7 +54,21 @@ class Pipeline:
         if "writer" in self.services:
             writer.register(broker, self.settings, self.engine)
         if "notifier" in self.services:
-            notifier.register(broker, self.settings, self.engine)
+            self.notifier = notifier.register(broker, self.settings, self.engine)
+
+    def start_background(self) -> None:
+        if self.notifier:
+            self._background.append(asyncio.create_task(self.notifier.run_sweeper()))
+        log.info("services started", extra={"step": "services.started", "services": list(self.services)})
+
+    async def stop_background(self) -> None:
+        for task in self._background:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._background.clear()
+        if self.notifier:
+            await self.notifier.close()
 
     async def job_status(self, job_id: str) -> JobStatus | None:
         async with self.engine.connect() as conn:
@@ -56,9 +76,19 @@ class Pipeline:
         return JobStatus(status) if status else None
 
     async def stop(self) -> None:
+        await self.stop_background()
         if self.broker is not None:
             await self.broker.stop()
             self.broker = None
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, _app):
+        """The services run for as long as the HTTP API does."""
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.stop()
 
     async def __aenter__(self) -> "Pipeline":
         return await self.start()

@@ -59,7 +59,7 @@ class ImportOptions(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     mode: Mode = Mode.UPSERT
     dry_run: bool = False
-    callback_url: str | None = None
+    callback_url: str | None = Field(default=None, max_length=2000, pattern=r"^https?://\S+$")
 
 
 class ImportRequest(Event):

@@ -20,18 +20,22 @@ log = logging.getLogger("clients_import.kafka")
 T = TypeVar("T")
 
 
-def build_broker(settings: Settings) -> KafkaBroker:
+def broker_options(settings: Settings) -> dict:
+    """What every service's connection uses, whether a plain broker or FastStream's FastAPI router."""
     if not settings.kafka_bootstrap_servers:
         raise RuntimeError("KAFKA_BOOTSTRAP_SERVERS is not set: start a broker with `clients-import broker`")
-    return KafkaBroker(
-        settings.kafka_bootstrap_servers,
+    return dict(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
         max_request_size=settings.request_max_bytes,
         max_batch_size=1024 * 1024,
         linger_ms=2,
-        compression_type=None,
         logger=logging.getLogger("faststream"),
         log_level=logging.DEBUG,
     )
+
+
+def build_broker(settings: Settings) -> KafkaBroker:
+    return KafkaBroker(**broker_options(settings))
 
 
 def consumer_options(settings: Settings, service: str) -> dict:

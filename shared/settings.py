@@ -29,6 +29,11 @@ class Settings(BaseSettings):
     first_errors: int = Field(default=20, description="errors quoted in a notification")
     job_deadline_s: float = Field(default=600.0, description="a job still processing after this fails")
 
+    webhook_secret: str | None = Field(default=None, description="signs callback POSTs (HMAC-SHA256)")
+    webhook_attempts: int = Field(default=5, ge=1)
+    webhook_backoff_s: float = Field(default=0.5, ge=0, description="first retry delay; doubles each time")
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     api_token: str | None = None

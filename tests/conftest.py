@@ -21,6 +21,10 @@ from shared.kafka import ensure_topics
 from shared.settings import Settings
 
 
+API_TOKEN = f"test-token-{uuid.uuid4().hex}"
+WEBHOOK_SECRET = f"test-secret-{uuid.uuid4().hex}"
+
+
 def _docker_answers() -> bool:
     if not shutil.which("docker"):
         return False
@@ -55,6 +59,10 @@ def settings(kafka_bootstrap: str, database_url: str) -> Settings:
         database_url=database_url,
         group_prefix=f"test-{uuid.uuid4().hex[:8]}",
         progress_interval_s=0.1,
+        job_deadline_s=15,
+        api_token=API_TOKEN,
+        webhook_secret=WEBHOOK_SECRET,
+        webhook_backoff_s=0.2,
         _env_file=None,
     )
 

@@ -1,8 +1,11 @@
 """The notifier: job and row events in, progress and one completion notification per job out."""
 
+import asyncio
 import logging
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+
+import httpx
 
 from faststream import FastStream
 from faststream.kafka import KafkaBroker, KafkaMessage
@@ -13,6 +16,7 @@ from shared import topics
 from shared.events import (
     ImportNotification,
     ImportProgress,
+    Issue,
     JobAccepted,
     JobEvent,
     JobRefused,
@@ -23,7 +27,7 @@ from shared.events import (
 from shared.kafka import Publication, build_broker, consumer_options, dead_letters, decoder_for, publish_all, send_to_dlq
 from shared.settings import Settings
 
-from . import aggregate, ledger
+from . import aggregate, ledger, webhook
 
 log = logging.getLogger("clients_import.notifier")
 _DECODERS = {
@@ -42,25 +46,82 @@ class Notifier:
     def __init__(self, broker: KafkaBroker, settings: Settings, engine: AsyncEngine) -> None:
         self.broker, self.settings, self.engine = broker, settings, engine
         self.progress_sent: dict[str, float] = {}
+        self.deliveries: set[asyncio.Task] = set()
+        self.http = httpx.AsyncClient(timeout=settings.webhook_timeout_s)
 
     async def handle(self, events: list[NotifierInput], bad: list) -> None:
         await send_to_dlq(self.broker, bad)
         jobs = [e for e in events if isinstance(e, JobAccepted | JobRefused | JobRepeated)]
         rows = [e for e in events if isinstance(e, RowsRejected | RowsWritten)]
-        now = datetime.now(UTC)
         async with self.engine.begin() as conn:
             touched = await ledger.record_jobs(conn, jobs) | await ledger.record_rows(conn, rows)
-            states = await ledger.settle(conn, sorted(touched), now)
-            notes = [await ledger.notification_for(conn, s, self.settings.first_errors) for s in states if s.notify]
-        await publish_all(self.broker, [*self._progress(states), *(
-            Publication(topics.NOTIFICATIONS, note, key=note.job_id) for note in notes
-        )])
+            states = await ledger.settle(conn, sorted(touched), datetime.now(UTC))
+        await self.announce(states)
+
+    async def sweep(self) -> None:
+        """Fail the jobs that outlived their deadline, so none stays 'processing' forever."""
+        now = datetime.now(UTC)
+        async with self.engine.begin() as conn:
+            late = await ledger.overdue(conn, now - timedelta(seconds=self.settings.job_deadline_s))
+            if not late:
+                return
+            reason = Issue(
+                code="deadline_exceeded",
+                message=f"The import did not finish within {self.settings.job_deadline_s:.0f} seconds.",
+            )
+            await ledger.fail(conn, late, reason, now)
+            states = await ledger.settle(conn, late, now)
+        log.warning("jobs failed", extra={"step": "job.failed", "job_ids": late})
+        await self.announce(states)
+
+    async def announce(self, states: list[ledger.JobState]) -> None:
+        """Progress, then the notification of each job that just ended (or was asked for again)."""
+        due = [s for s in states if s.notify]
+        async with self.engine.connect() as conn:
+            notes = [await ledger.notification_for(conn, s, self.settings.first_errors) for s in due]
+            callbacks = await ledger.callbacks(conn, [n.job_id for n in notes])
+        await publish_all(self.broker, [
+            *self._progress(states), *(Publication(topics.NOTIFICATIONS, n, key=n.job_id) for n in notes)
+        ])
         if notes:
             async with self.engine.begin() as conn:
                 await ledger.mark_notified(conn, [n.job_id for n in notes], datetime.now(UTC))
         for note in notes:
             self.progress_sent.pop(note.job_id, None)
             log.info(note.message, extra={"step": "job.notified", "job_id": note.job_id, "status": note.status.value})
+            if note.job_id in callbacks:
+                self._start_delivery(note, callbacks[note.job_id])
+
+    def _start_delivery(self, note: ImportNotification, url: str) -> None:
+        task = asyncio.create_task(self._deliver(note, url))
+        self.deliveries.add(task)
+        task.add_done_callback(self.deliveries.discard)
+
+    async def _deliver(self, note: ImportNotification, url: str) -> None:
+        if not self.settings.webhook_secret:
+            outcome = "not sent: WEBHOOK_SECRET is not configured"
+        else:
+            outcome = await webhook.deliver(
+                self.http, url, note.model_dump_json().encode(), self.settings.webhook_secret,
+                self.settings.webhook_attempts, self.settings.webhook_backoff_s,
+            )
+        async with self.engine.begin() as conn:
+            await ledger.record_callback(conn, note.job_id, outcome)
+        log.info("callback", extra={"step": "job.callback", "job_id": note.job_id, "outcome": outcome})
+
+    async def run_sweeper(self) -> None:
+        interval = max(0.5, min(self.settings.job_deadline_s / 4, 5.0))
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.sweep()
+            except Exception:  # the sweeper must outlive a passing database error
+                log.exception("sweep failed", extra={"step": "job.sweep"})
+
+    async def close(self) -> None:
+        for task in list(self.deliveries):
+            task.cancel()
+        await self.http.aclose()
 
     def _progress(self, states: list[ledger.JobState]) -> list[Publication]:
         out = []

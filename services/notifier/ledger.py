@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from shared.db import execute_many, insert_for
 from shared.events import (
     ImportNotification,
+    Issue,
     JobAccepted,
     JobCounts,
     JobRefused,
@@ -64,8 +65,35 @@ async def record_jobs(conn: AsyncConnection, events: Iterable[JobAccepted | JobR
             received_at=event.received_at,
             finished_at=event.received_at if refused else None,
         )
-        await conn.execute(insert.values(values).on_conflict_do_nothing(index_elements=[import_jobs.c.id]))
+        # The API may have recorded the job as 'received' already; the uploader's word moves it on.
+        statement = insert.values(values).on_conflict_do_update(
+            index_elements=[import_jobs.c.id],
+            set_={k: insert.excluded[k] for k in ("status", "total", "warnings", "reason", "finished_at")},
+            where=import_jobs.c.status == JobStatus.RECEIVED.value,
+        )
+        await conn.execute(statement)
     return touched
+
+
+async def overdue(conn: AsyncConnection, deadline: datetime) -> list[str]:
+    """Jobs still unfinished that started before the deadline."""
+    query = select(import_jobs.c.id).where(
+        import_jobs.c.status.in_([JobStatus.RECEIVED.value, JobStatus.PROCESSING.value]),
+        import_jobs.c.received_at < deadline,
+    )
+    return list((await conn.execute(query)).scalars())
+
+
+async def fail(conn: AsyncConnection, job_ids: Sequence[str], reason: Issue, now: datetime) -> None:
+    await conn.execute(
+        update(import_jobs)
+        .where(import_jobs.c.id.in_(job_ids), import_jobs.c.status.in_([JobStatus.RECEIVED.value, JobStatus.PROCESSING.value]))
+        .values(status=JobStatus.FAILED.value, reason=reason.model_dump(), finished_at=now)
+    )
+
+
+async def record_callback(conn: AsyncConnection, job_id: str, outcome: str) -> None:
+    await conn.execute(update(import_jobs).where(import_jobs.c.id == job_id).values(callback_outcome=outcome[:500]))
 
 
 async def record_rows(conn: AsyncConnection, events: Iterable[RowsRejected | RowsWritten]) -> set[str]:
@@ -125,7 +153,7 @@ async def settle(conn: AsyncConnection, job_ids: Sequence[str], now: datetime) -
 async def _settle_one(conn: AsyncConnection, job, tally: dict[str, int], now: datetime) -> JobState:
     current = JobStatus(job["status"])
     if current.is_final:
-        counts = aggregate.count(tally, job["total"]) if current is not JobStatus.REJECTED else JobCounts()
+        counts = JobCounts() if current is JobStatus.REJECTED else aggregate.count(tally, job["total"])
         return JobState(job["id"], current, counts, notify=job["notified_at"] is None)
     counts = aggregate.count(tally, job["total"])
     status = aggregate.status_of(job["total"], counts, job["dry_run"])
@@ -154,6 +182,15 @@ async def notification_for(conn: AsyncConnection, state: JobState, first_errors:
     )
     rejected = [(r.row, r.line, r.errors or []) for r in await conn.execute(query)]
     return aggregate.notification(job, state.counts, aggregate.first_errors(rejected, first_errors))
+
+
+async def callbacks(conn: AsyncConnection, job_ids: Sequence[str]) -> dict[str, str]:
+    if not job_ids:
+        return {}
+    query = select(import_jobs.c.id, import_jobs.c.callback_url).where(
+        import_jobs.c.id.in_(job_ids), import_jobs.c.callback_url.is_not(None)
+    )
+    return {r.id: r.callback_url for r in await conn.execute(query)}
 
 
 async def mark_notified(conn: AsyncConnection, job_ids: Sequence[str], now: datetime) -> None:

@@ -59,3 +59,29 @@ async def clients_of(engine: AsyncEngine, domain: str) -> dict[str, dict]:
     async with engine.connect() as conn:
         rows = (await conn.execute(select(clients).where(clients.c.email.like(f"%@{domain}")))).mappings()
         return {r["email"]: dict(r) for r in rows}
+
+
+@pytest.fixture(scope="session")
+async def api(settings: Settings, engine: AsyncEngine, pipeline: Pipeline) -> AsyncIterator[str]:
+    """The HTTP API on a free loopback port, in front of the session's pipeline."""
+    import asyncio
+
+    import uvicorn
+    from faststream.kafka.fastapi import KafkaRouter
+
+    from clients_import.local_kafka import free_port
+    from services.uploader.api import build_api
+    from shared.kafka import broker_options
+
+    router = KafkaRouter(**broker_options(settings), schema_url=None, include_in_schema=False)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(build_api(settings, engine, router), host="127.0.0.1", port=port,
+                                           log_config=None, access_log=False))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    await task

@@ -1,0 +1,227 @@
+"""The HTTP API and the Clients page, served by the uploader through FastStream's FastAPI integration.
+
+Every route but /healthz and the page's static files needs the API token: as `Authorization: Bearer`
+(programs) or as the session cookie the page gets by signing in with it (people).
+"""
+
+import base64
+import hmac
+import logging
+import secrets
+import time
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Query, Request, Response
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from faststream.kafka.fastapi import KafkaRouter
+from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared import topics
+from shared.events import ImportOptions, ImportRequest, Mode, Source
+
+from . import jobs, reports
+from .intake import job_id_for
+from .reading import FIELDS, REQUIRED
+from .upload import UploadError, read_upload
+
+log = logging.getLogger("clients_import.api")
+STATIC = Path(__file__).parent / "static"
+SESSION_COOKIE = "clients_import_session"
+SESSION_SECONDS = 8 * 3600
+_DEFAULTS = {"project": "default", "desk": "default", "type": "personal"}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+class SignIn(BaseModel):
+    token: str
+
+
+class Sessions:
+    """Sessions of the page, in this process's memory: a restart signs everyone out."""
+
+    def __init__(self) -> None:
+        self._expiry: dict[str, float] = {}
+
+    def open(self) -> str:
+        session = secrets.token_urlsafe(32)
+        self._expiry[session] = time.monotonic() + SESSION_SECONDS
+        return session
+
+    def valid(self, session: str | None) -> bool:
+        return bool(session) and self._expiry.get(session, 0) > time.monotonic()
+
+    def close(self, session: str | None) -> None:
+        self._expiry.pop(session or "", None)
+
+
+def build_api(settings, engine: AsyncEngine, router: KafkaRouter) -> FastAPI:
+    if not settings.api_token and not settings.api_dev_mode:
+        raise RuntimeError("API_TOKEN is not set: the API refuses to start without it (API_DEV_MODE=true for development)")
+    app = FastAPI(
+        title="Client Import",
+        version="1",
+        description="Import clients from CSV files and follow each import to its notification.",
+    )
+    app.include_router(router)
+    sessions = Sessions()
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, error: ApiError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+        return JSONResponse({"code": error.code, "message": error.message}, status_code=error.status, headers=headers)
+
+    def caller(request: Request) -> str:
+        """Who is asking: 'api' (bearer token) or 'web' (a signed-in page). Anyone else gets 401."""
+        if not settings.api_token:
+            return "dev"
+        header = request.headers.get("authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), settings.api_token.encode()):
+            return request.headers.get("x-requested-by", "api")[:200]
+        if sessions.valid(request.cookies.get(SESSION_COOKIE)):
+            return "web"
+        raise ApiError(401, "unauthorized", "Sign in with the API token (Authorization: Bearer <token>).")
+
+    Caller = Annotated[str, Depends(caller)]
+
+    @app.get("/healthz", tags=["health"])
+    async def health() -> dict:
+        return {"status": "ok"}
+
+    @app.post("/session", status_code=204, tags=["session"])
+    async def sign_in(body: SignIn, response: Response) -> None:
+        if not settings.api_token or not hmac.compare_digest(body.token.encode(), settings.api_token.encode()):
+            raise ApiError(401, "invalid_token", "That token is not valid.")
+        response.set_cookie(SESSION_COOKIE, sessions.open(), max_age=SESSION_SECONDS, httponly=True,
+                            samesite="strict", path="/")
+
+    @app.get("/session", tags=["session"])
+    async def session(who: Caller) -> dict:
+        return {"signed_in": True, "as": who}
+
+    @app.delete("/session", status_code=204, tags=["session"])
+    async def sign_out(request: Request, response: Response) -> None:
+        sessions.close(request.cookies.get(SESSION_COOKIE))
+        response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+
+    @app.get("/settings", tags=["imports"])
+    async def import_settings(_: Caller) -> dict:
+        return {
+            "max_records": settings.max_records,
+            "max_bytes": settings.max_bytes,
+            "required_columns": list(REQUIRED),
+            "optional_columns": [
+                {"name": name, "default": _DEFAULTS.get(name),
+                 **({"note": "generated from the email when empty"} if name == "username" else {})}
+                for name in FIELDS if name not in REQUIRED
+            ],
+            "client_types": list(settings.client_types),
+        }
+
+    @app.get("/clients-template.csv", tags=["imports"])
+    async def template(_: Caller) -> Response:
+        return _csv(reports.template_csv(), "clients-template.csv")
+
+    @app.post("/imports", status_code=202, tags=["imports"])
+    async def create_import(request: Request, who: Caller) -> JSONResponse:
+        """Upload a CSV (multipart field `file`; optional fields `mode`, `dry_run`, `callback_url`;
+        optional header `Idempotency-Key`). The byte limit is enforced while the upload streams in."""
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > settings.max_bytes + 64 * 1024:
+            raise ApiError(413, "file_too_large", f"The file is larger than the limit of {settings.max_bytes // 1024 // 1024} MB.")
+        try:
+            upload = await read_upload(request.headers.get("content-type", ""), request.stream(), settings.max_bytes)
+        except UploadError as error:
+            raise ApiError(error.status, error.code, error.message) from error
+        if not upload.file_name.lower().endswith(".csv"):
+            raise ApiError(415, "not_csv_name", f"“{upload.file_name}” is not a .csv file: only CSV files can be imported.")
+        options = _options(upload.fields)
+        key = request.headers.get("idempotency-key") or None
+        job = ImportRequest(
+            idempotency_key=key, requested_by=who, source=Source.API, file_name=upload.file_name[-255:],
+            content_base64=base64.b64encode(bytes(upload.data)).decode(), options=options,
+        )
+        job_id = job_id_for(job)  # the same Idempotency-Key (from the same caller) is the same job
+        async with engine.begin() as conn:
+            known = await jobs.job_document(conn, job_id)
+            if known is None:
+                await jobs.record_received(conn, job_id, job.file_name, Source.API, who, options, key)
+        if known is None:
+            request_event = job.model_copy(update={"job_id": job_id})
+            await router.broker.publish(request_event.model_dump_json().encode(), topics.REQUESTS, key=job_id.encode(),
+                                        headers={"content-type": "application/json"})
+            log.info("upload taken", extra={"step": "job.uploaded", "job_id": job_id, "bytes": len(upload.data)})
+        status = known["status"] if known else "received"
+        return JSONResponse({"job_id": job_id, "status": status, "status_url": f"/imports/{job_id}"}, status_code=202)
+
+    @app.get("/imports", tags=["imports"])
+    async def list_imports(_: Caller, limit: int = Query(20, ge=1, le=200), offset: int = Query(0, ge=0)) -> dict:
+        async with engine.connect() as conn:
+            items, total = await jobs.list_jobs(conn, limit, offset)
+        return {"items": items, "total": total}
+
+    async def _job(job_id: str) -> dict:
+        async with engine.connect() as conn:
+            document = await jobs.job_document(conn, job_id)
+        if document is None:
+            raise ApiError(404, "not_found", "There is no import with that id.")
+        return document
+
+    @app.get("/imports/{job_id}", tags=["imports"])
+    async def get_import(job_id: str, _: Caller) -> dict:
+        return await _job(job_id)
+
+    @app.get("/imports/{job_id}/errors.csv", tags=["imports"])
+    async def errors_report(job_id: str, _: Caller) -> Response:
+        document = await _job(job_id)
+        async with engine.connect() as conn:
+            rows = await jobs.rejected_rows(conn, job_id)
+        return _csv(reports.errors_csv(rows), f"{Path(document['file_name']).stem}-errors.csv")
+
+    @app.get("/imports/{job_id}/results.csv", tags=["imports"])
+    async def results_report(job_id: str, _: Caller) -> Response:
+        document = await _job(job_id)
+        async with engine.connect() as conn:
+            rows = await jobs.accepted_rows(conn, job_id)
+        return _csv(reports.results_csv(rows), f"{Path(document['file_name']).stem}-results.csv")
+
+    @app.get("/clients", tags=["clients"])
+    async def list_clients(
+        _: Caller, q: str = "", limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0)
+    ) -> dict:
+        async with engine.connect() as conn:
+            items, total = await jobs.search_clients(conn, q, limit, offset)
+        return {"items": items, "total": total}
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+def _options(fields: dict[str, str]) -> ImportOptions:
+    try:
+        return ImportOptions(
+            mode=Mode(fields.get("mode") or Mode.UPSERT.value),
+            dry_run=(fields.get("dry_run") or "").lower() in ("1", "true", "yes", "on"),
+            callback_url=fields.get("callback_url") or None,
+        )
+    except ValueError as error:
+        raise ApiError(422, "invalid_options", f"mode must be one of upsert, create_only, update_only ({error}).") from error
+
+
+def _csv(text: str, file_name: str) -> Response:
+    return Response(
+        text.encode("utf-8"), media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{file_name}"', "X-Content-Type-Options": "nosniff"},
+    )

@@ -1,0 +1,74 @@
+// The HTTP API, one function per route. Every request rides on the HttpOnly session cookie
+// (credentials: "same-origin"); the token itself is only ever sent once, to POST /session.
+
+/** A non-2xx answer. `message` is the server's own sentence, meant to be shown as it is. */
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+// Fired when any call other than the sign-in itself answers 401: the session has ended.
+export const events = new EventTarget();
+
+async function request(method, path, { json, form, signal } = {}) {
+  const init = { method, credentials: "same-origin", headers: { Accept: "application/json" }, signal };
+  if (json !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(json);
+  } else if (form) {
+    init.body = form; // the browser writes the multipart boundary itself
+  }
+  const response = await fetch(path, init);
+  if (!response.ok) {
+    const error = await errorOf(response);
+    if (response.status === 401 && path !== "/session") events.dispatchEvent(new Event("unauthorized"));
+    throw error;
+  }
+  if (response.status === 204) return null;
+  const type = response.headers.get("Content-Type") || "";
+  return type.includes("json") ? response.json() : null;
+}
+
+async function errorOf(response) {
+  let code = `http_${response.status}`;
+  let message = `The server answered ${response.status} ${response.statusText}.`.replace(" .", ".");
+  try {
+    const body = await response.json();
+    if (body && typeof body.message === "string") message = body.message;
+    if (body && typeof body.code === "string") code = body.code;
+  } catch {
+    // Not JSON (a proxy's error page, say): keep the generic sentence above.
+  }
+  return new ApiError(response.status, code, message);
+}
+
+export const getSession = () => request("GET", "/session");
+export const signIn = (token) => request("POST", "/session", { json: { token } });
+export const signOut = () => request("DELETE", "/session");
+export const getSettings = () => request("GET", "/settings");
+
+export function listClients({ q = "", limit = 50, offset = 0, signal } = {}) {
+  const query = new URLSearchParams({ q, limit: String(limit), offset: String(offset) });
+  return request("GET", `/clients?${query}`, { signal });
+}
+
+export function startImport(file, { dryRun = false, mode = "upsert" } = {}) {
+  const form = new FormData();
+  form.append("file", file, file.name);
+  if (dryRun) form.append("dry_run", "true");
+  if (mode) form.append("mode", mode);
+  return request("POST", "/imports", { form });
+}
+
+export function getJob(id, statusUrl) {
+  // Prefer the server's own status_url; fall back to the documented shape.
+  const path = typeof statusUrl === "string" && statusUrl.startsWith("/") && !statusUrl.startsWith("//")
+    ? statusUrl
+    : `/imports/${encodeURIComponent(id)}`;
+  return request("GET", path);
+}
+
+export const listImports = (limit = 20) => request("GET", `/imports?limit=${limit}`);

@@ -1,0 +1,77 @@
+// "Recent imports": the last 20 jobs, kept current by the tracker's updates.
+import * as api from "./api.js";
+import { byId, el, show } from "./dom.js";
+import { counts, isRunning, statusLabel, tone, when } from "./format.js";
+import { reportLinks } from "./reports.js";
+
+const LIMIT = 20;
+const jobs = new Map(); // job_id -> job document
+const rows = new Map(); // job_id -> { tr, signature } so unchanged rows are left alone
+
+/** Load the list; returns the jobs so the page can follow the running ones. */
+export async function loadHistory() {
+  try {
+    const page = await api.listImports(LIMIT);
+    jobs.clear();
+    for (const job of page.items || []) jobs.set(job.job_id, job);
+    show(byId("history-error"), false);
+    render();
+    return [...jobs.values()];
+  } catch (error) {
+    byId("history-error").textContent = `Recent imports could not be loaded: ${error.message}`;
+    show(byId("history-error"), true);
+    return [];
+  }
+}
+
+/** A job changed (or is new): show its latest document. */
+export function updateHistory(job) {
+  jobs.set(job.job_id, { ...jobs.get(job.job_id), ...job });
+  render();
+}
+
+export function resetHistory() {
+  jobs.clear();
+  rows.clear();
+  byId("history-body").replaceChildren();
+  show(byId("history-empty"), false);
+  show(byId("history-error"), false);
+}
+
+function newestFirst(a, b) {
+  return String(b.received_at || "").localeCompare(String(a.received_at || ""));
+}
+
+function render() {
+  const ordered = [...jobs.values()].sort(newestFirst).slice(0, LIMIT);
+  const body = byId("history-body");
+  const wanted = ordered.map((job) => rowFor(job));
+  // Re-rendering only changed rows keeps keyboard focus on a report link while polling updates others.
+  wanted.forEach((tr, index) => {
+    if (body.children[index] !== tr) body.insertBefore(tr, body.children[index] || null);
+  });
+  while (body.children.length > wanted.length) body.lastElementChild.remove();
+  for (const id of rows.keys()) if (!jobs.has(id)) rows.delete(id);
+  show(byId("history-empty"), ordered.length === 0);
+}
+
+function rowFor(job) {
+  const signature = JSON.stringify(job);
+  const known = rows.get(job.job_id);
+  if (known && known.signature === signature) return known.tr;
+  const tr = historyRow(job);
+  if (known) known.tr.replaceWith(tr);
+  rows.set(job.job_id, { tr, signature });
+  return tr;
+}
+
+function historyRow(job) {
+  const badgeTone = isRunning(job) ? "running" : tone(job);
+  return el("tr", {},
+    el("th", { scope: "row" }, job.file_name, job.dry_run ? el("span", { class: "tag" }, "dry run") : null),
+    el("td", {}, el("span", { class: `badge-status tone-${badgeTone}` }, statusLabel(job.status))),
+    el("td", { class: "counts-cell" }, counts(job)),
+    el("td", {}, job.requested_by),
+    el("td", {}, el("time", { datetime: job.received_at }, when(job.received_at))),
+    el("td", { class: "links" }, reportLinks(job)));
+}
