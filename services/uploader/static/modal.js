@@ -1,0 +1,392 @@
+// The import modal ("Wants to import clients?"): requirements, attach or drop a file, upload,
+// follow the job, and show how it ended. Closing it never stops an import: the tracker keeps
+// following the job and the notification tells the person when it is done.
+import * as api from "./api.js";
+import { byId, el, show } from "./dom.js";
+import { count, isRunning, outcome, size, tone } from "./format.js";
+import { reportLinks } from "./reports.js";
+
+const FOCUSABLE = "a[href], button:not([disabled]), input:not([disabled]), select:not([disabled]), textarea:not([disabled]), [tabindex]:not([tabindex='-1'])";
+const ERRORS_SHOWN = 10;
+
+const state = {
+  view: "form", // "form" | "progress" | "outcome"
+  file: null, // the File chosen and passing the quick checks
+  jobId: null, // the job this modal follows
+  settings: null,
+};
+let hooks = { track: () => {}, started: () => {}, signInAgain: () => {} };
+
+export function initImportModal(options) {
+  hooks = { ...hooks, ...options };
+  byId("import-button").addEventListener("click", openImportModal);
+  for (const button of byId("import-dialog").querySelectorAll("[data-close]")) {
+    button.addEventListener("click", closeImportModal);
+  }
+  byId("import-backdrop").addEventListener("click", (event) => {
+    if (event.target === event.currentTarget) closeImportModal();
+  });
+  document.addEventListener("keydown", onKeydown);
+  document.addEventListener("focusin", keepFocusInside);
+  byId("import-file").addEventListener("change", (event) => {
+    choose([...event.target.files]);
+    event.target.value = ""; // so choosing the same file again still counts as a change
+  });
+  byId("import-form").addEventListener("submit", submit);
+  byId("import-again").addEventListener("click", () => {
+    resetForm();
+    setView("form", byId("import-file"));
+  });
+  byId("import-signin").addEventListener("click", () => hooks.signInAgain());
+  initDropZone();
+}
+
+/** The requirements come from GET /settings, so the modal states the limits the server enforces. */
+export function setImportSettings(settings) {
+  state.settings = settings;
+  renderRequirements(settings);
+}
+
+export function isModalOpen() {
+  return !byId("import-backdrop").hidden;
+}
+
+export function openImportModal() {
+  if (isModalOpen()) return;
+  // A finished import stays visible until the modal is closed; a new visit starts afresh.
+  if (state.view === "outcome") {
+    resetForm();
+    setView("form");
+  }
+  show(byId("import-backdrop"), true);
+  byId("app-shell").inert = true; // the page behind is out of reach, for mouse, keyboard and screen readers
+  document.body.classList.add("modal-open");
+  byId("import-title").focus();
+}
+
+export function closeImportModal() {
+  if (!isModalOpen()) return;
+  show(byId("import-backdrop"), false);
+  byId("app-shell").inert = false;
+  document.body.classList.remove("modal-open");
+  byId("import-button").focus();
+}
+
+/** Sign-out: forget the file and the job. */
+export function resetImportModal() {
+  if (isModalOpen()) closeImportModal();
+  state.jobId = null;
+  resetForm();
+  setView("form");
+}
+
+/** Every job update from the tracker; only the one this modal follows is shown here. */
+export function showJobInModal(job) {
+  if (job.job_id !== state.jobId) return;
+  if (isRunning(job)) renderProgress(job);
+  else {
+    renderOutcome(job);
+    setView("outcome");
+  }
+}
+
+// ---- keyboard: Escape closes, Tab and Shift+Tab cycle inside the dialog ----
+
+function onKeydown(event) {
+  if (!isModalOpen()) return;
+  if (event.key === "Escape") {
+    event.preventDefault();
+    closeImportModal();
+  } else if (event.key === "Tab") {
+    event.preventDefault();
+    moveFocus(event.shiftKey);
+  }
+}
+
+function focusables() {
+  const dialog = byId("import-dialog");
+  return [...dialog.querySelectorAll(FOCUSABLE)].filter(
+    (node) => !node.closest("[hidden]") && node.getClientRects().length > 0,
+  );
+}
+
+/** The next (or previous) focusable control in document order, wrapping at either end. */
+function moveFocus(backwards) {
+  const items = focusables();
+  if (items.length === 0) return;
+  const active = document.activeElement;
+  const isAfter = (node) => active.compareDocumentPosition(node) & Node.DOCUMENT_POSITION_FOLLOWING;
+  const isBefore = (node) => node !== active && !node.contains(active) &&
+    active.compareDocumentPosition(node) & Node.DOCUMENT_POSITION_PRECEDING;
+  const next = backwards
+    ? items.filter(isBefore).at(-1) ?? items.at(-1)
+    : items.find((node) => node !== active && isAfter(node)) ?? items[0];
+  next.focus();
+}
+
+function keepFocusInside(event) {
+  if (!isModalOpen()) return;
+  const inside = byId("import-dialog").contains(event.target) || byId("toasts").contains(event.target);
+  if (!inside) byId("import-title").focus();
+}
+
+// ---- choosing a file ----
+
+function initDropZone() {
+  const zone = byId("drop-zone");
+  const hasFiles = (event) => [...(event.dataTransfer?.types || [])].includes("Files");
+  zone.addEventListener("dragover", (event) => {
+    if (!hasFiles(event)) return;
+    event.preventDefault();
+    event.dataTransfer.dropEffect = "copy";
+    zone.classList.add("dragging");
+  });
+  zone.addEventListener("dragleave", (event) => {
+    if (!zone.contains(event.relatedTarget)) zone.classList.remove("dragging");
+  });
+  zone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    zone.classList.remove("dragging");
+    choose([...event.dataTransfer.files]);
+  });
+  // A file dropped next to the zone would make the browser open it and leave the page.
+  for (const type of ["dragover", "drop"]) {
+    window.addEventListener(type, (event) => {
+      if (hasFiles(event) && !zone.contains(event.target)) event.preventDefault();
+    });
+  }
+}
+
+function choose(files) {
+  showFormError("");
+  if (files.length === 0) return;
+  if (files.length > 1) {
+    state.file = null;
+    renderChosen();
+    showFormError("Attach one file at a time.");
+    return;
+  }
+  const problem = quickCheck(files[0]);
+  state.file = problem ? null : files[0];
+  renderChosen();
+  if (problem) showFormError(problem);
+}
+
+/** The checks the browser can make without uploading; the server makes them all again anyway. */
+function quickCheck(file) {
+  if (!/\.csv$/i.test(file.name)) {
+    return `“${file.name}” is not a CSV file. Choose a file whose name ends in .csv.`;
+  }
+  const max = state.settings?.max_bytes;
+  if (max && file.size > max) {
+    return `“${file.name}” is ${size(file.size)}; a file can be at most ${size(max)}. Split it into smaller files.`;
+  }
+  return null;
+}
+
+function renderChosen() {
+  const line = byId("file-chosen");
+  if (state.file) line.textContent = `Attached: ${state.file.name} (${size(state.file.size)})`;
+  else line.textContent = "No file attached yet.";
+  byId("drop-zone").classList.toggle("has-file", Boolean(state.file));
+}
+
+function showFormError(message) {
+  const box = byId("import-error");
+  byId("import-error-text").textContent = message;
+  show(box, Boolean(message));
+  show(byId("import-signin"), false);
+}
+
+function resetForm() {
+  state.file = null;
+  byId("import-dry-run").checked = false;
+  byId("import-mode").value = "upsert";
+  renderChosen();
+  showFormError("");
+}
+
+// ---- uploading and following ----
+
+async function submit(event) {
+  event.preventDefault();
+  if (!state.file) {
+    showFormError(byId("import-error-text").textContent || "Attach a CSV file first.");
+    byId("import-file").focus();
+    return;
+  }
+  const file = state.file;
+  const dryRun = byId("import-dry-run").checked;
+  const mode = byId("import-mode").value;
+  state.jobId = null;
+  renderUploading(file, dryRun);
+  setView("progress");
+  let answer;
+  try {
+    answer = await api.startImport(file, { dryRun, mode });
+  } catch (error) {
+    uploadFailed(error);
+    return;
+  }
+  const job = {
+    job_id: answer.job_id, status: answer.status || "received", file_name: file.name,
+    dry_run: dryRun, mode, total: null, processed: 0,
+  };
+  state.jobId = job.job_id;
+  state.file = null;
+  renderProgress(job);
+  hooks.started(job);
+  hooks.track(job, answer.status_url);
+}
+
+function uploadFailed(error) {
+  setView("form");
+  showFormError(error.message); // the server's own words, e.g. 413 or 415
+  if (error.status === 401) show(byId("import-signin"), true);
+  if (isModalOpen()) byId("import-error").focus();
+}
+
+function renderUploading(file, dryRun) {
+  byId("progress-heading").textContent = `${dryRun ? "Checking" : "Importing"} ${file.name}`;
+  byId("progress-text").textContent = `Uploading ${file.name}…`;
+  setBar(null, null);
+}
+
+function renderProgress(job) {
+  const verb = job.dry_run ? "Checking" : "Importing";
+  byId("progress-heading").textContent = `${verb} ${job.file_name}`;
+  const total = Number(job.total) || 0;
+  if (total > 0) {
+    const done = Math.min(Number(job.processed) || 0, total);
+    byId("progress-text").textContent = `${verb}… ${count(done)} of ${count(total)} rows`;
+    setBar(done, total);
+  } else {
+    byId("progress-text").textContent = "Reading the file…";
+    setBar(null, null);
+  }
+}
+
+/** The bar's fill is scaled, not resized, so progress never reflows the dialog. */
+function setBar(done, total) {
+  const bar = byId("progress-bar");
+  const fill = bar.firstElementChild;
+  if (total === null) {
+    bar.classList.add("indeterminate");
+    bar.removeAttribute("aria-valuenow");
+    bar.removeAttribute("aria-valuetext");
+    bar.setAttribute("aria-valuemax", "100");
+    fill.style.transform = "";
+    return;
+  }
+  bar.classList.remove("indeterminate");
+  bar.setAttribute("aria-valuemax", String(total));
+  bar.setAttribute("aria-valuenow", String(done));
+  bar.setAttribute("aria-valuetext", `${count(done)} of ${count(total)} rows`);
+  fill.style.transform = `scaleX(${total ? done / total : 0})`;
+}
+
+const HEADINGS = {
+  completed: "Import finished",
+  completed_with_errors: "Import finished, some rows were rejected",
+  validated: "Check finished: nothing was written",
+  rejected: "The file was not imported",
+  failed: "The import failed",
+};
+
+function renderOutcome(job) {
+  const view = byId("outcome-view");
+  view.dataset.tone = tone(job);
+  byId("outcome-heading").textContent = HEADINGS[job.status] || "Import ended";
+  byId("outcome-text").textContent = outcome(job);
+  const wholeFileRefused = job.status === "rejected" || job.status === "failed";
+  byId("outcome-counts").replaceChildren(...(wholeFileRefused ? [] : countItems(job)));
+  show(byId("outcome-counts"), !wholeFileRefused);
+  renderWarnings(job.warnings || []);
+  renderErrors(job);
+  const links = reportLinks(job);
+  byId("outcome-links").replaceChildren(...links);
+  show(byId("outcome-links"), links.length > 0);
+}
+
+function countItems(job) {
+  const would = job.dry_run ? "Would be " : "";
+  const pairs = [
+    [`${would}created`, job.created], [`${would}updated`, job.updated],
+    ["Unchanged", job.unchanged], ["Rejected", job.rejected],
+  ];
+  return pairs.map(([label, value]) => el("div", { class: "count" },
+    el("dt", {}, label.charAt(0).toUpperCase() + label.slice(1)), el("dd", {}, count(value))));
+}
+
+function renderWarnings(warnings) {
+  const list = byId("outcome-warnings");
+  list.replaceChildren(...warnings.map((w) => el("li", {}, w.message)));
+  show(list, warnings.length > 0);
+}
+
+function renderErrors(job) {
+  const errors = Array.isArray(job.errors) ? job.errors : [];
+  const shown = errors.slice(0, ERRORS_SHOWN);
+  byId("outcome-errors-body").replaceChildren(...shown.map((e) => el("tr", {},
+    el("td", {}, count(e.line)), el("td", {}, e.field || "—"), el("td", {}, e.message))));
+  const more = (job.rejected || 0) > 0 && errors.length > 0
+    ? "The first problems are listed; errors.csv has every rejected row with its reasons."
+    : "";
+  byId("outcome-errors-more").textContent = more;
+  show(byId("outcome-errors"), shown.length > 0);
+}
+
+/**
+ * Switch views. When the control that had focus disappears, focus goes to the new view's
+ * heading rather than falling out of the dialog.
+ */
+function setView(view, focusTarget) {
+  state.view = view;
+  show(byId("form-view"), view === "form");
+  show(byId("progress-view"), view === "progress");
+  show(byId("outcome-view"), view === "outcome");
+  if (!isModalOpen()) return;
+  const active = document.activeElement;
+  const lost = !active || active === document.body || active.closest("[hidden]");
+  if (focusTarget) focusTarget.focus();
+  else if (lost) byId(view === "form" ? "import-title" : `${view}-heading`).focus();
+}
+
+// ---- requirements ----
+
+function renderRequirements(settings) {
+  const rows = [
+    ["File format", "CSV only (the file name ends in .csv)."],
+    ["Size", `No more than ${count(settings.max_records)} records and ${size(settings.max_bytes)} per file.`],
+    ["Security restrictions", "No scripts, macros, or executable content."],
+    ["Formatting", formattingText(settings)],
+  ];
+  byId("requirements").replaceChildren(...rows.flatMap(([term, detail]) => [el("dt", {}, term), el("dd", {}, detail)]));
+}
+
+function formattingText(settings) {
+  const required = (settings.required_columns || []).map((name) =>
+    columnItem(name, name === "email" ? "required, unique" : "required"));
+  const optional = (settings.optional_columns || []).map((column) => columnItem(column.name, optionalNote(column, settings)));
+  return [
+    "The first line names the columns, spelled as below; the rest of the CRM's fields are filled in for you.",
+    el("ul", { class: "columns" }, required, optional),
+  ];
+}
+
+function optionalNote(column, settings) {
+  const parts = ["optional"];
+  if (column.note) parts.push(column.note);
+  else if (column.default !== null && column.default !== undefined) parts.push(`default: ${column.default}`);
+  if (column.name === "type" && settings.client_types?.length) parts.push(`one of ${settings.client_types.join(", ")}`);
+  return parts.join("; ");
+}
+
+function columnItem(name, note) {
+  return el("li", {}, el("code", {}, name), ` (${note})`);
+}
+
+export function requirementsFailed(message) {
+  byId("requirements").replaceChildren(el("dt", {}, "Requirements"),
+    el("dd", {}, `The limits could not be loaded (${message}). The server still checks every file.`));
+}

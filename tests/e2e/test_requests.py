@@ -1,0 +1,159 @@
+"""The request contract on clients.import.requests: idempotency, modes, dry runs, callbacks, bad requests."""
+
+import asyncio
+import hashlib
+import hmac
+import json
+import uuid
+
+import uvicorn
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import select
+
+from clients_import.local_kafka import free_port
+from shared import topics
+from shared.tables import import_jobs
+from shared.events import ImportNotification, ImportRequest, JobAccepted, JobStatus, Source
+
+from ..conftest import WEBHOOK_SECRET
+from .conftest import clients_of, unique_domain
+from .kafka_tools import read_topic, wait_until_drained
+
+
+def keyed(partner, text: str, key: str, **options) -> ImportRequest:
+    """A partner's request: no job id of ours, only its idempotency key."""
+    return partner.request(text, **options).model_copy(update={"job_id": None, "idempotency_key": key})
+
+
+async def test_the_same_idempotency_key_twice_is_one_job_and_both_requests_get_its_notification(partner, settings, engine):
+    d = unique_domain()
+    first = keyed(partner, f"firstName,email\nKay,kay@{d}\n", f"order-{d}")
+    await partner.client.submit(first)
+    note = await _next_notification(partner)
+    await partner.client.submit(keyed(partner, f"firstName,email\nKay,kay@{d}\nLee,lee@{d}\n", f"order-{d}"))
+    again = await _next_notification(partner)
+
+    assert again.job_id == note.job_id and again.created == note.created == 1
+    assert list(await clients_of(engine, d)) == [f"kay@{d}"]
+    jobs_topic = [json.loads(r.value) for r in await read_topic(settings, topics.JOBS)]
+    assert sum(1 for e in jobs_topic if e["job_id"] == note.job_id and e["event"] == "job.accepted") == 1
+
+
+async def _next_notification(partner, timeout: float = 30) -> ImportNotification:
+    """The next notification on the topic, whichever job it is for."""
+    for _ in range(int(timeout / 0.2)):
+        for records in (await partner.client.consumer.getmany(timeout_ms=200)).values():
+            for record in records:
+                if record.topic == topics.NOTIFICATIONS:
+                    return ImportNotification.model_validate_json(record.value)
+    raise AssertionError("no notification came")
+
+
+async def test_create_only_refuses_known_emails_and_update_only_refuses_unknown_ones(partner, engine):
+    d = unique_domain()
+    await partner.run(f"firstName,email\nOld,old@{d}\n")
+
+    created = await partner.run(f"firstName,email\nOld,old@{d}\nNew,new@{d}\n", mode="create_only")
+    updated = await partner.run(f"firstName,email\nOlder,old@{d}\nGhost,ghost@{d}\n", mode="update_only")
+
+    assert (created.created, created.rejected, created.errors[0].code) == (1, 1, "already_exists")
+    assert (updated.updated, updated.rejected, updated.errors[0].code) == (1, 1, "not_found")
+    stored = await clients_of(engine, d)
+    assert set(stored) == {f"old@{d}", f"new@{d}"} and stored[f"old@{d}"]["first_name"] == "Older"
+
+
+async def test_a_dry_run_reports_everything_and_writes_nothing(partner, engine):
+    d = unique_domain()
+    note = await partner.run(f"firstName,email\nDry,dry@{d}\n,wet@{d}\n", dry_run=True)
+    assert (note.status, note.dry_run, note.created, note.rejected) == (JobStatus.VALIDATED, True, 1, 1)
+    assert await clients_of(engine, d) == {}
+
+
+class Receiver:
+    """A local webhook receiver that fails its first call, then accepts."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.calls: list[tuple[dict, bytes]] = []
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        self.calls.append(({k.decode(): v.decode() for k, v in scope["headers"]}, body))
+        status = 500 if len(self.calls) <= self.failures else 200
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+
+async def test_the_notification_is_posted_to_the_callback_signed_and_retried_after_a_failure(partner, engine):
+    receiver = Receiver(failures=1)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(receiver, host="127.0.0.1", port=port, log_config=None))
+    task = asyncio.create_task(server.serve())
+    try:
+        d = unique_domain()
+        note = await partner.run(f"firstName,email\nHook,hook@{d}\n", callback_url=f"http://127.0.0.1:{port}/hook")
+        for _ in range(100):
+            if len(receiver.calls) >= 2:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        server.should_exit = True
+        await task
+
+    assert len(receiver.calls) == 2
+    headers, body = receiver.calls[-1]
+    expected = "sha256=" + hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(headers["x-clients-import-signature"], expected)
+    assert json.loads(body)["job_id"] == note.job_id and json.loads(body)["created"] == 1
+    for _ in range(50):
+        async with engine.connect() as conn:
+            outcome = await conn.scalar(select(import_jobs.c.callback_outcome).where(import_jobs.c.id == note.job_id))
+        if outcome:
+            break
+        await asyncio.sleep(0.1)
+    assert outcome == "delivered on attempt 2 (HTTP 200)"
+
+
+async def test_a_malformed_request_goes_to_the_dlq_gets_a_rejected_notification_and_the_next_is_imported(partner, settings):
+    d = unique_domain()
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topics.REQUESTS, b"{not json", key=b"broken-request")
+        addressable = {"idempotency_key": f"bad-{d}", "requested_by": "partner", "file_name": "x.csv"}  # no content
+        await producer.send_and_wait(topics.REQUESTS, json.dumps(addressable).encode(), key=b"addressable-request")
+    finally:
+        await producer.stop()
+
+    refused = await _next_notification(partner)
+    good = await partner.run(f"firstName,email\nFine,fine@{d}\n")
+
+    assert (refused.status, refused.reason.code, refused.file_name) == (JobStatus.REJECTED, "invalid_request", "x.csv")
+    assert "content" in refused.reason.message
+    assert good.created == 1
+    await wait_until_drained(settings)
+    dead = {r.key: dict((k, v.decode()) for k, v in r.headers) for r in await read_topic(settings, topics.DLQ)}
+    assert dead[b"broken-request"]["dlq.original.topic"] == topics.REQUESTS
+    assert dead[b"addressable-request"]["dlq.stage"] == "uploader"
+
+
+async def test_a_job_that_never_finishes_fails_at_its_deadline(partner, settings):
+    job_id = str(uuid.uuid4())
+    stuck = JobAccepted(job_id=job_id, file_name="stuck.csv", source=Source.TOPIC, requested_by="e2e",
+                        options={}, total=3, chunks=1)  # its chunk never comes
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topics.JOBS, stuck.model_dump_json().encode(), key=job_id.encode())
+    finally:
+        await producer.stop()
+    note = (await partner.client.wait([job_id], timeout=settings.job_deadline_s + 15))[job_id]
+    assert (note.status, note.reason.code) == (JobStatus.FAILED, "deadline_exceeded")
+    assert f"{settings.job_deadline_s:.0f} seconds" in note.reason.message
