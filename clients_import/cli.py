@@ -16,6 +16,7 @@ from shared.settings import Settings, get_settings
 
 from .client import ImportClient
 from .local_kafka import LocalKafka
+from .operator import progress_display, show_jobs, watch, write_report
 from .pipeline import SERVICES, Pipeline
 
 IMPORTED = {JobStatus.COMPLETED, JobStatus.COMPLETED_WITH_ERRORS, JobStatus.VALIDATED}
@@ -47,6 +48,22 @@ def parser() -> argparse.ArgumentParser:
     broker = commands.add_parser("broker", help="start a local Kafka broker in the foreground")
     broker.set_defaults(command=cmd_broker)
 
+    jobs = commands.add_parser("jobs", help="list recent imports from the database")
+    jobs.add_argument("--limit", type=int, default=20)
+    jobs.add_argument("--json", action="store_true")
+    jobs.set_defaults(command=cmd_jobs)
+
+    watch = commands.add_parser("watch", help="follow one import, or all of them, live from the topics")
+    watch.add_argument("job", nargs="?", help="a job id; every job when left out")
+    watch.set_defaults(command=cmd_watch)
+
+    for kind, text in (("errors", "write a job's errors.csv: the rejected rows, to fix and upload again"),
+                       ("results", "write a job's results.csv: each accepted row with its client id and outcome")):
+        report = commands.add_parser(kind, help=text)
+        report.add_argument("job")
+        report.add_argument("-o", "--output", type=Path, help="where to write it (default: <file>-%s.csv)" % kind)
+        report.set_defaults(command=cmd_report, kind=kind)
+
     contract = commands.add_parser("contract", help="print the AsyncAPI document of the topics and events")
     contract.set_defaults(command=cmd_contract)
 
@@ -74,7 +91,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     options = ImportOptions(mode=Mode(args.mode), dry_run=args.dry_run)
     requests = [request_for(path, options) for path in args.files]
     with broker_for(settings) as settings:
-        notes = asyncio.run(_run(settings, requests, args.timeout))
+        notes = asyncio.run(_run(settings, requests, args.timeout, show_progress=not args.json))
     for note in notes:
         print(note.model_dump_json() if args.json else summary(note))
     return 0 if all(note.status in IMPORTED for note in notes) else 1
@@ -91,11 +108,15 @@ def request_for(path: Path, options: ImportOptions) -> ImportRequest:
     )
 
 
-async def _run(settings: Settings, requests: list[ImportRequest], timeout: float) -> list[ImportNotification]:
+async def _run(
+    settings: Settings, requests: list[ImportRequest], timeout: float, show_progress: bool = False
+) -> list[ImportNotification]:
+    display, on_progress = progress_display(requests, show_progress)
     async with Pipeline(settings), ImportClient(settings) as client:
         for request in requests:
             await client.submit(request)
-        found = await client.wait([r.job_id for r in requests], timeout)
+        with display:
+            found = await client.wait([r.job_id for r in requests], timeout, on_progress=on_progress)
     return [found[r.job_id] for r in requests]
 
 
@@ -105,6 +126,29 @@ def summary(note: ImportNotification) -> str:
     lines += [f"    warning: {w.message}" for w in note.warnings]
     lines += [f"    row {e.row} (line {e.line}){' ' + e.field if e.field else ''}: {e.message}" for e in note.errors]
     return "\n".join(lines)
+
+
+def cmd_jobs(args: argparse.Namespace, settings: Settings) -> int:
+    asyncio.run(show_jobs(settings, args.limit, args.json))
+    return 0
+
+
+def cmd_watch(args: argparse.Namespace, settings: Settings) -> int:
+    if not settings.kafka_bootstrap_servers:
+        print("clients-import watch: set KAFKA_BOOTSTRAP_SERVERS", file=sys.stderr)
+        return 2
+    asyncio.run(watch(settings, args.job))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        path = asyncio.run(write_report(settings, args.job, args.kind, args.output))
+    except LookupError as error:
+        print(f"clients-import {args.kind}: {error}", file=sys.stderr)
+        return 2
+    print(path)
+    return 0
 
 
 def cmd_contract(args: argparse.Namespace, settings: Settings) -> int:

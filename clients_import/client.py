@@ -56,10 +56,14 @@ class ImportClient:
             headers=[("content-type", b"application/json")],
         )
 
-    async def wait(self, job_ids: Iterable[str], timeout: float = 120.0, on_progress=None) -> dict[str, ImportNotification]:
+    async def wait(
+        self, job_ids: Iterable[str], timeout: float = 120.0, on_progress=None, any_new: bool = False
+    ) -> dict[str, ImportNotification]:
+        """Until every given job has its notification (or, with any_new, until any new one comes)."""
         wanted = set(job_ids)
+        known = len(self.notifications)
         deadline = time.monotonic() + timeout
-        while not wanted <= self.notifications.keys():
+        while not (wanted <= self.notifications.keys() and (not any_new or len(self.notifications) > known)):
             left = deadline - time.monotonic()
             if left <= 0:
                 missing = ", ".join(sorted(wanted - self.notifications.keys()))

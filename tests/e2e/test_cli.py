@@ -75,3 +75,40 @@ def test_broker_prints_its_address_serves_kafka_and_stops_cleanly():
 def test_serve_refuses_an_unknown_service(settings, tmp_path):
     done = subprocess.run([*CLI, "serve", "mailer"], env=_env(settings, tmp_path), capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "mailer" in done.stderr
+
+
+def test_jobs_lists_an_import_and_errors_writes_its_fixable_report(settings, engine, tmp_path):
+    d = unique_domain()
+    messy = tmp_path / "messy.csv"
+    messy.write_text(f"firstName,email,lastName\nOk,ok@{d},Fine\n,broken@{d},=1+1\n")
+    env = _env(settings, tmp_path)
+    assert subprocess.run([*CLI, "run", str(messy)], env=env, capture_output=True, timeout=180).returncode == 0
+
+    listed = subprocess.run([*CLI, "jobs", "--json"], env=env, capture_output=True, text=True, timeout=60)
+    job = json.loads(listed.stdout.splitlines()[0])
+    assert (job["file_name"], job["status"], job["created"], job["rejected"]) == ("messy.csv", "completed_with_errors", 1, 1)
+
+    report = tmp_path / "fix-me.csv"
+    written = subprocess.run([*CLI, "errors", job["job_id"], "-o", str(report)], env=env, capture_output=True, text=True, timeout=60)
+    assert written.returncode == 0
+    lines = report.read_text(encoding="utf-8-sig").splitlines()
+    assert lines[0] == "firstName,email,lastName,row,line,errors"
+    assert lines[1].startswith(f",broken@{d},'=1+1,2,3,")
+
+
+async def test_watch_shows_every_job_live_as_it_ends(settings, partner):
+    watcher = subprocess.Popen([*CLI, "watch"], env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+                                                     "COLUMNS": "200"}, stdout=subprocess.PIPE, text=True)
+    try:
+        assert watcher.stdout.readline().startswith("watching every job")
+        note = await partner.run(f"firstName,email\nWat,wat@{unique_domain()}\n")
+        lines: list[str] = []
+        deadline = time.monotonic() + 30
+        while not any("created" in line and note.job_id in line for line in lines) and time.monotonic() < deadline:
+            lines.append(watcher.stdout.readline())
+    finally:
+        watcher.terminate()
+        watcher.wait(timeout=10)
+    mine = [line for line in lines if note.job_id in line]
+    assert "processing" in mine[0] or "completed" in mine[0]
+    assert "clients.csv: 1 rows — 1 created" in mine[-1]

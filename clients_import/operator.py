@@ -1,0 +1,101 @@
+"""What operators see: recent jobs, a live view of jobs as they run, reports on disk, a progress bar."""
+
+import sys
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from services.uploader import jobs, reports
+from shared.db import create_engine
+from shared.events import ImportNotification, ImportProgress, ImportRequest
+from shared.settings import Settings
+
+from .client import ImportClient
+
+STATUS_STYLE = {
+    "completed": "green", "validated": "green", "completed_with_errors": "yellow",
+    "rejected": "red", "failed": "red", "processing": "cyan", "received": "cyan",
+}
+
+
+async def show_jobs(settings: Settings, limit: int, as_json: bool) -> None:
+    engine = create_engine(settings.database_url)
+    async with engine.connect() as conn:
+        items, total = await jobs.list_jobs(conn, limit, 0)
+    await engine.dispose()
+    if as_json:
+        import json
+
+        for item in items:
+            print(json.dumps(item, default=str))
+        return
+    table = Table(title=f"Recent imports ({len(items)} of {total})")
+    for column in ("job", "file", "status", "rows", "created", "updated", "unchanged", "rejected", "by", "received"):
+        table.add_column(column, overflow="fold")
+    for j in items:
+        table.add_row(j["job_id"], j["file_name"], f"[{STATUS_STYLE.get(j['status'], '')}]{j['status']}",
+                      f"{j['processed']}/{j['total']}", *(str(j[k]) for k in ("created", "updated", "unchanged", "rejected")),
+                      j["requested_by"], f"{j['received_at']:%Y-%m-%d %H:%M:%S}")
+    Console().print(table)
+
+
+async def watch(settings: Settings, job_id: str | None) -> None:
+    """Follow one job to its notification, or every job until interrupted."""
+    console = Console()
+
+    def on_progress(progress: ImportProgress) -> None:
+        if job_id in (None, progress.job_id):
+            console.print(f"{progress.at:%H:%M:%S} {progress.job_id} [{STATUS_STYLE.get(progress.status, '')}]"
+                          f"{progress.status}[/] {progress.processed}/{progress.total} rows")
+
+    async with ImportClient(settings) as client:
+        console.print(f"watching {'job ' + job_id if job_id else 'every job'} on {settings.kafka_bootstrap_servers}")
+        while True:
+            before = set(client.notifications)
+            try:
+                await client.wait([job_id] if job_id else [], timeout=3600, on_progress=on_progress, any_new=job_id is None)
+            except TimeoutError:
+                continue
+            for note_id in set(client.notifications) - before:
+                note = client.notifications[note_id]
+                console.print(f"[bold]{note.message}[/] [{STATUS_STYLE.get(note.status, '')}]{note.status}[/] ({note.job_id})")
+            if job_id and job_id in client.notifications:
+                return
+
+
+async def write_report(settings: Settings, job_id: str, kind: str, output: Path | None) -> Path:
+    engine = create_engine(settings.database_url)
+    async with engine.connect() as conn:
+        document = await jobs.job_document(conn, job_id)
+        if document is None:
+            raise LookupError(f"no import with id {job_id}")
+        if kind == "errors":
+            text = reports.errors_csv(await jobs.rejected_rows(conn, job_id))
+        else:
+            text = reports.results_csv(await jobs.accepted_rows(conn, job_id))
+    await engine.dispose()
+    path = output or Path(f"{Path(document['file_name']).stem}-{kind}.csv")
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def progress_display(requests: list[ImportRequest], enabled: bool) -> tuple[AbstractContextManager, Callable]:
+    """A bar per file on a terminal; nothing when the output is JSON or not a terminal."""
+    if not enabled or not sys.stderr.isatty():
+        return nullcontext(), lambda _: None
+    bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
+                    TimeElapsedColumn(), console=Console(stderr=True), transient=False)
+    tasks = {r.job_id: bars.add_task(r.file_name, total=None, status="received") for r in requests}
+
+    def update(progress: ImportProgress) -> None:
+        if progress.job_id in tasks:
+            bars.update(tasks[progress.job_id], completed=progress.processed, total=progress.total or None,
+                        status=progress.status.value)
+
+    return bars, update
+
+

@@ -1,0 +1,99 @@
+"""The Clients page in a real browser, against a real `clients-import serve` on the session's broker.
+
+Chromium is Debian's (/usr/bin/chromium); Playwright drives it. Nothing here skips: a missing
+browser or a server that does not start fails the tests with the reason.
+"""
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+START_TIMEOUT_S = 60
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_until_healthy(process: subprocess.Popen, url: str, log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"clients-import serve exited with {process.returncode}:\n{log.read_text(errors='replace')}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    pytest.fail(f"clients-import serve did not answer {url} within {START_TIMEOUT_S} s:\n{log.read_text(errors='replace')}")
+
+
+@pytest.fixture(scope="session")
+def server(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """(base_url, token) of a running API with the whole pipeline behind it."""
+    folder = tmp_path_factory.mktemp("browser")
+    port = _free_port()
+    token = secrets.token_urlsafe(24)
+    env = os.environ | {
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "DATABASE_URL": f"sqlite+aiosqlite:///{folder / 'browser.db'}",
+        "API_TOKEN": token,
+        "API_HOST": "127.0.0.1",
+        "API_PORT": str(port),
+        "GROUP_PREFIX": f"browser-{secrets.token_hex(4)}",
+    }
+    log = folder / "serve.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "clients_import.cli", "serve"], env=env,
+                                   stdout=out, stderr=subprocess.STDOUT, cwd=folder)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_healthy(process, f"{base_url}/healthz", log)
+        yield base_url, token
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium is not installed at {CHROMIUM}")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A fresh browser context per test: no cookies carried over, downloads allowed."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
+    page = context.new_page()
+    # An uncaught script error is a failure, not noise. (Console lines such as the browser's own
+    # "Failed to load resource: 401" before signing in are expected and not counted.)
+    script_errors: list[str] = []
+    page.on("pageerror", lambda error: script_errors.append(str(error)))
+    yield page
+    context.close()
+    if script_errors:
+        pytest.fail("the page threw: " + "; ".join(script_errors))

@@ -1,0 +1,327 @@
+"""The Clients page as a person uses it: sign in, import through the modal, read the notification.
+
+Each test works on its own emails (a fresh domain) and file names, since all share one server.
+"""
+
+import csv
+import io
+import re
+import uuid
+import zipfile
+from pathlib import Path
+
+from playwright.sync_api import Page, expect
+
+PIPELINE_TIMEOUT_MS = 30_000
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+HEADER = "firstName,email,username,middleName,lastName"
+
+
+def unique() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+def sign_in(page: Page, server: tuple[str, str]) -> None:
+    base_url, token = server
+    page.goto(base_url)
+    page.get_by_label("API token").fill(token)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Clients", level=1)).to_be_visible()
+
+
+def write_csv(folder: Path, name: str, text: str) -> Path:
+    path = folder / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def seed_example(tag: str) -> str:
+    """The seed's two-row example, with emails of this test's own."""
+    return (f"{HEADER}\nexample1,{tag}1@example.com,,,exampleL1\nexample2,{tag}2@example.com,,,exampleL2\n")
+
+
+def dialog(page: Page):
+    return page.get_by_role("dialog", name="Wants to import clients?")
+
+
+def start_import(page: Page, path: Path) -> None:
+    page.get_by_role("button", name="Import", exact=True).click()
+    modal = dialog(page)
+    expect(modal).to_be_visible()
+    modal.get_by_label("Attach file").set_input_files(path)
+    expect(modal.get_by_text(f"Attached: {path.name}")).to_be_visible()
+    modal.get_by_role("button", name="Start import").click()
+
+
+def toast_for(page: Page, file_name: str):
+    return page.locator(".toast").filter(has_text=file_name)
+
+
+def test_signing_in_shows_the_clients_page_and_keeps_the_token_out_of_storage(page: Page, server, output_dir: Path):
+    base_url, token = server
+    page.goto(base_url)
+    expect(page.get_by_label("API token")).to_have_attribute("type", "password")
+    expect(page.get_by_role("button", name="Import", exact=True)).to_be_hidden()
+    page.screenshot(path=output_dir / "sign-in.png")
+
+    sign_in(page, server)
+    expect(page.get_by_role("button", name="Import", exact=True)).to_be_visible()
+    expect(page.get_by_role("heading", name="Recent imports")).to_be_visible()
+    expect(page.locator("#running")).to_have_text("No imports running")
+    expect(page.get_by_role("button", name="Notifications")).to_be_visible()
+    page.screenshot(path=output_dir / "clients-page.png")
+
+    stored = page.evaluate("() => JSON.stringify([{...localStorage}, {...sessionStorage}, location.href, document.cookie])")
+    assert token not in stored, "the token must live only in the HttpOnly cookie's session, never in storage or URLs"
+    cookies = page.context.cookies()
+    assert cookies and all(c["httpOnly"] and c["sameSite"] == "Strict" for c in cookies)
+    assert all(token not in c["value"] for c in cookies)
+
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_label("API token")).to_be_visible()
+    expect(page.get_by_role("button", name="Import", exact=True)).to_be_hidden()
+    page.reload()
+    expect(page.get_by_label("API token")).to_be_visible()  # the session really ended on the server
+    page.screenshot(path=output_dir / "signed-out.png")
+
+
+def test_a_wrong_token_is_refused_and_no_client_data_is_shown(page: Page, server, output_dir: Path):
+    base_url, _ = server
+    page.goto(base_url)
+    page.get_by_label("API token").fill("not-the-token")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_have_text("That token is not valid.")
+    expect(page.locator("#app-view")).to_be_hidden()
+    expect(page.locator("#clients-body tr")).to_have_count(0)
+    expect(page.get_by_role("heading", name="Clients", level=1)).to_be_hidden()
+    page.screenshot(path=output_dir / "wrong-token.png")
+
+
+def test_the_seed_example_is_imported_and_notified(page: Page, server, output_dir: Path, tmp_path: Path):
+    tag = f"seed{unique()}"
+    path = write_csv(tmp_path, f"clients-{tag}.csv", seed_example(tag))
+    sign_in(page, server)
+    start_import(page, path)
+
+    modal = dialog(page)
+    expect(modal.get_by_role("heading", name="Import finished")).to_be_visible(timeout=PIPELINE_TIMEOUT_MS)
+    expected = f"{path.name} imported: 2 created, 0 updated, 0 unchanged, 0 rejected."
+    expect(modal.locator("#outcome-text")).to_have_text(expected)
+    toast = toast_for(page, path.name)
+    expect(toast).to_contain_text(expected)
+    expect(toast.get_by_role("link", name="Download results.csv")).to_be_visible()
+    expect(toast.get_by_role("link", name="Download errors.csv")).to_have_count(0)
+    page.screenshot(path=output_dir / "seed-imported-modal.png")
+
+    modal.get_by_role("button", name="Done").click()
+    expect(modal).to_be_hidden()
+    for n in (1, 2):
+        expect(page.locator("#clients-body").get_by_text(f"{tag}{n}@example.com")).to_be_visible()
+    expect(page.locator("#clients-body tr").filter(has_text=f"{tag}1@example.com")).to_contain_text("example1 exampleL1")
+
+    history_row = page.locator("#history-body tr").filter(has_text=path.name)
+    expect(history_row).to_contain_text("Completed")
+    expect(history_row).to_contain_text("2 created")
+    expect(history_row).to_contain_text("web")
+
+    bell = page.get_by_role("button", name=re.compile(r"^Notifications, \d+ new$"))
+    bell.click()
+    expect(page.locator("#bell-list")).to_contain_text(expected)
+    page.screenshot(path=output_dir / "seed-imported-page.png")
+
+
+def test_bad_rows_are_counted_and_errors_csv_downloads(page: Page, server, output_dir: Path, tmp_path: Path):
+    tag = f"bad{unique()}"
+    text = (f"{HEADER}\n"
+            f"good,{tag}good@example.com,,,Person\n"
+            f",{tag}noname@example.com,,,Person\n"
+            f"badmail,{tag}-not-an-email,,,Person\n")
+    path = write_csv(tmp_path, f"bad-rows-{tag}.csv", text)
+    sign_in(page, server)
+    start_import(page, path)
+
+    toast = toast_for(page, path.name)
+    expect(toast).to_contain_text("1 created, 0 updated, 0 unchanged, 2 rejected.", timeout=PIPELINE_TIMEOUT_MS)
+    modal = dialog(page)
+    expect(modal.get_by_role("heading", name=re.compile("some rows were rejected"))).to_be_visible()
+    expect(modal.locator("#outcome-errors-body tr")).to_have_count(2)
+    page.screenshot(path=output_dir / "bad-rows.png")
+
+    with page.expect_download() as download_info:
+        toast.get_by_role("link", name="Download errors.csv").click()
+    download = download_info.value
+    saved = output_dir / download.suggested_filename
+    download.save_as(saved)
+    assert download.suggested_filename.endswith("errors.csv")
+    rows = list(csv.DictReader(io.StringIO(saved.read_text(encoding="utf-8-sig"))))
+    assert "errors" in rows[0]
+    assert {row["email"] for row in rows} == {f"{tag}noname@example.com", f"{tag}-not-an-email"}
+    assert all(row["errors"] for row in rows)
+
+
+def test_a_workbook_renamed_csv_is_refused_with_the_reason_in_the_modal(page: Page, server, output_dir: Path, tmp_path: Path):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as workbook:
+        workbook.writestr("[Content_Types].xml", "<Types/>")
+        workbook.writestr("xl/workbook.xml", "<workbook/>")
+        workbook.writestr("xl/worksheets/sheet1.xml", "<worksheet/>")
+    data = buffer.getvalue()
+    assert data.startswith(b"PK\x03\x04") and b"xl/workbook.xml" in data
+    path = tmp_path / f"workbook-{unique()}.csv"
+    path.write_bytes(data)
+    sign_in(page, server)
+    start_import(page, path)
+
+    modal = dialog(page)
+    expect(modal.get_by_role("heading", name="The file was not imported")).to_be_visible(timeout=PIPELINE_TIMEOUT_MS)
+    expect(modal.locator("#outcome-text")).to_contain_text(f"{path.name} was not imported:")
+    expect(modal.locator("#outcome-text")).to_contain_text("Excel workbook")
+    expect(toast_for(page, path.name)).to_contain_text("Excel workbook")
+    page.screenshot(path=output_dir / "workbook-refused.png")
+
+
+def test_quick_checks_refuse_a_file_that_is_not_csv_before_uploading(page: Page, server, output_dir: Path, tmp_path: Path):
+    path = write_csv(tmp_path, "clients.txt", seed_example("never"))
+    sign_in(page, server)
+    uploads: list[str] = []
+    page.on("request", lambda request: uploads.append(request.url) if request.method == "POST" else None)
+    page.get_by_role("button", name="Import", exact=True).click()
+    modal = dialog(page)
+    modal.get_by_label("Attach file").set_input_files(path)
+    expect(modal.get_by_role("alert")).to_contain_text("is not a CSV file")
+    modal.get_by_role("button", name="Start import").click()
+    expect(modal.get_by_role("alert")).to_contain_text("is not a CSV file")
+    assert uploads == []
+    page.screenshot(path=output_dir / "not-csv.png")
+
+
+def test_the_modal_traps_focus_and_escape_returns_to_import(page: Page, server, output_dir: Path):
+    sign_in(page, server)
+    page.get_by_role("button", name="Import", exact=True).focus()
+    page.keyboard.press("Enter")
+    modal = dialog(page)
+    expect(modal).to_be_visible()
+    expect(modal).to_have_attribute("aria-modal", "true")
+    expect(modal).to_contain_text("5,000 records")
+    expect(modal).to_contain_text("10 MB")
+    expect(modal).to_contain_text("No scripts, macros, or executable content")
+    template = modal.get_by_role("link", name="Download the CSV template")
+    expect(template).to_have_attribute("download", "clients-template.csv")
+    expect(template).to_have_attribute("href", "/clients-template.csv")
+
+    inside = "() => document.getElementById('import-dialog').contains(document.activeElement)"
+    seen = set()
+    for _ in range(25):
+        page.keyboard.press("Tab")
+        assert page.evaluate(inside), "Tab left the dialog"
+        seen.add(page.evaluate("() => document.activeElement.id || document.activeElement.textContent.trim()"))
+    assert {"import-file", "import-dry-run", "import-mode"} <= seen
+    for _ in range(25):
+        page.keyboard.press("Shift+Tab")
+        assert page.evaluate(inside), "Shift+Tab left the dialog"
+    page.screenshot(path=output_dir / "modal-open.png")
+
+    page.keyboard.press("Escape")
+    expect(modal).to_be_hidden()
+    expect(page.get_by_role("button", name="Import", exact=True)).to_be_focused()
+
+
+def test_search_and_paging(page: Page, server, output_dir: Path, tmp_path: Path):
+    tag = f"page{unique()}"
+    rows = "\n".join(f"Person{n},{tag}{n:03}@example.com,,,Paged" for n in range(120))
+    path = write_csv(tmp_path, f"paging-{tag}.csv", f"{HEADER}\n{rows}\n")
+    sign_in(page, server)
+    start_import(page, path)
+    expect(toast_for(page, path.name)).to_contain_text("120 created", timeout=PIPELINE_TIMEOUT_MS)
+    page.keyboard.press("Escape")
+
+    page.get_by_label("Search clients").fill(tag)
+    expect(page.locator("#clients-range")).to_have_text("1–50 of 120")
+    expect(page.locator("#clients-body tr")).to_have_count(50)
+    expect(page.get_by_role("button", name="Previous")).to_be_disabled()
+    page.get_by_role("button", name="Next").click()
+    expect(page.locator("#clients-range")).to_have_text("51–100 of 120")
+    page.get_by_role("button", name="Next").click()
+    expect(page.locator("#clients-range")).to_have_text("101–120 of 120")
+    expect(page.get_by_role("button", name="Next")).to_be_disabled()
+    page.get_by_label("Search clients").fill(f"{tag}007@")
+    expect(page.locator("#clients-range")).to_have_text("1–1 of 1")
+    page.screenshot(path=output_dir / "search.png")
+
+
+def test_the_page_is_usable_at_phone_width(page: Page, server, output_dir: Path, tmp_path: Path):
+    page.set_viewport_size({"width": 390, "height": 844})
+    tag = f"phone{unique()}"
+    sign_in(page, server)
+    import_button = page.get_by_role("button", name="Import", exact=True)
+    expect(import_button).to_be_in_viewport()
+    # Nothing spills past the screen's edge: wide tables scroll inside their own region.
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+    page.screenshot(path=output_dir / "phone-page.png", full_page=True)
+
+    path = write_csv(tmp_path, f"phone-{tag}.csv", seed_example(tag))
+    start_import(page, path)
+    modal = dialog(page)
+    expect(modal.get_by_role("heading", name="Import finished")).to_be_visible(timeout=PIPELINE_TIMEOUT_MS)
+    box = modal.bounding_box()
+    assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390
+    page.screenshot(path=output_dir / "phone-modal.png")
+    modal.get_by_role("button", name="Done").click()
+    expect(page.locator("#clients-body").get_by_text(f"{tag}1@example.com")).to_be_visible()
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+    page.screenshot(path=output_dir / "phone-after-import.png")
+
+
+def test_readme_screenshots_of_the_modal_during_an_import_and_the_notification(page: Page, server, output_dir: Path, tmp_path: Path):
+    tag = f"big{unique()}"
+    rows = "\n".join(f"Client{n},{tag}{n:04}@example.com,,,Imported" for n in range(5000))
+    path = write_csv(tmp_path, "clients.csv", f"{HEADER}\n{rows}\n")
+    sign_in(page, server)
+    start_import(page, path)
+
+    modal = dialog(page)
+    bar = modal.get_by_role("progressbar")
+    expect(modal.locator("#progress-text")).to_have_text(re.compile(r"Importing… [\d,]+ of 5,000 rows"), timeout=PIPELINE_TIMEOUT_MS)
+    expect(bar).to_have_attribute("aria-valuemax", "5000")
+    DOCS.mkdir(exist_ok=True)
+    page.screenshot(path=DOCS / "screenshot-import-modal.png")
+    page.screenshot(path=output_dir / "import-modal.png")
+    expect(page.locator("#running")).to_have_text("1 import running")
+
+    # Close and keep working: the header keeps following the import, and the notification still comes.
+    modal.get_by_role("button", name="Close").click()
+    toast = toast_for(page, path.name)
+    expect(toast).to_contain_text("5,000 created", timeout=PIPELINE_TIMEOUT_MS)
+    expect(page.locator("#running")).to_have_text("No imports running")
+    page.get_by_role("button", name=re.compile(r"^Notifications")).click()
+    page.screenshot(path=DOCS / "screenshot-notification.png")
+    page.screenshot(path=output_dir / "notification.png")
+
+
+def test_progress_updates_do_not_move_the_layout(page: Page, server, tmp_path: Path):
+    tag = f"steady{unique()}"
+    rows = "\n".join(f"Client{n},{tag}{n:04}@example.com,,,Steady" for n in range(5000))
+    path = write_csv(tmp_path, f"steady-{tag}.csv", f"{HEADER}\n{rows}\n")
+    sign_in(page, server)
+    start_import(page, path)
+    modal = dialog(page)
+    text = modal.locator("#progress-text")
+    expect(text).to_have_text(re.compile(r"of 5,000 rows"), timeout=PIPELINE_TIMEOUT_MS)
+    # Sample the dialog and the bar while the numbers change: their boxes must stay put.
+    samples = set()
+    boxes = set()
+    for _ in range(100):
+        state = page.evaluate("""() => {
+            const view = document.getElementById('progress-view');
+            if (view.hidden) return null;
+            const box = (id) => JSON.stringify(document.getElementById(id).getBoundingClientRect());
+            return [document.getElementById('progress-text').textContent, box('import-dialog'), box('progress-bar'), box('progress-text')];
+        }""")
+        if state is None:
+            break
+        samples.add(state[0])
+        boxes.add(tuple(state[1:]))
+        page.wait_for_timeout(50)
+    assert len(samples) >= 2, f"saw too few progress updates to judge: {samples}"
+    assert len(boxes) == 1, f"the layout moved while progress updated: {boxes}"
+    expect(toast_for(page, path.name)).to_contain_text("5,000 created", timeout=PIPELINE_TIMEOUT_MS)
