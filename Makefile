@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Debian's packages the project needs: a JVM and Maven for the local Kafka, Chromium for the page's tests.
+APT_GET := $(shell command -v apt-get 2>/dev/null)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo 2>/dev/null)
 
-.PHONY: demo test bench install clean
+.PHONY: demo test bench install system-java system-chromium clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,16 +15,26 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) system-java
+
+system-java:
+	@command -v java >/dev/null && command -v mvn >/dev/null || { \
+	  [ -n "$(APT_GET)" ] || { echo "install Java 17+ and Maven" >&2; exit 1; }; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq openjdk-17-jre-headless maven >/dev/null; }
+
+system-chromium:
+	@command -v chromium >/dev/null || { \
+	  [ -n "$(APT_GET)" ] || { echo "install Chromium (the browser tests drive /usr/bin/chromium)" >&2; exit 1; }; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 
 demo: install
 	$(BIN)/clients-import run examples/clients.csv
 
-test: install
-	$(BIN)/python -m pytest -q
+test: install system-chromium
+	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench: install
 	$(BIN)/python bench/bench.py
 
 clean:
-	rm -rf $(VENV) data
+	rm -rf $(VENV) data test-output

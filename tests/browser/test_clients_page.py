@@ -289,7 +289,7 @@ def test_readme_screenshots_of_the_modal_during_an_import_and_the_notification(p
     expect(page.locator("#running")).to_have_text("1 import running")
 
     # Close and keep working: the header keeps following the import, and the notification still comes.
-    modal.get_by_role("button", name="Close").click()
+    modal.get_by_role("button", name="Close and keep working").click()
     toast = toast_for(page, path.name)
     expect(toast).to_contain_text("5,000 created", timeout=PIPELINE_TIMEOUT_MS)
     expect(page.locator("#running")).to_have_text("No imports running")

@@ -1,0 +1,46 @@
+"""The README's rule table is the user's reference: it must name exactly the codes the code uses."""
+
+import ast
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).parents[2]
+WARNINGS = {"decoded_as_windows_1252", "delimiter", "unknown_columns"}
+
+
+def codes_in_code() -> set[str]:
+    """Every stable code given to an Issue (directly or through `refuse`) in the services and shared."""
+    found = set()
+    for path in [*ROOT.glob("services/**/*.py"), *ROOT.glob("shared/*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            name = getattr(node.func, "id", getattr(node.func, "attr", ""))
+            if name == "refuse" and node.args and isinstance(node.args[0], ast.Constant):
+                found.add(node.args[0].value)
+            if name == "Issue":
+                found |= {k.value.value for k in node.keywords if k.arg == "code" and isinstance(k.value, ast.Constant)}
+    return found
+
+
+def codes_in_readme_table() -> set[str]:
+    section = (ROOT / "README.md").read_text().split("## The rules", 1)[1].split("\n## ", 1)[0]
+    return set(re.findall(r"^\| `([a-z_0-9]+)` \|", section, flags=re.MULTILINE))
+
+
+def test_the_readme_rule_table_lists_every_code_and_only_those():
+    in_code = codes_in_code() - WARNINGS
+    in_table = codes_in_readme_table()
+    assert in_code - in_table == set(), "codes missing from the README's table"
+    assert in_table - in_code == set(), "codes in the README's table that the code never gives"
+
+
+def test_the_readme_names_the_warnings():
+    section = (ROOT / "README.md").read_text().split("## The rules", 1)[1]
+    assert all(f"`{code}`" in section for code in WARNINGS)
+    assert WARNINGS <= codes_in_code()
+
+
+def test_the_readme_shows_both_set_up_commands():
+    text = (ROOT / "README.md").read_text()
+    assert "make demo" in text and "make test" in text
