@@ -3,11 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# Debian's packages the project needs: a JVM and Maven for the local Kafka, Chromium for the page's tests.
+# Debian's packages the project needs: a JVM and Maven for the local Kafka; Chromium and PostgreSQL for tests.
 APT_GET := $(shell command -v apt-get 2>/dev/null)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo 2>/dev/null)
 
-.PHONY: demo test bench install system-java system-chromium clean
+.PHONY: demo test bench install system-java system-test-tools clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,15 +22,15 @@ system-java:
 	  [ -n "$(APT_GET)" ] || { echo "install Java 17+ and Maven" >&2; exit 1; }; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq openjdk-17-jre-headless maven >/dev/null; }
 
-system-chromium:
-	@command -v chromium >/dev/null || { \
-	  [ -n "$(APT_GET)" ] || { echo "install Chromium (the browser tests drive /usr/bin/chromium)" >&2; exit 1; }; \
-	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+system-test-tools:
+	@{ command -v chromium >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || { \
+	  [ -n "$(APT_GET)" ] || { echo "install Chromium and PostgreSQL (the page's and the database tests use them)" >&2; exit 1; }; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium postgresql >/dev/null; }
 
 demo: install
 	$(BIN)/clients-import run examples/clients.csv
 
-test: install system-chromium
+test: install system-test-tools
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench: install
