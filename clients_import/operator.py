@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from services.uploader import jobs, reports
+from services.uploader import jobs
 from shared.db import create_engine
 from shared.events import ImportNotification, ImportProgress, ImportRequest
 from shared.settings import Settings
@@ -70,16 +70,12 @@ async def watch(settings: Settings, job_id: str | None) -> None:
 async def write_report(settings: Settings, job_id: str, kind: str, output: Path | None) -> Path:
     engine = create_engine(settings.database_url)
     async with engine.connect() as conn:
-        document = await jobs.job_document(conn, job_id)
-        if document is None:
-            raise LookupError(f"no import with id {job_id}")
-        if kind == "errors":
-            text = reports.errors_csv(await jobs.rejected_rows(conn, job_id))
-        else:
-            text = reports.results_csv(await jobs.accepted_rows(conn, job_id))
+        found = await jobs.report(conn, job_id, kind)
     await engine.dispose()
-    path = output or Path(f"{Path(document['file_name']).stem}-{kind}.csv")
-    path.write_text(text, encoding="utf-8")
+    if found is None:
+        raise LookupError(f"no import with id {job_id}")
+    path = output or Path(found[0])
+    path.write_text(found[1], encoding="utf-8")
     return path
 
 

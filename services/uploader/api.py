@@ -179,19 +179,22 @@ def build_api(settings, engine: AsyncEngine, router: KafkaRouter) -> FastAPI:
     async def get_import(job_id: str, _: Caller) -> dict:
         return await _job(job_id)
 
+    async def _report(job_id: str, kind: str) -> Response:
+        async with engine.connect() as conn:
+            found = await jobs.report(conn, job_id, kind)
+        if found is None:
+            raise ApiError(404, "not_found", "There is no import with that id.")
+        return _csv(found[1], found[0])
+
     @app.get("/imports/{job_id}/errors.csv", tags=["imports"])
     async def errors_report(job_id: str, _: Caller) -> Response:
-        document = await _job(job_id)
-        async with engine.connect() as conn:
-            rows = await jobs.rejected_rows(conn, job_id)
-        return _csv(reports.errors_csv(rows), f"{Path(document['file_name']).stem}-errors.csv")
+        """The rejected rows as uploaded, with row, line and errors: fix them and upload again."""
+        return await _report(job_id, "errors")
 
     @app.get("/imports/{job_id}/results.csv", tags=["imports"])
     async def results_report(job_id: str, _: Caller) -> Response:
-        document = await _job(job_id)
-        async with engine.connect() as conn:
-            rows = await jobs.accepted_rows(conn, job_id)
-        return _csv(reports.results_csv(rows), f"{Path(document['file_name']).stem}-results.csv")
+        """Each accepted row with its client id and outcome."""
+        return await _report(job_id, "results")
 
     @app.get("/clients", tags=["clients"])
     async def list_clients(

@@ -1,6 +1,7 @@
 """What the API and the command line read about jobs and clients: plain queries, plain dicts."""
 
 from datetime import UTC, datetime
+from pathlib import PurePath
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -8,6 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from shared.db import insert_for
 from shared.events import ImportOptions, JobStatus, Outcome, Source
 from shared.tables import clients, import_jobs, job_rows, row_outcomes
+
+from . import reports
 
 FIRST_ERRORS = 20
 
@@ -94,6 +97,18 @@ async def accepted_rows(conn: AsyncConnection, job_id: str) -> list[dict]:
         .order_by(row_outcomes.c.row)
     )
     return [dict(r) for r in (await conn.execute(query)).mappings()]
+
+
+REPORTS = {"errors": (rejected_rows, reports.errors_csv), "results": (accepted_rows, reports.results_csv)}
+
+
+async def report(conn: AsyncConnection, job_id: str, kind: str) -> tuple[str, str] | None:
+    """A job's report as (file name, CSV text): `errors` or `results`; None for an unknown job."""
+    file_name = await conn.scalar(select(import_jobs.c.file_name).where(import_jobs.c.id == job_id))
+    if file_name is None:
+        return None
+    rows_of, render = REPORTS[kind]
+    return f"{PurePath(file_name).stem}-{kind}.csv", render(await rows_of(conn, job_id))
 
 
 async def search_clients(conn: AsyncConnection, q: str, limit: int, offset: int) -> tuple[list[dict], int]:

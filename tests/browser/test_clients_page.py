@@ -107,14 +107,17 @@ def test_the_seed_example_is_imported_and_notified(page: Page, server, output_di
     expect(modal.get_by_role("heading", name="Import finished")).to_be_visible(timeout=PIPELINE_TIMEOUT_MS)
     expected = f"{path.name} imported: 2 created, 0 updated, 0 unchanged, 0 rejected."
     expect(modal.locator("#outcome-text")).to_have_text(expected)
+    expect(modal.get_by_role("link", name="Download results.csv")).to_be_visible()
+    page.screenshot(path=output_dir / "seed-imported-modal.png")
+
+    # The notification waits for the modal to close, so it never covers the modal's buttons.
+    modal.get_by_role("button", name="Done").click()
+    expect(modal).to_be_hidden()
     toast = toast_for(page, path.name)
+    expect(toast).to_have_attribute("role", "status")
     expect(toast).to_contain_text(expected)
     expect(toast.get_by_role("link", name="Download results.csv")).to_be_visible()
     expect(toast.get_by_role("link", name="Download errors.csv")).to_have_count(0)
-    page.screenshot(path=output_dir / "seed-imported-modal.png")
-
-    modal.get_by_role("button", name="Done").click()
-    expect(modal).to_be_hidden()
     for n in (1, 2):
         expect(page.locator("#clients-body").get_by_text(f"{tag}{n}@example.com")).to_be_visible()
     expect(page.locator("#clients-body tr").filter(has_text=f"{tag}1@example.com")).to_contain_text("example1 exampleL1")
@@ -140,12 +143,14 @@ def test_bad_rows_are_counted_and_errors_csv_downloads(page: Page, server, outpu
     sign_in(page, server)
     start_import(page, path)
 
-    toast = toast_for(page, path.name)
-    expect(toast).to_contain_text("1 created, 0 updated, 0 unchanged, 2 rejected.", timeout=PIPELINE_TIMEOUT_MS)
     modal = dialog(page)
-    expect(modal.get_by_role("heading", name=re.compile("some rows were rejected"))).to_be_visible()
+    expect(modal.get_by_role("heading", name=re.compile("some rows were rejected"))).to_be_visible(timeout=PIPELINE_TIMEOUT_MS)
     expect(modal.locator("#outcome-errors-body tr")).to_have_count(2)
-    page.screenshot(path=output_dir / "bad-rows.png")
+    page.screenshot(path=output_dir / "bad-rows-modal.png")
+    page.keyboard.press("Escape")
+    toast = toast_for(page, path.name)
+    expect(toast).to_contain_text("1 created, 0 updated, 0 unchanged, 2 rejected.")
+    page.screenshot(path=output_dir / "bad-rows-notification.png")
 
     with page.expect_download() as download_info:
         toast.get_by_role("link", name="Download errors.csv").click()
@@ -176,8 +181,11 @@ def test_a_workbook_renamed_csv_is_refused_with_the_reason_in_the_modal(page: Pa
     expect(modal.get_by_role("heading", name="The file was not imported")).to_be_visible(timeout=PIPELINE_TIMEOUT_MS)
     expect(modal.locator("#outcome-text")).to_contain_text(f"{path.name} was not imported:")
     expect(modal.locator("#outcome-text")).to_contain_text("Excel workbook")
-    expect(toast_for(page, path.name)).to_contain_text("Excel workbook")
+    expect(modal.get_by_role("link")).to_have_count(0)  # nothing was written, so no report to offer
     page.screenshot(path=output_dir / "workbook-refused.png")
+    page.keyboard.press("Escape")
+    expect(toast_for(page, path.name)).to_contain_text("Excel workbook")
+    expect(page.locator("#history-body tr").filter(has_text=path.name)).to_contain_text("Not imported")
 
 
 def test_quick_checks_refuse_a_file_that_is_not_csv_before_uploading(page: Page, server, output_dir: Path, tmp_path: Path):
@@ -232,7 +240,7 @@ def test_search_and_paging(page: Page, server, output_dir: Path, tmp_path: Path)
     path = write_csv(tmp_path, f"paging-{tag}.csv", f"{HEADER}\n{rows}\n")
     sign_in(page, server)
     start_import(page, path)
-    expect(toast_for(page, path.name)).to_contain_text("120 created", timeout=PIPELINE_TIMEOUT_MS)
+    expect(dialog(page).locator("#outcome-text")).to_contain_text("120 created", timeout=PIPELINE_TIMEOUT_MS)
     page.keyboard.press("Escape")
 
     page.get_by_label("Search clients").fill(tag)
@@ -257,7 +265,7 @@ def test_the_page_is_usable_at_phone_width(page: Page, server, output_dir: Path,
     expect(import_button).to_be_in_viewport()
     # Nothing spills past the screen's edge: wide tables scroll inside their own region.
     assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
-    page.screenshot(path=output_dir / "phone-page.png", full_page=True)
+    page.screenshot(path=output_dir / "phone-page.png")
 
     path = write_csv(tmp_path, f"phone-{tag}.csv", seed_example(tag))
     start_import(page, path)
@@ -269,7 +277,10 @@ def test_the_page_is_usable_at_phone_width(page: Page, server, output_dir: Path,
     modal.get_by_role("button", name="Done").click()
     expect(page.locator("#clients-body").get_by_text(f"{tag}1@example.com")).to_be_visible()
     assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+    expect(toast_for(page, path.name)).to_be_in_viewport()
     page.screenshot(path=output_dir / "phone-after-import.png")
+    page.get_by_role("heading", name="Recent imports").scroll_into_view_if_needed()
+    page.screenshot(path=output_dir / "phone-recent-imports.png")
 
 
 def test_readme_screenshots_of_the_modal_during_an_import_and_the_notification(page: Page, server, output_dir: Path, tmp_path: Path):
@@ -293,9 +304,11 @@ def test_readme_screenshots_of_the_modal_during_an_import_and_the_notification(p
     toast = toast_for(page, path.name)
     expect(toast).to_contain_text("5,000 created", timeout=PIPELINE_TIMEOUT_MS)
     expect(page.locator("#running")).to_have_text("No imports running")
-    page.get_by_role("button", name=re.compile(r"^Notifications")).click()
     page.screenshot(path=DOCS / "screenshot-notification.png")
     page.screenshot(path=output_dir / "notification.png")
+    page.get_by_role("button", name=re.compile(r"^Notifications, \d+ new$")).click()
+    expect(page.locator("#bell-list li").first).to_contain_text("5,000 created")
+    page.screenshot(path=output_dir / "bell-open.png")
 
 
 def test_progress_updates_do_not_move_the_layout(page: Page, server, tmp_path: Path):
@@ -304,13 +317,11 @@ def test_progress_updates_do_not_move_the_layout(page: Page, server, tmp_path: P
     path = write_csv(tmp_path, f"steady-{tag}.csv", f"{HEADER}\n{rows}\n")
     sign_in(page, server)
     start_import(page, path)
-    modal = dialog(page)
-    text = modal.locator("#progress-text")
-    expect(text).to_have_text(re.compile(r"of 5,000 rows"), timeout=PIPELINE_TIMEOUT_MS)
-    # Sample the dialog and the bar while the numbers change: their boxes must stay put.
+    # Sample the dialog, the bar and the text from the upload to the end: their boxes must stay put
+    # through "Uploading…", "Reading the file…" and "Importing… n of 5,000 rows".
     samples = set()
     boxes = set()
-    for _ in range(100):
+    for _ in range(600):
         state = page.evaluate("""() => {
             const view = document.getElementById('progress-view');
             if (view.hidden) return null;
@@ -321,7 +332,8 @@ def test_progress_updates_do_not_move_the_layout(page: Page, server, tmp_path: P
             break
         samples.add(state[0])
         boxes.add(tuple(state[1:]))
-        page.wait_for_timeout(50)
+        page.wait_for_timeout(20)
     assert len(samples) >= 2, f"saw too few progress updates to judge: {samples}"
+    assert any(text.endswith("of 5,000 rows") for text in samples), samples
     assert len(boxes) == 1, f"the layout moved while progress updated: {boxes}"
-    expect(toast_for(page, path.name)).to_contain_text("5,000 created", timeout=PIPELINE_TIMEOUT_MS)
+    expect(dialog(page).locator("#outcome-text")).to_contain_text("5,000 created", timeout=PIPELINE_TIMEOUT_MS)

@@ -6,7 +6,7 @@ import { isRunning, plural } from "./format.js";
 import { loadHistory, resetHistory, updateHistory } from "./history.js";
 import { JobTracker } from "./jobs.js";
 import { initImportModal, requirementsFailed, resetImportModal, setImportSettings, showJobInModal } from "./modal.js";
-import { initNotifications, notify, remember, resetNotifications } from "./notifications.js";
+import { holdToasts, initNotifications, notify, remember, resetNotifications } from "./notifications.js";
 
 const tracker = new JobTracker();
 
@@ -20,6 +20,9 @@ function start() {
     track: (job, statusUrl) => tracker.track(job, statusUrl),
     started: (job) => updateHistory(job),
     signInAgain: () => showSignIn("Sign in again to import."),
+    // The modal shows the outcome itself; toasts wait so they never cover its buttons.
+    opened: () => holdToasts(true),
+    closed: () => holdToasts(false),
   });
   followJobs();
   checkSession();

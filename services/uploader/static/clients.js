@@ -63,15 +63,16 @@ function renderPage(page) {
   renderPager();
 }
 
+// data-label names each cell for the phone layout, where rows stack as cards without a header row.
 function clientRow(client) {
   return el("tr", {},
     el("th", { scope: "row" }, fullName(client)),
-    el("td", {}, client.email),
-    el("td", {}, client.username),
-    el("td", {}, client.project),
-    el("td", {}, client.desk),
-    el("td", {}, client.type),
-    el("td", {}, el("time", { datetime: client.updated_at }, when(client.updated_at))));
+    el("td", { "data-label": "Email" }, client.email),
+    el("td", { "data-label": "Username" }, client.username),
+    el("td", { "data-label": "Project" }, client.project),
+    el("td", { "data-label": "Desk" }, client.desk),
+    el("td", { "data-label": "Type" }, client.type),
+    el("td", { "data-label": "Last updated" }, el("time", { datetime: client.updated_at }, when(client.updated_at))));
 }
 
 function renderEmpty(empty) {

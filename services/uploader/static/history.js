@@ -69,9 +69,9 @@ function historyRow(job) {
   const badgeTone = isRunning(job) ? "running" : tone(job);
   return el("tr", {},
     el("th", { scope: "row" }, job.file_name, job.dry_run ? el("span", { class: "tag" }, "dry run") : null),
-    el("td", {}, el("span", { class: `badge-status tone-${badgeTone}` }, statusLabel(job.status))),
-    el("td", { class: "counts-cell" }, counts(job)),
-    el("td", {}, job.requested_by),
-    el("td", {}, el("time", { datetime: job.received_at }, when(job.received_at))),
-    el("td", { class: "links" }, reportLinks(job)));
+    el("td", { "data-label": "Status" }, el("span", { class: `badge-status tone-${badgeTone}` }, statusLabel(job.status))),
+    el("td", { "data-label": "Rows", class: "counts-cell" }, counts(job)),
+    el("td", { "data-label": "By" }, job.requested_by),
+    el("td", { "data-label": "Received" }, el("time", { datetime: job.received_at }, when(job.received_at))),
+    el("td", { "data-label": "Reports" }, el("span", { class: "links" }, reportLinks(job))));
 }

@@ -15,7 +15,7 @@ const state = {
   jobId: null, // the job this modal follows
   settings: null,
 };
-let hooks = { track: () => {}, started: () => {}, signInAgain: () => {} };
+let hooks = { track: () => {}, started: () => {}, signInAgain: () => {}, opened: () => {}, closed: () => {} };
 
 export function initImportModal(options) {
   hooks = { ...hooks, ...options };
@@ -62,6 +62,7 @@ export function openImportModal() {
   byId("app-shell").inert = true; // the page behind is out of reach, for mouse, keyboard and screen readers
   document.body.classList.add("modal-open");
   byId("import-title").focus();
+  hooks.opened();
 }
 
 export function closeImportModal() {
@@ -70,6 +71,7 @@ export function closeImportModal() {
   byId("app-shell").inert = false;
   document.body.classList.remove("modal-open");
   byId("import-button").focus();
+  hooks.closed();
 }
 
 /** Sign-out: forget the file and the job. */
@@ -278,11 +280,19 @@ function setBar(done, total) {
     fill.style.transform = "";
     return;
   }
+  const wasIndeterminate = bar.classList.contains("indeterminate");
   bar.classList.remove("indeterminate");
   bar.setAttribute("aria-valuemax", String(total));
   bar.setAttribute("aria-valuenow", String(done));
   bar.setAttribute("aria-valuetext", `${count(done)} of ${count(total)} rows`);
+  // Coming out of the sweeping animation, jump straight to the value: an animated start would
+  // briefly draw a fill that is not the real progress.
+  if (wasIndeterminate) fill.style.transition = "none";
   fill.style.transform = `scaleX(${total ? done / total : 0})`;
+  if (wasIndeterminate) {
+    void fill.offsetWidth; // apply the jump before transitions come back
+    fill.style.transition = "";
+  }
 }
 
 const HEADINGS = {
@@ -364,26 +374,32 @@ function renderRequirements(settings) {
   byId("requirements").replaceChildren(...rows.flatMap(([term, detail]) => [el("dt", {}, term), el("dd", {}, detail)]));
 }
 
+/** Required and optional columns as two lines, in the help page's style, plus the template. */
 function formattingText(settings) {
-  const required = (settings.required_columns || []).map((name) =>
-    columnItem(name, name === "email" ? "required, unique" : "required"));
-  const optional = (settings.optional_columns || []).map((column) => columnItem(column.name, optionalNote(column, settings)));
+  const required = (settings.required_columns || []).map((name) => column(name, name === "email" ? "unique" : ""));
+  const optional = (settings.optional_columns || []).map((c) => column(c.name, optionalNote(c, settings)));
+  const template = el("a", { href: "/clients-template.csv", download: "clients-template.csv", id: "template-link" },
+    "Download the CSV template");
   return [
-    "The first line names the columns, spelled as below; the rest of the CRM's fields are filled in for you.",
-    el("ul", { class: "columns" }, required, optional),
+    el("p", { class: "columns" }, "Required: ", joined(required), "."),
+    el("p", { class: "columns" }, "Optional: ", joined(optional), "."),
+    el("p", { class: "columns" }, template, " (the columns in the right order, with two example rows)."),
   ];
 }
 
 function optionalNote(column, settings) {
-  const parts = ["optional"];
-  if (column.note) parts.push(column.note);
-  else if (column.default !== null && column.default !== undefined) parts.push(`default: ${column.default}`);
-  if (column.name === "type" && settings.client_types?.length) parts.push(`one of ${settings.client_types.join(", ")}`);
-  return parts.join("; ");
+  if (column.note) return column.note;
+  const types = column.name === "type" && settings.client_types?.length ? `${settings.client_types.join(" or ")}; ` : "";
+  const fallback = column.default !== null && column.default !== undefined ? `default: ${column.default}` : "";
+  return `${types}${fallback}`;
 }
 
-function columnItem(name, note) {
-  return el("li", {}, el("code", {}, name), ` (${note})`);
+function column(name, note) {
+  return [el("code", {}, name), note ? ` (${note})` : ""];
+}
+
+function joined(items) {
+  return items.flatMap((item, index) => (index ? [", ", item] : [item]));
 }
 
 export function requirementsFailed(message) {

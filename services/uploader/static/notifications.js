@@ -9,6 +9,7 @@ const MAX_LISTED = 20;
 
 const known = new Set(); // job ids already in the list, so a job is announced once
 let unread = 0;
+let held = null; // while the import modal is open: toasts waiting to be shown when it closes
 
 export function initNotifications() {
   const button = byId("bell-button");
@@ -42,7 +43,8 @@ export function notify(job) {
   if (known.has(job.job_id)) return;
   known.add(job.job_id);
   addToList(job, true);
-  toast(job);
+  if (held) held.push(job);
+  else toast(job);
 }
 
 /** Jobs that finished before this page was open: listed, not toasted, not counted as new. */
@@ -54,9 +56,24 @@ export function remember(jobs) {
   }
 }
 
+/**
+ * While the import modal is open it shows how its import ended, and a toast would sit on top of
+ * its buttons: toasts wait, and appear when it closes.
+ */
+export function holdToasts(hold) {
+  if (hold) {
+    held = held || [];
+    return;
+  }
+  const waiting = held || [];
+  held = null;
+  waiting.forEach(toast);
+}
+
 export function resetNotifications() {
   known.clear();
   unread = 0;
+  held = null;
   byId("bell-list").replaceChildren();
   byId("toasts").replaceChildren();
   setOpen(false);
