@@ -374,16 +374,13 @@ function renderRequirements(settings) {
   byId("requirements").replaceChildren(...rows.flatMap(([term, detail]) => [el("dt", {}, term), el("dd", {}, detail)]));
 }
 
-/** Required and optional columns as two lines, in the help page's style, plus the template. */
+/** Required and optional columns as two lines, in the help page's style. */
 function formattingText(settings) {
   const required = (settings.required_columns || []).map((name) => column(name, name === "email" ? "unique" : ""));
   const optional = (settings.optional_columns || []).map((c) => column(c.name, optionalNote(c, settings)));
-  const template = el("a", { href: "/clients-template.csv", download: "clients-template.csv", id: "template-link" },
-    "Download the CSV template");
   return [
     el("p", { class: "columns" }, "Required: ", joined(required), "."),
     el("p", { class: "columns" }, "Optional: ", joined(optional), "."),
-    el("p", { class: "columns" }, template, " (the columns in the right order, with two example rows)."),
   ];
 }
 
