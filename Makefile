@@ -28,7 +28,7 @@ system-test-tools:
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium postgresql >/dev/null; }
 
 demo: install
-	$(BIN)/clients-import run examples/clients.csv
+	$(BIN)/clients-import --log-level WARNING run --json examples/clients.csv | $(BIN)/python -m json.tool
 
 test: install system-test-tools
 	$(BIN)/python -m pytest -q -p no:cacheprovider

@@ -188,6 +188,39 @@ def test_a_workbook_renamed_csv_is_refused_with_the_reason_in_the_modal(page: Pa
     expect(page.locator("#history-body tr").filter(has_text=path.name)).to_contain_text("Not imported")
 
 
+def test_a_dry_run_writes_nothing(page: Page, server, output_dir: Path, tmp_path: Path):
+    tag = f"dry{unique()}"
+    path = write_csv(tmp_path, f"dry-{tag}.csv", seed_example(tag))
+    sign_in(page, server)
+    page.get_by_role("button", name="Import", exact=True).click()
+    modal = dialog(page)
+    modal.get_by_label("Dry run (check only, write nothing)").check()
+    modal.get_by_label("Attach file").set_input_files(path)
+    modal.get_by_role("button", name="Start import").click()
+    expect(modal.get_by_role("heading", name="Check finished: nothing was written")).to_be_visible(timeout=PIPELINE_TIMEOUT_MS)
+    expect(modal.locator("#outcome-text")).to_contain_text("2 would be created")
+    page.screenshot(path=output_dir / "dry-run.png")
+    page.keyboard.press("Escape")
+    expect(page.locator("#history-body tr").filter(has_text=path.name)).to_contain_text("Checked (dry run)")
+    page.get_by_label("Search clients").fill(tag)
+    expect(page.locator("#clients-range")).to_have_text("0 clients")
+    expect(page.locator("#clients-empty")).to_contain_text("No clients match")
+
+
+def test_an_ended_session_is_reported_in_the_modal(page: Page, server, output_dir: Path, tmp_path: Path):
+    path = write_csv(tmp_path, f"late-{unique()}.csv", seed_example(f"late{unique()}"))
+    sign_in(page, server)
+    page.context.clear_cookies()  # as if the session expired while the page stayed open
+    start_import(page, path)
+    modal = dialog(page)
+    alert = modal.get_by_role("alert")
+    expect(alert).to_contain_text("Sign in with the API token")  # the server's message, as it is
+    page.screenshot(path=output_dir / "session-ended.png")
+    alert.get_by_role("button", name="Sign in again").click()
+    expect(page.get_by_label("API token")).to_be_visible()
+    expect(page.locator("#clients-body tr")).to_have_count(0)
+
+
 def test_quick_checks_refuse_a_file_that_is_not_csv_before_uploading(page: Page, server, output_dir: Path, tmp_path: Path):
     path = write_csv(tmp_path, "clients.txt", seed_example("never"))
     sign_in(page, server)
@@ -292,12 +325,21 @@ def test_readme_screenshots_of_the_modal_during_an_import_and_the_notification(p
 
     modal = dialog(page)
     bar = modal.get_by_role("progressbar")
-    expect(modal.locator("#progress-text")).to_have_text(re.compile(r"Importing… [\d,]+ of 5,000 rows"), timeout=PIPELINE_TIMEOUT_MS)
+    progress = modal.locator("#progress-text")
+    expect(progress).to_have_text(re.compile(r"Importing… [\d,]+ of 5,000 rows"), timeout=PIPELINE_TIMEOUT_MS)
     expect(bar).to_have_attribute("aria-valuemax", "5000")
+    expect(page.locator("#running")).to_have_text("1 import running")
     DOCS.mkdir(exist_ok=True)
     page.screenshot(path=DOCS / "screenshot-import-modal.png")
+    # A later shot with rows done is a better picture, if the pipeline reports one before the end.
+    for _ in range(200):
+        if not progress.is_visible():
+            break
+        if re.fullmatch(r"Importing… [1-9][\d,]* of 5,000 rows", progress.text_content() or "") and "5,000 of" not in progress.text_content():
+            page.screenshot(path=DOCS / "screenshot-import-modal.png")
+            break
+        page.wait_for_timeout(25)
     page.screenshot(path=output_dir / "import-modal.png")
-    expect(page.locator("#running")).to_have_text("1 import running")
 
     # Close and keep working: the header keeps following the import, and the notification still comes.
     modal.get_by_role("button", name="Close and keep working").click()

@@ -13,7 +13,11 @@ export class ApiError extends Error {
 // Fired when any call other than the sign-in itself answers 401: the session has ended.
 export const events = new EventTarget();
 
-async function request(method, path, { json, form, signal } = {}) {
+/**
+ * One call. `ownsAuthErrors` means the caller shows a 401 itself (sign-in, upload) instead of the
+ * page switching straight to the sign-in form.
+ */
+async function request(method, path, { json, form, signal, ownsAuthErrors = false } = {}) {
   const init = { method, credentials: "same-origin", headers: { Accept: "application/json" }, signal };
   if (json !== undefined) {
     init.headers["Content-Type"] = "application/json";
@@ -24,7 +28,7 @@ async function request(method, path, { json, form, signal } = {}) {
   const response = await fetch(path, init);
   if (!response.ok) {
     const error = await errorOf(response);
-    if (response.status === 401 && path !== "/session") events.dispatchEvent(new Event("unauthorized"));
+    if (response.status === 401 && !ownsAuthErrors) events.dispatchEvent(new Event("unauthorized"));
     throw error;
   }
   if (response.status === 204) return null;
@@ -45,8 +49,8 @@ async function errorOf(response) {
   return new ApiError(response.status, code, message);
 }
 
-export const getSession = () => request("GET", "/session");
-export const signIn = (token) => request("POST", "/session", { json: { token } });
+export const getSession = () => request("GET", "/session", { ownsAuthErrors: true });
+export const signIn = (token) => request("POST", "/session", { json: { token }, ownsAuthErrors: true });
 export const signOut = () => request("DELETE", "/session");
 export const getSettings = () => request("GET", "/settings");
 
@@ -60,7 +64,8 @@ export function startImport(file, { dryRun = false, mode = "upsert" } = {}) {
   form.append("file", file, file.name);
   if (dryRun) form.append("dry_run", "true");
   if (mode) form.append("mode", mode);
-  return request("POST", "/imports", { form });
+  // A 401 here is shown inside the modal, with the server's words and a way to sign in again.
+  return request("POST", "/imports", { form, ownsAuthErrors: true });
 }
 
 export function getJob(id, statusUrl) {
