@@ -1,6 +1,7 @@
 """Engines and the one dialect-specific piece the services need: an upsert-capable INSERT."""
 
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,11 @@ def insert_for(engine_or_dialect_name: AsyncEngine | str, table: Table) -> Inser
     if name == "sqlite":
         return sqlite.insert(table)
     raise ValueError(f"unsupported database dialect {name!r}: use SQLite or PostgreSQL")
+
+
+def as_utc(moment: datetime | None) -> datetime | None:
+    """SQLite hands timestamps back without their zone; we always write them in UTC."""
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
 
 
 async def create_tables(engine: AsyncEngine) -> None:

@@ -2,6 +2,7 @@
 
 from collections.abc import Iterable, Mapping
 
+from shared.db import as_utc
 from shared.events import ImportNotification, Issue, JobCounts, JobStatus, Outcome, RowError, Source
 
 
@@ -59,5 +60,5 @@ def notification(job: Mapping, counts: JobCounts, errors: tuple[RowError, ...]) 
         warnings=tuple(Issue(**w) for w in job.get("warnings") or ()),
         requested_by=job["requested_by"],
         source=Source(job["source"]),
-        finished_at=job["finished_at"],
+        finished_at=as_utc(job["finished_at"]),
     )

@@ -6,7 +6,7 @@ from pathlib import PurePath
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.db import insert_for
+from shared.db import as_utc, insert_for
 from shared.events import ImportOptions, JobStatus, Outcome, Source
 from shared.tables import clients, import_jobs, job_rows, row_outcomes
 
@@ -71,8 +71,8 @@ def _document(job, errors: list[dict]) -> dict:
         "reason": job["reason"],
         "errors": errors,
         "callback_outcome": job["callback_outcome"],
-        "received_at": utc(job["received_at"]),
-        "finished_at": utc(job["finished_at"]),
+        "received_at": as_utc(job["received_at"]),
+        "finished_at": as_utc(job["finished_at"]),
         "links": {
             "self": f"/imports/{job['id']}",
             "errors_csv": f"/imports/{job['id']}/errors.csv",
@@ -123,11 +123,6 @@ async def search_clients(conn: AsyncConnection, q: str, limit: int, offset: int)
         ))
     total = await conn.scalar(select(func.count()).select_from(clients).where(*where))
     query = select(clients).where(*where).order_by(clients.c.updated_at.desc(), clients.c.email).limit(limit).offset(offset)
-    found = [dict(r) | {"created_at": utc(r["created_at"]), "updated_at": utc(r["updated_at"])}
+    found = [dict(r) | {"created_at": as_utc(r["created_at"]), "updated_at": as_utc(r["updated_at"])}
              for r in (await conn.execute(query)).mappings()]
     return found, total
-
-
-def utc(moment: datetime | None) -> datetime | None:
-    """SQLite hands timestamps back without their zone; they were written in UTC."""
-    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
