@@ -97,7 +97,7 @@ async def services(settings: Settings, processes: bool):
         return
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
            "DATABASE_URL": settings.database_url, "GROUP_PREFIX": settings.group_prefix, "LOG_LEVEL": "WARNING"}
-    workers = [subprocess.Popen([sys.executable, "-m", "clients_import.cli", "serve", name], env=env,
+    workers = [subprocess.Popen([sys.executable, "-m", "clients_import.cli", "serve", "--no-api", name], env=env,
                                 stdout=subprocess.DEVNULL) for name in SERVICES]
     try:
         await asyncio.sleep(3)  # the warm-up file below waits for them anyway

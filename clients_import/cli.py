@@ -69,6 +69,7 @@ def parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run services against KAFKA_BOOTSTRAP_SERVERS until stopped")
     serve.add_argument("services", nargs="*", metavar="SERVICE", help=f"any of {', '.join(SERVICES)} (default: all)")
+    serve.add_argument("--no-api", action="store_true", help="run the uploader without the HTTP API and the page")
     serve.set_defaults(command=cmd_serve)
     return top
 
@@ -176,12 +177,12 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     if unknown:
         print(f"clients-import serve: unknown service {', '.join(unknown)}; choose from {', '.join(SERVICES)}", file=sys.stderr)
         return 2
-    asyncio.run(_serve(settings, services))
+    asyncio.run(_serve(settings, services, api=not args.no_api))
     return 0
 
 
-async def _serve(settings: Settings, services: tuple[str, ...]) -> None:
-    if "uploader" in services:
+async def _serve(settings: Settings, services: tuple[str, ...], api: bool = True) -> None:
+    if api and "uploader" in services:
         await _serve_with_api(settings, services)
         return
     stop = asyncio.Event()

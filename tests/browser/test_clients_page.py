@@ -330,13 +330,13 @@ def test_readme_screenshots_of_the_modal_during_an_import_and_the_notification(p
     expect(bar).to_have_attribute("aria-valuemax", "5000")
     expect(page.locator("#running")).to_have_text("1 import running")
     DOCS.mkdir(exist_ok=True)
-    page.screenshot(path=DOCS / "screenshot-import-modal.png")
+    page.screenshot(path=DOCS / "screenshot-import-modal.png", animations="disabled")
     # A later shot with rows done is a better picture, if the pipeline reports one before the end.
     for _ in range(200):
         if not progress.is_visible():
             break
         if re.fullmatch(r"Importing… [1-9][\d,]* of 5,000 rows", progress.text_content() or "") and "5,000 of" not in progress.text_content():
-            page.screenshot(path=DOCS / "screenshot-import-modal.png")
+            page.screenshot(path=DOCS / "screenshot-import-modal.png", animations="disabled")
             break
         page.wait_for_timeout(25)
     page.screenshot(path=output_dir / "import-modal.png")
@@ -346,7 +346,7 @@ def test_readme_screenshots_of_the_modal_during_an_import_and_the_notification(p
     toast = toast_for(page, path.name)
     expect(toast).to_contain_text("5,000 created", timeout=PIPELINE_TIMEOUT_MS)
     expect(page.locator("#running")).to_have_text("No imports running")
-    page.screenshot(path=DOCS / "screenshot-notification.png")
+    page.screenshot(path=DOCS / "screenshot-notification.png", animations="disabled")
     page.screenshot(path=output_dir / "notification.png")
     page.get_by_role("button", name=re.compile(r"^Notifications, \d+ new$")).click()
     expect(page.locator("#bell-list li").first).to_contain_text("5,000 created")

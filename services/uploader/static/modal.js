@@ -23,8 +23,13 @@ export function initImportModal(options) {
   for (const button of byId("import-dialog").querySelectorAll("[data-close]")) {
     button.addEventListener("click", closeImportModal);
   }
+  // A click on the dimmed backdrop closes, but not the end of a text selection dragged out of the dialog.
+  let pressedOnBackdrop = false;
+  byId("import-backdrop").addEventListener("mousedown", (event) => {
+    pressedOnBackdrop = event.target === event.currentTarget;
+  });
   byId("import-backdrop").addEventListener("click", (event) => {
-    if (event.target === event.currentTarget) closeImportModal();
+    if (pressedOnBackdrop && event.target === event.currentTarget) closeImportModal();
   });
   document.addEventListener("keydown", onKeydown);
   document.addEventListener("focusin", keepFocusInside);
