@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
-from faststream import FastStream
 from faststream.kafka import KafkaBroker, KafkaMessage
 from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -24,7 +23,7 @@ from shared.events import (
     RowsRejected,
     RowsWritten,
 )
-from shared.kafka import Publication, build_broker, consumer_options, dead_letters, decoder_for, publish_all, send_to_dlq
+from shared.kafka import Publication, consumer_options, dead_letters, decoder_for, publish_all, send_to_dlq
 from shared.settings import Settings
 
 from . import aggregate, ledger, webhook
@@ -154,9 +153,3 @@ def register(broker: KafkaBroker, settings: Settings, engine: AsyncEngine) -> No
         await notifier.handle(events, dead_letters(message))
 
     return notifier
-
-
-def build_app(settings: Settings, engine: AsyncEngine) -> FastStream:
-    broker = build_broker(settings)
-    register(broker, settings, engine)
-    return FastStream(broker)

@@ -3,12 +3,11 @@
 import logging
 from collections.abc import Awaitable, Callable
 
-from faststream import FastStream
 from faststream.kafka import KafkaBroker, KafkaMessage
 
 from shared import topics
 from shared.events import Chunk, ImportRequest, JobEvent, JobStatus
-from shared.kafka import build_broker, consumer_options, dead_letters, decoder_for, publish_all, send_to_dlq, value_of
+from shared.kafka import consumer_options, dead_letters, decoder_for, publish_all, send_to_dlq, value_of
 from shared.settings import Settings
 
 from .intake import job_id_for, plan_job, refuse_malformed, repeated
@@ -52,9 +51,3 @@ def register(broker: KafkaBroker, settings: Settings, job_status: JobLookup = _u
             extra={"step": "job.received", "job_id": job_id, "file_name": request.file_name,
                    "event": publications[0].event.event, "chunks": len(publications) - 1},
         )
-
-
-def build_app(settings: Settings, job_status: JobLookup = _unknown) -> FastStream:
-    broker = build_broker(settings)
-    register(broker, settings, job_status)
-    return FastStream(broker)

@@ -2,12 +2,11 @@
 
 import logging
 
-from faststream import FastStream
 from faststream.kafka import KafkaBroker, KafkaMessage
 
 from shared import topics
 from shared.events import Chunk, RowsAccepted, RowsRejected
-from shared.kafka import build_broker, consumer_options, dead_letters, decoder_for, publish_all, send_to_dlq, value_of
+from shared.kafka import consumer_options, dead_letters, decoder_for, publish_all, send_to_dlq, value_of
 from shared.settings import Settings
 
 from .routing import route
@@ -42,9 +41,3 @@ def register(broker: KafkaBroker, settings: Settings) -> None:
             )
         await send_to_dlq(broker, bad)
         await publish_all(broker, publications)
-
-
-def build_app(settings: Settings) -> FastStream:
-    broker = build_broker(settings)
-    register(broker, settings)
-    return FastStream(broker)

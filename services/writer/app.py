@@ -3,13 +3,12 @@
 import logging
 from collections import Counter
 
-from faststream import FastStream
 from faststream.kafka import KafkaBroker, KafkaMessage
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared import topics
 from shared.events import RowResult, RowsAccepted, RowsWritten
-from shared.kafka import Publication, build_broker, consumer_options, dead_letters, decoder_for, publish_all, send_to_dlq, value_of
+from shared.kafka import Publication, consumer_options, dead_letters, decoder_for, publish_all, send_to_dlq, value_of
 from shared.settings import Settings
 
 from .plan import PendingRow
@@ -48,9 +47,3 @@ def written_events(batches: list[RowsAccepted], results: list[tuple[str, RowResu
         for batch in batches
         if batch.rows
     ]
-
-
-def build_app(settings: Settings, engine: AsyncEngine) -> FastStream:
-    broker = build_broker(settings)
-    register(broker, settings, engine)
-    return FastStream(broker)

@@ -236,6 +236,43 @@ def test_quick_checks_refuse_a_file_that_is_not_csv_before_uploading(page: Page,
     page.screenshot(path=output_dir / "not-csv.png")
 
 
+def drop_file(page: Page, name: str, text: str = "", size: int = 0) -> None:
+    """Drop a file on the drop zone the way a browser does: a drop event carrying a DataTransfer."""
+    transfer = page.evaluate_handle(
+        """([name, text, size]) => {
+            const transfer = new DataTransfer();
+            const body = size ? new Uint8Array(size) : text;
+            transfer.items.add(new File([body], name, { type: "text/csv" }));
+            return transfer;
+        }""",
+        [name, text, size],
+    )
+    page.dispatch_event("#drop-zone", "dragover", {"dataTransfer": transfer})
+    page.dispatch_event("#drop-zone", "drop", {"dataTransfer": transfer})
+
+
+def test_a_file_dropped_on_the_drop_zone_is_checked_then_imported(page: Page, server, output_dir: Path):
+    tag = f"drop{unique()}"
+    sign_in(page, server)
+    posts: list[str] = []
+    page.on("request", lambda request: posts.append(request.url) if request.method == "POST" else None)
+    page.get_by_role("button", name="Import", exact=True).click()
+    modal = dialog(page)
+
+    drop_file(page, "huge.csv", size=10 * 1024 * 1024 + 1)
+    expect(modal.get_by_role("alert")).to_contain_text("larger than the 10 MB a file can be")
+    modal.get_by_role("button", name="Start import").click()
+    assert posts == [], "a file over the limit must not be uploaded"
+    page.screenshot(path=output_dir / "dropped-too-big.png")
+
+    drop_file(page, f"dropped-{tag}.csv", text=seed_example(tag))
+    expect(modal.get_by_text(f"Attached: dropped-{tag}.csv")).to_be_visible()
+    expect(modal.get_by_role("alert")).to_be_hidden()
+    modal.get_by_role("button", name="Start import").click()
+    expect(modal.locator("#outcome-text")).to_contain_text("2 created", timeout=PIPELINE_TIMEOUT_MS)
+    page.screenshot(path=output_dir / "dropped-imported.png")
+
+
 def test_the_modal_traps_focus_and_escape_returns_to_import(page: Page, server, output_dir: Path):
     sign_in(page, server)
     page.get_by_role("button", name="Import", exact=True).focus()

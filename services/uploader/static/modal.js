@@ -186,7 +186,7 @@ function quickCheck(file) {
   }
   const max = state.settings?.max_bytes;
   if (max && file.size > max) {
-    return `“${file.name}” is ${size(file.size)}; a file can be at most ${size(max)}. Split it into smaller files.`;
+    return `“${file.name}” is ${size(file.size)}, larger than the ${size(max)} a file can be. Split it into smaller files.`;
   }
   return null;
 }
