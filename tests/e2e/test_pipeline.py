@@ -20,6 +20,7 @@ async def test_the_seed_example_creates_two_clients_with_defaults_and_generated_
     note = await partner.run(SEED.format(d=d))
 
     assert (note.status, note.total, note.created, note.updated, note.rejected) == (JobStatus.COMPLETED, 2, 2, 0, 0)
+    assert note.finished_at.utcoffset() is not None and note.finished_at.utcoffset().total_seconds() == 0
     stored = await clients_of(engine, d)
     assert {e: (c["first_name"], c["last_name"], c["middle_name"]) for e, c in stored.items()} == {
         f"example1@{d}": ("example1", "exampleL1", None),
