@@ -37,9 +37,9 @@ def kafka_bootstrap() -> Iterator[str]:
         yield os.environ["KAFKA_BOOTSTRAP_SERVERS"]
         return
     if os.environ.get("CLIENTS_IMPORT_TEST_DOCKER") == "1" and _docker_answers():
-        from testcontainers.kafka import KafkaContainer
+        from testcontainers.community.kafka import KafkaContainer
 
-        with KafkaContainer("confluentinc/cp-kafka:7.8.0").with_kraft() as container:
+        with KafkaContainer().with_kraft() as container:  # opt-in: CLIENTS_IMPORT_TEST_DOCKER=1
             yield container.get_bootstrap_server()
         return
     with LocalKafka(max_message_bytes=Settings().request_max_bytes) as kafka:
