@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Page, sync_playwright
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -43,9 +43,14 @@ def _wait_until_healthy(process: subprocess.Popen, url: str, log: Path) -> None:
     pytest.fail(f"clients-import serve did not answer {url} within {START_TIMEOUT_S} s:\n{log.read_text(errors='replace')}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def server(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    """(base_url, token) of a running API with the whole pipeline behind it."""
+    """(base_url, token) of a running API with the whole pipeline behind it, on the session's broker.
+
+    One server for the browser tests, stopped as soon as they are done (module scope, not session):
+    the topic names are fixed and consumers start from the earliest offset, so a pipeline left
+    running would also answer the requests of the e2e tests that follow, and break them.
+    """
     folder = tmp_path_factory.mktemp("browser")
     port = _free_port()
     token = secrets.token_urlsafe(24)
@@ -74,26 +79,28 @@ def server(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> It
             process.wait(timeout=10)
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
+@pytest.fixture
+def page() -> Iterator[Page]:
+    """A fresh Chromium per test, with no cookies carried over and downloads allowed.
+
+    Playwright is started and stopped around each test, not once per session: its sync API keeps
+    an event loop marked as running in this thread, and the async tests that run after these
+    (pytest-asyncio) could not start their own while it lived.
+    """
     if not Path(CHROMIUM).exists():
         pytest.fail(f"Chromium is not installed at {CHROMIUM}")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    """A fresh browser context per test: no cookies carried over, downloads allowed."""
-    context = browser.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
-    page = context.new_page()
-    # An uncaught script error is a failure, not noise. (Console lines such as the browser's own
-    # "Failed to load resource: 401" before signing in are expected and not counted.)
-    script_errors: list[str] = []
-    page.on("pageerror", lambda error: script_errors.append(str(error)))
-    yield page
-    context.close()
+        context = browser.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
+        page = context.new_page()
+        # An uncaught script error is a failure, not noise. (Console lines such as the browser's own
+        # "Failed to load resource: 401" before signing in are expected and not counted.)
+        script_errors: list[str] = []
+        page.on("pageerror", lambda error: script_errors.append(str(error)))
+        try:
+            yield page
+        finally:
+            context.close()
+            browser.close()
     if script_errors:
         pytest.fail("the page threw: " + "; ".join(script_errors))

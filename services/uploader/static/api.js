@@ -42,6 +42,7 @@ async function errorOf(response) {
   try {
     const body = await response.json();
     if (body && typeof body.message === "string") message = body.message;
+    else if (Array.isArray(body?.detail)) message = body.detail.map((d) => d.msg).filter(Boolean).join("; ") || message;
     if (body && typeof body.code === "string") code = body.code;
   } catch {
     // Not JSON (a proxy's error page, say): keep the generic sentence above.

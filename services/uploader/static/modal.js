@@ -12,6 +12,7 @@ const ERRORS_SHOWN = 10;
 const state = {
   view: "form", // "form" | "progress" | "outcome"
   file: null, // the File chosen and passing the quick checks
+  problem: "", // why the last file chosen was refused, repeated if Start is pressed anyway
   jobId: null, // the job this modal follows
   settings: null,
 };
@@ -170,13 +171,14 @@ function choose(files) {
   if (files.length > 1) {
     state.file = null;
     renderChosen();
-    showFormError("Attach one file at a time.");
+    state.problem = "Attach one file at a time.";
+    showFormError(state.problem);
     return;
   }
-  const problem = quickCheck(files[0]);
-  state.file = problem ? null : files[0];
+  state.problem = quickCheck(files[0]) || "";
+  state.file = state.problem ? null : files[0];
   renderChosen();
-  if (problem) showFormError(problem);
+  showFormError(state.problem);
 }
 
 /** The checks the browser can make without uploading; the server makes them all again anyway. */
@@ -207,6 +209,7 @@ function showFormError(message) {
 
 function resetForm() {
   state.file = null;
+  state.problem = "";
   byId("import-dry-run").checked = false;
   byId("import-mode").value = "upsert";
   renderChosen();
@@ -218,7 +221,7 @@ function resetForm() {
 async function submit(event) {
   event.preventDefault();
   if (!state.file) {
-    showFormError(byId("import-error-text").textContent || "Attach a CSV file first.");
+    showFormError(state.problem || "Attach a CSV file first.");
     byId("import-file").focus();
     return;
   }
@@ -235,9 +238,10 @@ async function submit(event) {
     uploadFailed(error);
     return;
   }
+  // Until the first poll answers, this stand-in lets the history list it at the top.
   const job = {
     job_id: answer.job_id, status: answer.status || "received", file_name: file.name,
-    dry_run: dryRun, mode, total: null, processed: 0,
+    dry_run: dryRun, mode, total: null, processed: 0, received_at: new Date().toISOString(),
   };
   state.jobId = job.job_id;
   state.file = null;
