@@ -169,13 +169,13 @@ def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    if not settings.kafka_bootstrap_servers:
-        print("clients-import serve: set KAFKA_BOOTSTRAP_SERVERS (or start one with `clients-import broker`)", file=sys.stderr)
-        return 2
     services = tuple(args.services) or SERVICES
     unknown = sorted(set(services) - set(SERVICES))
     if unknown:
         print(f"clients-import serve: unknown service {', '.join(unknown)}; choose from {', '.join(SERVICES)}", file=sys.stderr)
+        return 2
+    if not settings.kafka_bootstrap_servers:
+        print("clients-import serve: set KAFKA_BOOTSTRAP_SERVERS (or start one with `clients-import broker`)", file=sys.stderr)
         return 2
     asyncio.run(_serve(settings, services, api=not args.no_api))
     return 0

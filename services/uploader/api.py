@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from faststream.kafka.fastapi import KafkaRouter
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared import topics
 from shared.events import ImportOptions, ImportRequest, Mode, Source
@@ -78,6 +80,17 @@ def build_api(settings, engine: AsyncEngine, router: KafkaRouter) -> FastAPI:
         headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
         return JSONResponse({"code": error.code, "message": error.message}, status_code=error.status, headers=headers)
 
+    # FastAPI's own answers (bad parameters, unknown routes) take the same {"code", "message"} shape.
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, error: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'request'}: {e['msg']}" for e in error.errors())
+        return JSONResponse({"code": "invalid_request", "message": problems}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
+        return JSONResponse({"code": code, "message": str(error.detail)}, status_code=error.status_code)
+
     def caller(request: Request) -> str:
         """Who is asking: 'api' (bearer token) or 'web' (a signed-in page). Anyone else gets 401."""
         if not settings.api_token:
@@ -88,6 +101,8 @@ def build_api(settings, engine: AsyncEngine, router: KafkaRouter) -> FastAPI:
             return request.headers.get("x-requested-by", "api")[:200]
         if sessions.valid(request.cookies.get(SESSION_COOKIE)):
             return "web"
+        if request.cookies.get(SESSION_COOKIE):
+            raise ApiError(401, "unauthorized", "Your session has ended: sign in again.")
         raise ApiError(401, "unauthorized", "Sign in with the API token (Authorization: Bearer <token>).")
 
     Caller = Annotated[str, Depends(caller)]
@@ -97,11 +112,12 @@ def build_api(settings, engine: AsyncEngine, router: KafkaRouter) -> FastAPI:
         return {"status": "ok"}
 
     @app.post("/session", status_code=204, tags=["session"])
-    async def sign_in(body: SignIn, response: Response) -> None:
+    async def sign_in(body: SignIn, request: Request, response: Response) -> None:
         if not settings.api_token or not hmac.compare_digest(body.token.encode(), settings.api_token.encode()):
             raise ApiError(401, "invalid_token", "That token is not valid.")
+        secure = request.url.scheme == "https" or request.headers.get("x-forwarded-proto") == "https"
         response.set_cookie(SESSION_COOKIE, sessions.open(), max_age=SESSION_SECONDS, httponly=True,
-                            samesite="strict", path="/")
+                            samesite="strict", path="/", secure=secure)
 
     @app.get("/session", tags=["session"])
     async def session(who: Caller) -> dict:

@@ -1,4 +1,4 @@
-"""The Clients page in a real browser, against a real `clients-import serve` on the session's broker.
+"""The Clients page in a real browser, against a real `clients-import serve` on a Kafka broker of its own.
 
 Chromium is Debian's (/usr/bin/chromium); Playwright drives it. Nothing here skips: a missing
 browser or a server that does not start fails the tests with the reason.
@@ -16,6 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 from playwright.sync_api import Page, sync_playwright
+
+from clients_import.local_kafka import LocalKafka
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -44,18 +46,21 @@ def _wait_until_healthy(process: subprocess.Popen, url: str, log: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def server(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    """(base_url, token) of a running API with the whole pipeline behind it, on the session's broker.
+def browser_kafka() -> Iterator[str]:
+    """A broker for this deployment alone: two pipelines on one set of topics would both answer every
+    request (the topic names are the contract), so the page's server does not share the e2e broker."""
+    with LocalKafka() as kafka:
+        yield kafka.bootstrap
 
-    One server for the browser tests, stopped as soon as they are done (module scope, not session):
-    the topic names are fixed and consumers start from the earliest offset, so a pipeline left
-    running would also answer the requests of the e2e tests that follow, and break them.
-    """
+
+@pytest.fixture(scope="module")
+def server(browser_kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """(base_url, token) of a running API with the whole pipeline behind it, stopped when the module ends."""
     folder = tmp_path_factory.mktemp("browser")
     port = _free_port()
     token = secrets.token_urlsafe(24)
     env = os.environ | {
-        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "KAFKA_BOOTSTRAP_SERVERS": browser_kafka,
         "DATABASE_URL": f"sqlite+aiosqlite:///{folder / 'browser.db'}",
         "API_TOKEN": token,
         "API_HOST": "127.0.0.1",

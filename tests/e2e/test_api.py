@@ -131,3 +131,22 @@ async def test_the_openapi_document_lists_the_routes(api):
         paths = (await http.get("/openapi.json")).json()["paths"]
     assert {"/imports", "/imports/{job_id}", "/imports/{job_id}/errors.csv", "/imports/{job_id}/results.csv",
             "/clients", "/healthz"} <= set(paths)
+
+
+async def test_every_error_answer_has_a_code_and_a_message(api):
+    async with httpx.AsyncClient(base_url=api) as http:
+        answers = [
+            await http.get("/clients", params={"limit": 0}, headers=AUTH),
+            await http.post("/session", json={}),
+            await http.get("/no-such-route", headers=AUTH),
+            await http.get("/imports/no-such-job", headers=AUTH),
+        ]
+    assert [(a.status_code, a.json()["code"]) for a in answers] == [
+        (422, "invalid_request"), (422, "invalid_request"), (404, "not_found"), (404, "not_found")]
+    assert "limit" in answers[0].json()["message"] and "token" in answers[1].json()["message"]
+
+
+async def test_an_ended_page_session_is_told_in_plain_words(api):
+    async with httpx.AsyncClient(base_url=api, cookies={"clients_import_session": "expired"}) as http:
+        answer = await http.get("/clients")
+    assert answer.status_code == 401 and answer.json()["message"] == "Your session has ended: sign in again."

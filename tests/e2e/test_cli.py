@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 from .conftest import unique_domain
@@ -17,12 +16,11 @@ CLI = [sys.executable, "-m", "clients_import.cli"]
 
 
 def _env(settings, tmp_path: Path) -> dict:
-    return {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}",
-        "GROUP_PREFIX": f"cli-{uuid.uuid4().hex[:8]}",
-    }
+    """`run` as an operator runs it on one machine: no broker configured, so it starts its own for the run
+    (and never shares topics with the session's pipeline)."""
+    env = {**os.environ, "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"}
+    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    return env
 
 
 def test_run_imports_files_and_prints_one_json_notification_per_file(settings, engine, tmp_path):
