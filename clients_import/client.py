@@ -1,6 +1,5 @@
 """The partner's side of the contract, with a plain Kafka client: publish a request, wait for its notification."""
 
-import asyncio
 import time
 from collections.abc import Iterable
 
@@ -83,10 +82,3 @@ class ImportClient:
             self.progress[progress.job_id] = progress
             if on_progress:
                 on_progress(progress)
-
-
-async def submit_and_wait(settings: Settings, requests: list[ImportRequest], timeout: float = 120.0) -> list[ImportNotification]:
-    async with ImportClient(settings) as client:
-        await asyncio.gather(*(client.submit(r) for r in requests))
-        found = await client.wait([r.job_id for r in requests], timeout)
-    return [found[r.job_id] for r in requests]

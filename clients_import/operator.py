@@ -11,7 +11,7 @@ from rich.table import Table
 
 from services.uploader import jobs
 from shared.db import create_engine
-from shared.events import ImportNotification, ImportProgress, ImportRequest
+from shared.events import ImportProgress, ImportRequest
 from shared.settings import Settings
 
 from .client import ImportClient

@@ -311,7 +311,7 @@ CASES: list[Case] = [
             f"Ann,,,user@len.example.com,{'u' * 65},,",
             f"Ann,,,project@len.example.com,,{'P' * 101},",
             f"Ann,,,desk@len.example.com,,,{'D' * 101}",
-            f"Ann,,,two@len.example.com,ab,,",
+            "Ann,,,two@len.example.com,ab,,",
         ),
         "names, project and desk up to 100, email up to 254, username 3 to 64 characters",
         created=1,

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from clients_import.pipeline import Pipeline
 from shared import topics
 from shared.events import JobStatus
-from shared.tables import clients, import_jobs, job_parts, job_rows, row_outcomes
+from shared.tables import import_jobs, job_parts, job_rows, row_outcomes
 
 from .conftest import clients_of, unique_domain
 from .kafka_tools import of_job, read_topic, wait_until_drained
