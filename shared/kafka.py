@@ -9,6 +9,7 @@ from typing import Any, NamedTuple, TypeVar
 from aiokafka import ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.message import StreamMessage
 from pydantic import BaseModel, ValidationError
@@ -40,8 +41,6 @@ def build_broker(settings: Settings) -> KafkaBroker:
 
 def consumer_options(settings: Settings, service: str) -> dict:
     """Batch consumption with manual commits: offsets move only after the handler returned."""
-    from faststream import AckPolicy
-
     return dict(
         group_id=settings.group(service),
         batch=True,
@@ -67,7 +66,7 @@ async def ensure_topics(settings: Settings) -> None:
             NewTopic(
                 name,
                 num_partitions=settings.topic_partitions,
-                replication_factor=1,
+                replication_factor=settings.topic_replication_factor,
                 topic_configs={"max.message.bytes": str(settings.request_max_bytes)},
             )
             for name in topics.ALL

@@ -20,6 +20,7 @@ class Settings(BaseSettings):
     client_types: tuple[str, ...] = ("personal", "corporate")
 
     topic_partitions: int = Field(default=4, ge=1)
+    topic_replication_factor: int = Field(default=1, ge=1, description="for the topics we create; 3 on a real cluster")
     group_prefix: str = "clients-import"
     fetch_max_wait_ms: int = Field(default=100, ge=0, description="how long the broker holds a fetch that has no data yet")
     batch_timeout_ms: int = Field(default=5, ge=0, description="how long a service waits to fill a batch")
