@@ -79,7 +79,9 @@ def check_safe(name: str, value: str) -> Iterable[Issue]:
     trimmed = value.strip()
     if not trimmed:
         return
-    if value.lstrip(" ")[:1] in _FORMULA_START or trimmed[:1] in _FORMULA_START:
+    # A formula escaped by our own reports ('=...) comes back unfixed when errors.csv is re-uploaded.
+    unescaped = trimmed[1:] if trimmed.startswith("'") else trimmed
+    if value.lstrip(" ")[:1] in _FORMULA_START or trimmed[:1] in _FORMULA_START or unescaped[:1] in "=+-@":
         yield Issue(
             code="formula_injection",
             field=name,

@@ -150,3 +150,37 @@ async def test_an_ended_page_session_is_told_in_plain_words(api):
     async with httpx.AsyncClient(base_url=api, cookies={"clients_import_session": "expired"}) as http:
         answer = await http.get("/clients")
     assert answer.status_code == 401 and answer.json()["message"] == "Your session has ended: sign in again."
+
+
+async def test_the_rejected_rows_are_fixed_in_errors_csv_and_imported_on_a_second_upload(api, engine):
+    d = unique_domain()
+    messy = f"firstName;email;lastName\nGood;good@{d};One\n;fix1@{d};Two\nBad;fix2@{d};=HYPERLINK(1)\n"
+    async with httpx.AsyncClient(base_url=api) as http:
+        first = await poll(http, (await upload(http, messy.encode("cp1252"), name="messy.csv")).json()["status_url"])
+        report = (await http.get(first["links"]["errors_csv"], headers=AUTH)).text
+
+        # What a person does in a spreadsheet: fill the empty first name, replace the formula.
+        rows = list(csv.DictReader(io.StringIO(report.lstrip("\ufeff"))))
+        rows[0]["firstName"] = "Fixed"
+        rows[1]["lastName"] = "Plain"
+        fixed = io.StringIO()
+        writer = csv.DictWriter(fixed, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+        second = await poll(http, (await upload(http, fixed.getvalue(), name="messy-errors.csv")).json()["status_url"])
+
+    assert (first["created"], first["rejected"]) == (1, 2)
+    assert (second["status"], second["created"], second["rejected"]) == ("completed", 2, 0)
+    assert any(w["code"] == "unknown_columns" and "errors" in w["message"] for w in second["warnings"])
+    stored = await clients_of(engine, d)
+    assert (stored[f"fix1@{d}"]["first_name"], stored[f"fix2@{d}"]["last_name"]) == ("Fixed", "Plain")
+
+
+async def test_an_unfixed_formula_uploaded_again_from_the_report_is_still_refused(api):
+    d = unique_domain()
+    async with httpx.AsyncClient(base_url=api) as http:
+        first = await poll(http, (await upload(http, f"firstName,email\n=1+1,f@{d}\n")).json()["status_url"])
+        report = (await http.get(first["links"]["errors_csv"], headers=AUTH)).text
+        again = await poll(http, (await upload(http, report)).json()["status_url"])
+    assert "'=1+1" in report
+    assert (again["rejected"], again["errors"][0]["code"]) == (1, "formula_injection")

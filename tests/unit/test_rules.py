@@ -322,3 +322,9 @@ def test_a_chunk_is_split_into_accepted_and_rejected_rows_numbered_from_its_firs
         (12, 15, ["missing_first_name"]),
         (13, 17, ["duplicate_email"]),
     ]
+
+
+def test_a_formula_escaped_by_a_report_and_uploaded_again_is_still_refused_but_an_apostrophe_name_is_not():
+    assert [e.code for e in rejected(row(lastName="'=SUM(A1)")).errors] == ["formula_injection"]
+    assert [e.code for e in rejected(row(lastName="'@cmd")).errors] == ["formula_injection"]
+    assert accepted(row(lastName="'t Hooft")).last_name == "'t Hooft"
