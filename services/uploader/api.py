@@ -14,6 +14,7 @@ from typing import Annotated
 
 from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from faststream.kafka.fastapi import KafkaRouter
@@ -71,6 +72,9 @@ def build_api(settings, engine: AsyncEngine, router: KafkaRouter) -> FastAPI:
         title="Client Import",
         version="1",
         description="Import clients from CSV files and follow each import to its notification.",
+        openapi_url=None,  # served below, behind the token like every route but health
+        docs_url=None,
+        redoc_url=None,
     )
     app.include_router(router)
     sessions = Sessions()
@@ -219,6 +223,14 @@ def build_api(settings, engine: AsyncEngine, router: KafkaRouter) -> FastAPI:
         async with engine.connect() as conn:
             items, total = await jobs.search_clients(conn, q, limit, offset)
         return {"items": items, "total": total}
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi_document(_: Caller) -> dict:
+        return app.openapi()
+
+    @app.get("/docs", include_in_schema=False)
+    async def openapi_page(_: Caller) -> Response:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="Client Import API")
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:

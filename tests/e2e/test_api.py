@@ -128,7 +128,8 @@ async def test_clients_are_listed_searched_and_paged(api):
 
 async def test_the_openapi_document_lists_the_routes(api):
     async with httpx.AsyncClient(base_url=api) as http:
-        paths = (await http.get("/openapi.json")).json()["paths"]
+        assert (await http.get("/openapi.json")).status_code == 401
+        paths = (await http.get("/openapi.json", headers=AUTH)).json()["paths"]
     assert {"/imports", "/imports/{job_id}", "/imports/{job_id}/errors.csv", "/imports/{job_id}/results.csv",
             "/clients", "/healthz"} <= set(paths)
 
