@@ -55,7 +55,7 @@ async def test_an_upload_is_followed_to_its_end_and_both_reports_download(api, e
 async def test_every_route_but_health_needs_the_token(api):
     async with httpx.AsyncClient(base_url=api) as http:
         assert (await http.get("/healthz")).status_code == 200
-        for method, path in [("GET", "/imports"), ("GET", "/imports/x"), ("GET", "/imports/x/errors.csv"),
+        for method, path in [("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/imports"), ("GET", "/imports/x"), ("GET", "/imports/x/errors.csv"),
                              ("GET", "/imports/x/results.csv"), ("GET", "/clients"), ("GET", "/settings"),
                              ("POST", "/imports"), ("GET", "/clients-template.csv")]:
             for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": API_TOKEN}):
