@@ -177,6 +177,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     if not settings.kafka_bootstrap_servers:
         print("clients-import serve: set KAFKA_BOOTSTRAP_SERVERS (or start one with `clients-import broker`)", file=sys.stderr)
         return 2
+    if not args.no_api and "uploader" in services and not settings.api_token and not settings.api_dev_mode:
+        print("clients-import serve: set API_TOKEN (the HTTP API refuses to start without one), "
+              "or API_DEV_MODE=true for development, or --no-api", file=sys.stderr)
+        return 2
     asyncio.run(_serve(settings, services, api=not args.no_api))
     return 0
 

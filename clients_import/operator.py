@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from services.uploader import jobs
-from shared.db import create_engine
+from shared.db import create_engine, create_tables
 from shared.events import ImportProgress, ImportRequest
 from shared.settings import Settings
 
@@ -24,6 +24,7 @@ STATUS_STYLE = {
 
 async def show_jobs(settings: Settings, limit: int, as_json: bool) -> None:
     engine = create_engine(settings.database_url)
+    await create_tables(engine)  # a database no service has used yet simply has no imports
     async with engine.connect() as conn:
         items, total = await jobs.list_jobs(conn, limit, 0)
     await engine.dispose()
@@ -31,10 +32,11 @@ async def show_jobs(settings: Settings, limit: int, as_json: bool) -> None:
         import json
 
         for item in items:
-            print(json.dumps(item, default=str))
+            print(json.dumps(item, default=lambda value: value.isoformat()))
         return
     table = Table(title=f"Recent imports ({len(items)} of {total})")
-    for column in ("job", "file", "status", "rows", "created", "updated", "unchanged", "rejected", "by", "received"):
+    table.add_column("job", no_wrap=True)
+    for column in ("file", "status", "rows", "created", "updated", "unchanged", "rejected", "by", "received"):
         table.add_column(column, overflow="fold")
     for j in items:
         table.add_row(j["job_id"], j["file_name"], f"[{STATUS_STYLE.get(j['status'], '')}]{j['status']}",
@@ -52,6 +54,10 @@ async def watch(settings: Settings, job_id: str | None) -> None:
             console.print(f"{progress.at:%H:%M:%S} {progress.job_id} [{STATUS_STYLE.get(progress.status, '')}]"
                           f"{progress.status}[/] {progress.processed}/{progress.total} rows")
 
+    if job_id and (ended := await _ended(settings, job_id)):
+        console.print(f"job {job_id} already ended: [bold]{ended['status']}[/] — {ended['created']} created, "
+                      f"{ended['updated']} updated, {ended['unchanged']} unchanged, {ended['rejected']} rejected")
+        return
     async with ImportClient(settings) as client:
         console.print(f"watching {'job ' + job_id if job_id else 'every job'} on {settings.kafka_bootstrap_servers}")
         while True:
@@ -67,13 +73,23 @@ async def watch(settings: Settings, job_id: str | None) -> None:
                 return
 
 
+async def _ended(settings: Settings, job_id: str) -> dict | None:
+    engine = create_engine(settings.database_url)
+    await create_tables(engine)
+    async with engine.connect() as conn:
+        document = await jobs.job_document(conn, job_id)
+    await engine.dispose()
+    return document if document and document["status"] not in ("received", "processing") else None
+
+
 async def write_report(settings: Settings, job_id: str, kind: str, output: Path | None) -> Path:
     engine = create_engine(settings.database_url)
+    await create_tables(engine)
     async with engine.connect() as conn:
         found = await jobs.report(conn, job_id, kind)
     await engine.dispose()
     if found is None:
-        raise LookupError(f"no import with id {job_id}")
+        raise LookupError(f"no import with id {job_id} in {settings.database_url} (use the DATABASE_URL that `serve` uses)")
     path = output or Path(found[0])
     path.write_text(found[1], encoding="utf-8")
     return path

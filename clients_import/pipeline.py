@@ -12,6 +12,7 @@ from services.notifier import app as notifier
 from services.uploader import app as uploader
 from services.validator import app as validator
 from services.writer import app as writer
+from shared import topics
 from shared.db import create_engine, create_tables
 from shared.events import JobStatus
 from shared.kafka import build_broker, ensure_topics
@@ -47,6 +48,9 @@ class Pipeline:
 
     def register(self, broker: KafkaBroker) -> None:
         self.broker = broker
+        broker.publisher(topics.DLQ, title="dlq", description=(
+            "Any record a service could not read, unchanged. Headers: dlq.original.topic, dlq.original.partition, "
+            "dlq.original.offset, dlq.stage, dlq.reason."))
         if "uploader" in self.services:
             uploader.register(broker, self.settings, self.job_status)
         if "validator" in self.services:

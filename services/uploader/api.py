@@ -37,6 +37,21 @@ SESSION_SECONDS = 8 * 3600
 _DEFAULTS = {"project": "default", "desk": "default", "type": "personal"}
 
 
+_UPLOAD_BODY = {
+    "required": True,
+    "content": {"multipart/form-data": {"schema": {
+        "type": "object",
+        "required": ["file"],
+        "properties": {
+            "file": {"type": "string", "format": "binary", "description": "the CSV file (name ending .csv)"},
+            "mode": {"type": "string", "enum": ["upsert", "create_only", "update_only"], "default": "upsert"},
+            "dry_run": {"type": "boolean", "default": False},
+            "callback_url": {"type": "string", "format": "uri"},
+        },
+    }}},
+}
+
+
 class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
@@ -88,11 +103,11 @@ def build_api(settings, engine: AsyncEngine, router: KafkaRouter) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, error: RequestValidationError) -> JSONResponse:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'request'}: {e['msg']}" for e in error.errors())
-        return JSONResponse({"code": "invalid_request", "message": problems}, status_code=422)
+        return JSONResponse({"code": "invalid_parameters", "message": problems}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, error: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
+        code = {404: "unknown_route", 405: "method_not_allowed"}.get(error.status_code, "http_error")
         return JSONResponse({"code": code, "message": str(error.detail)}, status_code=error.status_code)
 
     def caller(request: Request) -> str:
@@ -150,7 +165,7 @@ def build_api(settings, engine: AsyncEngine, router: KafkaRouter) -> FastAPI:
     async def template(_: Caller) -> Response:
         return _csv(reports.template_csv(), "clients-template.csv")
 
-    @app.post("/imports", status_code=202, tags=["imports"])
+    @app.post("/imports", status_code=202, tags=["imports"], openapi_extra={"requestBody": _UPLOAD_BODY})
     async def create_import(request: Request, who: Caller) -> JSONResponse:
         """Upload a CSV (multipart field `file`; optional fields `mode`, `dry_run`, `callback_url`;
         optional header `Idempotency-Key`). The byte limit is enforced while the upload streams in."""
@@ -192,7 +207,7 @@ def build_api(settings, engine: AsyncEngine, router: KafkaRouter) -> FastAPI:
         async with engine.connect() as conn:
             document = await jobs.job_document(conn, job_id)
         if document is None:
-            raise ApiError(404, "not_found", "There is no import with that id.")
+            raise ApiError(404, "unknown_import", "There is no import with that id.")
         return document
 
     @app.get("/imports/{job_id}", tags=["imports"])
@@ -203,7 +218,7 @@ def build_api(settings, engine: AsyncEngine, router: KafkaRouter) -> FastAPI:
         async with engine.connect() as conn:
             found = await jobs.report(conn, job_id, kind)
         if found is None:
-            raise ApiError(404, "not_found", "There is no import with that id.")
+            raise ApiError(404, "unknown_import", "There is no import with that id.")
         return _csv(found[1], found[0])
 
     @app.get("/imports/{job_id}/errors.csv", tags=["imports"])
@@ -241,14 +256,18 @@ def build_api(settings, engine: AsyncEngine, router: KafkaRouter) -> FastAPI:
 
 
 def _options(fields: dict[str, str]) -> ImportOptions:
+    mode = fields.get("mode") or Mode.UPSERT.value
+    if mode not in {m.value for m in Mode}:
+        raise ApiError(422, "invalid_options", f"mode must be one of upsert, create_only, update_only, not “{mode}”.")
+    callback_url = fields.get("callback_url") or None
     try:
         return ImportOptions(
-            mode=Mode(fields.get("mode") or Mode.UPSERT.value),
+            mode=Mode(mode),
             dry_run=(fields.get("dry_run") or "").lower() in ("1", "true", "yes", "on"),
-            callback_url=fields.get("callback_url") or None,
+            callback_url=callback_url,
         )
     except ValueError as error:
-        raise ApiError(422, "invalid_options", f"mode must be one of upsert, create_only, update_only ({error}).") from error
+        raise ApiError(422, "invalid_options", "callback_url must be an http:// or https:// URL.") from error
 
 
 def _csv(text: str, file_name: str) -> Response:

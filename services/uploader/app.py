@@ -34,7 +34,7 @@ def register(broker: KafkaBroker, settings: Settings, job_status: JobLookup = _u
     async def take_requests(requests: list[ImportRequest], message: KafkaMessage) -> None:
         for record, stage, error in dead_letters(message):
             await send_to_dlq(broker, [(record, stage, error)])
-            await publish_all(broker, refuse_malformed(record.value or b"", error))
+            await publish_all(broker, refuse_malformed(record.value or b"", error, record))
         for (record, _), request in zip(message.decoded, requests, strict=True):
             await _take(request, job_id_for(request, record))
 

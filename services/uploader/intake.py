@@ -54,18 +54,24 @@ def repeated(job_id: str) -> list[Publication]:
     return [Publication(topics.JOBS, JobRepeated(job_id=job_id), key=job_id)]
 
 
-def refuse_malformed(raw: bytes, error: Exception) -> list[Publication]:
-    """A request we cannot read still gets a rejected notification when it says enough to address one."""
+def refuse_malformed(raw: bytes, error: Exception, record: ConsumerRecord | None = None) -> list[Publication]:
+    """A request we cannot read still gets a rejected notification when it says enough to be told apart:
+    a job id, an idempotency key, a requester or a file name (JSON, at least)."""
     try:
         fields = json.loads(raw)
     except ValueError:
         return []
-    if not isinstance(fields, dict) or not (fields.get("job_id") or fields.get("idempotency_key")):
+    if not isinstance(fields, dict) or not any(fields.get(k) for k in ("job_id", "idempotency_key", "requested_by", "file_name")):
         return []
     requested_by = str(fields.get("requested_by") or "unknown")[:200]
-    job_id = str(fields.get("job_id") or uuid.uuid5(
-        _NAMESPACE, f"key\x00{requested_by}\x00{fields.get('idempotency_key')}"
-    ))[:64]
+    if fields.get("job_id"):
+        job_id = str(fields["job_id"])[:64]
+    elif fields.get("idempotency_key"):
+        job_id = str(uuid.uuid5(_NAMESPACE, f"key\x00{requested_by}\x00{fields['idempotency_key']}"))
+    elif record is not None:
+        job_id = str(uuid.uuid5(_NAMESPACE, f"record\x00{record.topic}\x00{record.partition}\x00{record.offset}"))
+    else:
+        return []
     reason = Issue(code="invalid_request", message=f"The import request is not valid: {_first_line(error)}")
     common = dict(
         job_id=job_id,

@@ -143,7 +143,7 @@ async def test_every_error_answer_has_a_code_and_a_message(api):
             await http.get("/imports/no-such-job", headers=AUTH),
         ]
     assert [(a.status_code, a.json()["code"]) for a in answers] == [
-        (422, "invalid_request"), (422, "invalid_request"), (404, "not_found"), (404, "not_found")]
+        (422, "invalid_parameters"), (422, "invalid_parameters"), (404, "unknown_route"), (404, "unknown_import")]
     assert "limit" in answers[0].json()["message"] and "token" in answers[1].json()["message"]
 
 

@@ -110,3 +110,26 @@ async def test_watch_shows_every_job_live_as_it_ends(settings, partner):
     mine = [line for line in lines if note.job_id in line]
     assert "processing" in mine[0] or "completed" in mine[0]
     assert "clients.csv: 1 rows — 1 created" in mine[-1]
+
+
+def test_serve_without_a_token_says_what_to_do_in_one_line(settings, tmp_path):
+    env = {**_env(settings, tmp_path), "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers}
+    env.pop("API_TOKEN", None)
+    done = subprocess.run([*CLI, "serve"], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0 and "API_TOKEN" in done.stderr
+
+
+def test_jobs_on_a_database_no_service_used_yet_lists_nothing(tmp_path):
+    env = {**os.environ, "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"}
+    done = subprocess.run([*CLI, "jobs", "--json"], env=env, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (0, "")
+
+
+async def test_watch_on_a_job_that_already_ended_prints_its_outcome(settings, partner, tmp_path):
+    note = await partner.run(f"firstName,email\nEnd,end@{unique_domain()}\n")
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers, "DATABASE_URL": settings.database_url,
+           "COLUMNS": "200"}
+    done = subprocess.run([*CLI, "watch", note.job_id], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0
+    assert f"job {note.job_id} already ended: completed — 1 created" in done.stdout

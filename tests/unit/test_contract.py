@@ -15,8 +15,8 @@ def test_the_committed_asyncapi_document_is_up_to_date():
     )
 
 
-def test_the_document_describes_every_public_topic_but_the_dead_letters():
+def test_the_document_describes_every_public_topic():
     document = json.loads(COMMITTED.read_text())
     addresses = {channel["address"] for channel in document["channels"].values()}
-    assert addresses == set(topics.ALL) - {topics.DLQ}
+    assert addresses == set(topics.ALL)
     assert {"ImportRequest", "ImportNotification", "ImportProgress"} <= set(document["components"]["schemas"])
