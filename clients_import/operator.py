@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from services.uploader import jobs
-from shared.db import create_engine, create_tables
+from shared.db import create_engine, has_tables, reading
 from shared.events import ImportProgress, ImportRequest
 from shared.settings import Settings
 
@@ -24,9 +24,10 @@ STATUS_STYLE = {
 
 async def show_jobs(settings: Settings, limit: int, as_json: bool) -> None:
     engine = create_engine(settings.database_url)
-    await create_tables(engine)  # a database no service has used yet simply has no imports
-    async with engine.connect() as conn:
-        items, total = await jobs.list_jobs(conn, limit, 0)
+    items, total = [], 0
+    if await has_tables(engine):  # a database no service has used yet simply has no imports
+        async with reading(engine).connect() as conn:
+            items, total = await jobs.list_jobs(conn, limit, 0)
     await engine.dispose()
     if as_json:
         import json
@@ -75,18 +76,20 @@ async def watch(settings: Settings, job_id: str | None) -> None:
 
 async def _ended(settings: Settings, job_id: str) -> dict | None:
     engine = create_engine(settings.database_url)
-    await create_tables(engine)
-    async with engine.connect() as conn:
-        document = await jobs.job_document(conn, job_id)
+    document = None
+    if await has_tables(engine):
+        async with reading(engine).connect() as conn:
+            document = await jobs.job_document(conn, job_id)
     await engine.dispose()
     return document if document and document["status"] not in ("received", "processing") else None
 
 
 async def write_report(settings: Settings, job_id: str, kind: str, output: Path | None) -> Path:
     engine = create_engine(settings.database_url)
-    await create_tables(engine)
-    async with engine.connect() as conn:
-        found = await jobs.report(conn, job_id, kind)
+    found = None
+    if await has_tables(engine):
+        async with reading(engine).connect() as conn:
+            found = await jobs.report(conn, job_id, kind)
     await engine.dispose()
     if found is None:
         raise LookupError(f"no import with id {job_id} in {settings.database_url} (use the DATABASE_URL that `serve` uses)")

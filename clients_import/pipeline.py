@@ -13,7 +13,7 @@ from services.uploader import app as uploader
 from services.validator import app as validator
 from services.writer import app as writer
 from shared import topics
-from shared.db import create_engine, create_tables
+from shared.db import create_engine, create_tables, reading
 from shared.events import JobStatus
 from shared.kafka import build_broker, ensure_topics
 from shared.settings import Settings
@@ -75,7 +75,7 @@ class Pipeline:
             await self.notifier.close()
 
     async def job_status(self, job_id: str) -> JobStatus | None:
-        async with self.engine.connect() as conn:
+        async with reading(self.engine).connect() as conn:
             status = await conn.scalar(select(import_jobs.c.status).where(import_jobs.c.id == job_id))
         return JobStatus(status) if status else None
 

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Executable, Insert, Table, event
+from sqlalchemy import Executable, Insert, Table, event, inspect
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -38,7 +38,19 @@ def _sqlite_write_ahead(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # Readers (see `reading`) begin deferred: with WAL they read beside a writer, taking no lock.
+        read_only = connection.get_execution_options().get("read_only", False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def reading(engine: AsyncEngine) -> AsyncEngine:
+    """The same engine (and pool) for transactions that only read: they never wait for the write lock."""
+    return engine.execution_options(read_only=True)
+
+
+async def has_tables(engine: AsyncEngine) -> bool:
+    async with reading(engine).connect() as conn:
+        return await conn.run_sync(lambda sync: inspect(sync).has_table("import_jobs"))
 
 
 def insert_for(engine_or_dialect_name: AsyncEngine | str, table: Table) -> Insert:

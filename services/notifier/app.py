@@ -23,6 +23,7 @@ from shared.events import (
     RowsRejected,
     RowsWritten,
 )
+from shared.db import reading
 from shared.kafka import Publication, consumer_options, dead_letters, decoder_for, publish_all, send_to_dlq
 from shared.settings import Settings
 
@@ -76,7 +77,7 @@ class Notifier:
     async def announce(self, states: list[ledger.JobState]) -> None:
         """Progress, then the notification of each job that just ended (or was asked for again)."""
         due = [s for s in states if s.notify]
-        async with self.engine.connect() as conn:
+        async with reading(self.engine).connect() as conn:
             notes = [await ledger.notification_for(conn, s, self.settings.first_errors) for s in due]
             callbacks = await ledger.callbacks(conn, [n.job_id for n in notes])
         await publish_all(self.broker, [

@@ -20,6 +20,8 @@ from fastapi.staticfiles import StaticFiles
 from faststream.kafka.fastapi import KafkaRouter
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.db import reading
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared import topics
@@ -93,6 +95,7 @@ def build_api(settings, engine: AsyncEngine, router: KafkaRouter) -> FastAPI:
     )
     app.include_router(router)
     sessions = Sessions()
+    reader = reading(engine) if engine is not None else None
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, error: ApiError) -> JSONResponse:
@@ -199,12 +202,12 @@ def build_api(settings, engine: AsyncEngine, router: KafkaRouter) -> FastAPI:
 
     @app.get("/imports", tags=["imports"])
     async def list_imports(_: Caller, limit: int = Query(20, ge=1, le=200), offset: int = Query(0, ge=0)) -> dict:
-        async with engine.connect() as conn:
+        async with reader.connect() as conn:
             items, total = await jobs.list_jobs(conn, limit, offset)
         return {"items": items, "total": total}
 
     async def _job(job_id: str) -> dict:
-        async with engine.connect() as conn:
+        async with reader.connect() as conn:
             document = await jobs.job_document(conn, job_id)
         if document is None:
             raise ApiError(404, "unknown_import", "There is no import with that id.")
@@ -215,7 +218,7 @@ def build_api(settings, engine: AsyncEngine, router: KafkaRouter) -> FastAPI:
         return await _job(job_id)
 
     async def _report(job_id: str, kind: str) -> Response:
-        async with engine.connect() as conn:
+        async with reader.connect() as conn:
             found = await jobs.report(conn, job_id, kind)
         if found is None:
             raise ApiError(404, "unknown_import", "There is no import with that id.")
@@ -235,7 +238,7 @@ def build_api(settings, engine: AsyncEngine, router: KafkaRouter) -> FastAPI:
     async def list_clients(
         _: Caller, q: str = "", limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0)
     ) -> dict:
-        async with engine.connect() as conn:
+        async with reader.connect() as conn:
             items, total = await jobs.search_clients(conn, q, limit, offset)
         return {"items": items, "total": total}
 

@@ -1,5 +1,6 @@
 """The `clients-import` command line, run as an operator runs it."""
 
+import asyncio
 import json
 import os
 import re
@@ -95,18 +96,18 @@ def test_jobs_lists_an_import_and_errors_writes_its_fixable_report(settings, eng
 
 
 async def test_watch_shows_every_job_live_as_it_ends(settings, partner):
-    watcher = subprocess.Popen([*CLI, "watch"], env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-                                                     "COLUMNS": "200"}, stdout=subprocess.PIPE, text=True)
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers, "COLUMNS": "200"}
+    watcher = await asyncio.create_subprocess_exec(*CLI, "watch", env=env, stdout=asyncio.subprocess.PIPE)
     try:
-        assert watcher.stdout.readline().startswith("watching every job")
+        first = await asyncio.wait_for(watcher.stdout.readline(), timeout=60)
+        assert first.decode().startswith("watching every job")
         note = await partner.run(f"firstName,email\nWat,wat@{unique_domain()}\n")
         lines: list[str] = []
-        deadline = time.monotonic() + 30
-        while not any("created" in line and note.job_id in line for line in lines) and time.monotonic() < deadline:
-            lines.append(watcher.stdout.readline())
+        while not any("created" in line and note.job_id in line for line in lines):
+            lines.append((await asyncio.wait_for(watcher.stdout.readline(), timeout=30)).decode())
     finally:
         watcher.terminate()
-        watcher.wait(timeout=10)
+        await watcher.wait()
     mine = [line for line in lines if note.job_id in line]
     assert "processing" in mine[0] or "completed" in mine[0]
     assert "clients.csv: 1 rows — 1 created" in mine[-1]
@@ -130,6 +131,7 @@ async def test_watch_on_a_job_that_already_ended_prints_its_outcome(settings, pa
     note = await partner.run(f"firstName,email\nEnd,end@{unique_domain()}\n")
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers, "DATABASE_URL": settings.database_url,
            "COLUMNS": "200"}
-    done = subprocess.run([*CLI, "watch", note.job_id], env=env, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0
-    assert f"job {note.job_id} already ended: completed — 1 created" in done.stdout
+    watcher = await asyncio.create_subprocess_exec(*CLI, "watch", note.job_id, env=env, stdout=asyncio.subprocess.PIPE)
+    out, _ = await asyncio.wait_for(watcher.communicate(), timeout=60)
+    assert watcher.returncode == 0
+    assert f"job {note.job_id} already ended: completed — 1 created" in out.decode()
