@@ -32,9 +32,9 @@ def register(broker: KafkaBroker, settings: Settings, job_status: JobLookup = _u
     @broker.subscriber(topics.REQUESTS, **options, decoder=decoder_for(value_of(ImportRequest.model_validate_json), "uploader"),
                        title="uploader", description="Reads each requested file and cuts it into chunks.")
     async def take_requests(requests: list[ImportRequest], message: KafkaMessage) -> None:
-        for record, stage, error in dead_letters(message):
-            await send_to_dlq(broker, [(record, stage, error)])
-            await publish_all(broker, refuse_malformed(record.value or b"", error, record))
+        bad = dead_letters(message)
+        await send_to_dlq(broker, bad)
+        await publish_all(broker, [p for record, _, error in bad for p in refuse_malformed(record.value or b"", error, record)])
         for (record, _), request in zip(message.decoded, requests, strict=True):
             await _take(request, job_id_for(request, record))
 
