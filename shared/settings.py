@@ -17,6 +17,13 @@ class Settings(BaseSettings):
     max_records: int = Field(default=5000, ge=1, description="records per file, blank lines excluded")
     max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="bytes per file")
     chunk_rows: int = Field(default=500, ge=1, description="records per chunk on clients.import.chunks")
+    max_columns: int = Field(default=500, ge=2, description="columns in a file's header")
+    max_header_chars: int = Field(default=200, ge=16, description="characters in one column name")
+    max_record_chars: int = Field(default=65_536, ge=1024, description="characters in one record (row) of a file")
+    chunk_max_bytes: int = Field(
+        default=1024 * 1024, ge=64 * 1024,
+        description="JSON bytes of a chunk, and so of each row record cut from it (a chunk ends at the first bound reached)",
+    )
     client_types: tuple[str, ...] = ("personal", "corporate")
 
     topic_partitions: int = Field(default=4, ge=1)

@@ -11,10 +11,7 @@ import unicodedata
 from dataclasses import dataclass, field
 
 from shared.events import Issue
-
-REQUIRED = ("firstName", "email")
-OPTIONAL = ("username", "middleName", "lastName", "project", "desk", "type")
-FIELDS = REQUIRED + OPTIONAL
+from shared.fields import FIELDS, REQUIRED
 DELIMITERS = (",", ";", "\t")
 _DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab"}
 
@@ -163,7 +160,7 @@ def normalise_header(name: str) -> str:
     return re.sub(r"[\s_\-]+", "", unicodedata.normalize("NFC", name)).lower()
 
 
-_CANONICAL = {normalise_header(name): name for name in FIELDS}
+_CANONICAL = {normalise_header(alias): f.column for f in FIELDS for alias in (f.column, *f.aliases)}
 
 
 def match_header(header: list[str]) -> tuple[dict[str, int], list[Issue]] | Issue:
@@ -191,7 +188,7 @@ def match_header(header: list[str]) -> tuple[dict[str, int], list[Issue]] | Issu
         found = ", ".join(f"“{n.strip()}”" for n in header if n.strip()) or "nothing"
         return refuse(
             "missing_columns",
-            f"The header must name the columns firstName and email; {' and '.join(missing)} "
+            f"The header must name the columns {' and '.join(REQUIRED)}; {' and '.join(missing)} "
             f"{'is' if len(missing) == 1 else 'are'} missing. The header found: {found}.",
             missing[0],
         )

@@ -15,14 +15,12 @@ from functools import lru_cache
 from email_validator import EmailNotValidError, validate_email
 
 from shared.events import AcceptedRow, Chunk, ClientValues, Issue, RejectedRow
+from shared.fields import BY_COLUMN, EMAIL_MAX, NAME_MAX, USERNAME_MAX, USERNAME_MIN
 
-NAME_MAX = 100
-EMAIL_MAX = 254
-USERNAME_PATTERN = re.compile(r"[A-Za-z0-9._-]{3,64}")
+USERNAME_PATTERN = re.compile(rf"[A-Za-z0-9._-]{{{USERNAME_MIN},{USERNAME_MAX}}}")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
 _MARKUP = re.compile(r"<\s*[a-zA-Z!/?]|javascript\s*:", re.IGNORECASE)
 _INVISIBLE = {"\u202a", "\u202b", "\u202c", "\u202d", "\u202e", "\u2066", "\u2067", "\u2068", "\u2069"}
-_NAMES = {"firstName": "first name", "middleName": "middle name", "lastName": "last name"}
 
 
 @dataclass(frozen=True)
@@ -168,7 +166,7 @@ def _name(column: str, key: str, value: str, required: bool = False) -> tuple[st
         return Issue(
             code="name_too_long",
             field=column,
-            message=f"The {_NAMES[column]} is {len(value)} characters long; at most {NAME_MAX} are allowed.",
+            message=f"The {BY_COLUMN[column].label} is {len(value)} characters long; at most {NAME_MAX} are allowed.",
         )
     return (key, value)
 

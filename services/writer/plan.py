@@ -12,9 +12,8 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 from shared.events import AcceptedRow, ClientValues, ImportOptions, Issue, Mode, Outcome, RowResult
+from shared.fields import DEFAULTS, USERNAME_MAX
 
-DEFAULTS = {"project": "default", "desk": "default", "type": "personal"}
-USERNAME_MAX = 64
 _SUFFIX_ROOM = 6
 
 
