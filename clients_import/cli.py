@@ -4,20 +4,22 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import secrets
 import signal
 import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from shared import logs
+from shared import jobs, logs
 from shared.events import ImportNotification, ImportOptions, ImportRequest, JobStatus, Mode, Source
 from shared.settings import Settings, get_settings
 
 from .client import ImportClient
 from .local_kafka import LocalKafka
 from .operator import progress_display, show_jobs, watch, write_report
-from .pipeline import SERVICES, Pipeline
+from .pipeline import Pipeline
+from .topology import SERVICES, STAGE_NAMES
 
 IMPORTED = {JobStatus.COMPLETED, JobStatus.COMPLETED_WITH_ERRORS, JobStatus.VALIDATED}
 
@@ -68,8 +70,8 @@ def parser() -> argparse.ArgumentParser:
     contract.set_defaults(command=cmd_contract)
 
     serve = commands.add_parser("serve", help="run services against KAFKA_BOOTSTRAP_SERVERS until stopped")
-    serve.add_argument("services", nargs="*", metavar="SERVICE", help=f"any of {', '.join(SERVICES)} (default: all)")
-    serve.add_argument("--no-api", action="store_true", help="run the uploader without the HTTP API and the page")
+    serve.add_argument("services", nargs="*", metavar="SERVICE", help=f"any of {', '.join(SERVICES)} (default: all five)")
+    serve.add_argument("--no-api", action="store_true", help="leave out the HTTP API and the page (the four stages only)")
     serve.set_defaults(command=cmd_serve)
     return top
 
@@ -90,7 +92,9 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"clients-import: no such file: {', '.join(missing)}", file=sys.stderr)
         return 2
     options = ImportOptions(mode=Mode(args.mode), dry_run=args.dry_run)
-    requests = [request_for(path, options) for path in args.files]
+    if settings.signing_key is None:  # the pipeline runs in this process: a key of its own will do
+        settings = settings.model_copy(update={"job_signing_secret": secrets.token_hex(32)})
+    requests = [request_for(path, options, settings.signing_key) for path in args.files]
     with broker_for(settings) as settings:
         notes = asyncio.run(_run(settings, requests, args.timeout, show_progress=not args.json))
     for note in notes:
@@ -98,9 +102,11 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if all(note.status in IMPORTED for note in notes) else 1
 
 
-def request_for(path: Path, options: ImportOptions) -> ImportRequest:
+def request_for(path: Path, options: ImportOptions, signing_key: str) -> ImportRequest:
+    job_id = str(uuid.uuid4())
     return ImportRequest(
-        job_id=str(uuid.uuid4()),
+        job_id=job_id,
+        job_signature=jobs.sign(signing_key, job_id),
         requested_by="cli",
         source=Source.CLI,
         file_name=path.name,
@@ -169,24 +175,30 @@ def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    services = tuple(args.services) or SERVICES
+    services = tuple(args.services) or (STAGE_NAMES if args.no_api else SERVICES)
     unknown = sorted(set(services) - set(SERVICES))
     if unknown:
         print(f"clients-import serve: unknown service {', '.join(unknown)}; choose from {', '.join(SERVICES)}", file=sys.stderr)
         return 2
+    if args.no_api:
+        services = tuple(s for s in services if s != "api")
     if not settings.kafka_bootstrap_servers:
         print("clients-import serve: set KAFKA_BOOTSTRAP_SERVERS (or start one with `clients-import broker`)", file=sys.stderr)
         return 2
-    if not args.no_api and "uploader" in services and not settings.api_token and not settings.api_dev_mode:
+    if "api" in services and not settings.api_token and not settings.api_dev_mode:
         print("clients-import serve: set API_TOKEN (the HTTP API refuses to start without one), "
-              "or API_DEV_MODE=true for development, or --no-api", file=sys.stderr)
+              "or API_DEV_MODE=true for development, or leave out the api (--no-api)", file=sys.stderr)
         return 2
-    asyncio.run(_serve(settings, services, api=not args.no_api))
+    if {"api", "uploader"} & set(services) and settings.signing_key is None:
+        print("clients-import serve: set JOB_SIGNING_SECRET (or API_TOKEN), the same for the api and the uploader: "
+              "the uploader honours only the job ids the api signs with it", file=sys.stderr)
+        return 2
+    asyncio.run(_serve(settings, services))
     return 0
 
 
-async def _serve(settings: Settings, services: tuple[str, ...], api: bool = True) -> None:
-    if api and "uploader" in services:
+async def _serve(settings: Settings, services: tuple[str, ...]) -> None:
+    if "api" in services:
         await _serve_with_api(settings, services)
         return
     stop = asyncio.Event()
@@ -203,11 +215,12 @@ async def _serve_with_api(settings: Settings, services: tuple[str, ...]) -> None
     import uvicorn
     from faststream.kafka.fastapi import KafkaRouter
 
-    from services.uploader.api import build_api
+    from services.api.app import build_api
     from shared.kafka import broker_options
 
     pipeline = Pipeline(settings, services)
-    # The router's broker publishes the API's requests; the services consume on the pipeline's own.
+    # The router's broker publishes the API's requests; the stages (if any here) consume on the pipeline's own,
+    # which also makes the tables and topics the API needs when it runs alone.
     router = KafkaRouter(**broker_options(settings), lifespan=pipeline.lifespan, schema_url=None, include_in_schema=False)
     app = build_api(settings, pipeline.engine, router)
     config = uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_config=None, access_log=False)

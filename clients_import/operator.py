@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from services.uploader import jobs
+from services.api import readside
 from shared.db import create_engine, has_tables, reading
 from shared.events import ImportProgress, ImportRequest
 from shared.settings import Settings
@@ -27,7 +27,7 @@ async def show_jobs(settings: Settings, limit: int, as_json: bool) -> None:
     items, total = [], 0
     if await has_tables(engine):  # a database no service has used yet simply has no imports
         async with reading(engine).connect() as conn:
-            items, total = await jobs.list_jobs(conn, limit, 0)
+            items, total = await readside.list_jobs(conn, limit, 0)
     await engine.dispose()
     if as_json:
         import json
@@ -79,7 +79,7 @@ async def _ended(settings: Settings, job_id: str) -> dict | None:
     document = None
     if await has_tables(engine):
         async with reading(engine).connect() as conn:
-            document = await jobs.job_document(conn, job_id)
+            document = await readside.job_document(conn, job_id, settings.first_errors)
     await engine.dispose()
     return document if document and document["status"] not in ("received", "processing") else None
 
@@ -89,7 +89,7 @@ async def write_report(settings: Settings, job_id: str, kind: str, output: Path 
     found = None
     if await has_tables(engine):
         async with reading(engine).connect() as conn:
-            found = await jobs.report(conn, job_id, kind)
+            found = await readside.report(conn, job_id, kind)
     await engine.dispose()
     if found is None:
         raise LookupError(f"no import with id {job_id} in {settings.database_url} (use the DATABASE_URL that `serve` uses)")

@@ -8,7 +8,7 @@ import base64
 import binascii
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -26,6 +26,18 @@ class Mode(StrEnum):
     UPSERT = "upsert"
     CREATE_ONLY = "create_only"
     UPDATE_ONLY = "update_only"
+
+    @property
+    def label(self) -> str:
+        """What the mode does to a client that already exists, in the page's words."""
+        return _MODE_LABELS[self]
+
+
+_MODE_LABELS = {
+    Mode.UPSERT: "Update it, and create the new ones",
+    Mode.CREATE_ONLY: "Leave it as it is; create new clients only",
+    Mode.UPDATE_ONLY: "Update it; create no new clients",
+}
 
 
 class Source(StrEnum):
@@ -54,6 +66,28 @@ class JobStatus(StrEnum):
     def is_final(self) -> bool:
         return self not in (JobStatus.RECEIVED, JobStatus.PROCESSING)
 
+    @property
+    def text(self) -> "StatusText":
+        return _STATUS_TEXT[self]
+
+
+class StatusText(NamedTuple):
+    label: str  # in tables
+    heading: str  # over a job's outcome
+    tone: str  # running, good, partial or bad
+
+
+_STATUS_TEXT = {
+    JobStatus.RECEIVED: StatusText("Received", "Importing…", "running"),
+    JobStatus.PROCESSING: StatusText("Importing", "Importing…", "running"),
+    JobStatus.COMPLETED: StatusText("Completed", "Import finished", "good"),
+    JobStatus.COMPLETED_WITH_ERRORS: StatusText("Completed with errors", "Import finished, some rows were rejected",
+                                                "partial"),
+    JobStatus.VALIDATED: StatusText("Checked (dry run)", "Check finished: nothing was written", "good"),
+    JobStatus.REJECTED: StatusText("Not imported", "The file was not imported", "bad"),
+    JobStatus.FAILED: StatusText("Failed", "The import failed", "bad"),
+}
+
 
 class ImportOptions(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -72,7 +106,10 @@ class ImportRequest(Event):
     content: str | None = None
     content_base64: str | None = None
     options: ImportOptions = ImportOptions()
-    job_id: str | None = Field(default=None, max_length=64, description="set by our own API and CLI; partners leave it out")
+    job_id: str | None = Field(
+        default=None, max_length=64, description="set by our own API and CLI, with job_signature; partners leave it out"
+    )
+    job_signature: str | None = Field(default=None, max_length=128, description="proves our API or CLI named job_id")
 
     @model_validator(mode="after")
     def _one_content(self) -> "ImportRequest":
@@ -275,13 +312,24 @@ class ImportNotification(Event):
     @property
     def message(self) -> str:
         """What happened, in plain words."""
-        if self.status is JobStatus.REJECTED and self.reason:
-            return f"{self.file_name} was not imported: {self.reason.message}"
-        if self.status is JobStatus.FAILED:
-            why = self.reason.message if self.reason else "it did not finish"
-            return f"{self.file_name} failed: {why}"
-        verb = "would be" if self.dry_run else ""
-        parts = [f"{self.created} {verb} created", f"{self.updated} {verb} updated", f"{self.unchanged} unchanged"]
-        parts.append(f"{self.rejected} rejected")
-        text = ", ".join(" ".join(p.split()) for p in parts)
-        return f"{self.file_name}: {self.total} rows — {text}"
+        counts = JobCounts(total=self.total, created=self.created, updated=self.updated, unchanged=self.unchanged,
+                           rejected=self.rejected)
+        return outcome_sentence(self.file_name, self.status, counts, self.dry_run, self.reason)
+
+
+def outcome_sentence(file_name: str, status: JobStatus, counts: JobCounts, dry_run: bool, reason: Issue | None) -> str:
+    """The one sentence that says how a job went: in notifications, job documents, the page and the CLI."""
+    name = file_name or "The file"
+    if status is JobStatus.REJECTED:
+        return f"{name} was not imported: {reason.message if reason else 'the file was refused.'}"
+    if status is JobStatus.FAILED:
+        return f"{name} could not be imported: {reason.message if reason else 'the import did not finish.'}"
+    if not status.is_final:
+        if not counts.total:
+            return f"{name} is being read."
+        return f"{name} is being imported: {counts.processed:,} of {counts.total:,} rows so far."
+    if dry_run or status is JobStatus.VALIDATED:
+        return (f"{name} checked, nothing written: {counts.created:,} would be created, {counts.updated:,} would be "
+                f"updated, {counts.unchanged:,} unchanged, {counts.rejected:,} rejected.")
+    return (f"{name} imported: {counts.created:,} created, {counts.updated:,} updated, {counts.unchanged:,} unchanged, "
+            f"{counts.rejected:,} rejected.")

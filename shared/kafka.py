@@ -2,9 +2,9 @@
 
 import asyncio
 import logging
-import traceback
+import hashlib
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, NamedTuple, TypeVar
+from typing import NamedTuple, TypeVar
 
 from aiokafka import ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -12,7 +12,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.message import StreamMessage
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from . import topics
 from .settings import Settings
@@ -81,27 +81,46 @@ async def ensure_topics(settings: Settings) -> None:
         await admin.close()
 
 
-def dead_letter_headers(record: ConsumerRecord, stage: str, error: BaseException | str) -> dict[str, str]:
-    """Kafka Connect's convention: the failed record goes on unchanged, the headers say where and why."""
-    reason = error if isinstance(error, str) else "".join(traceback.format_exception_only(error)).strip()
-    return {
+class DeadLetter(NamedTuple):
+    record: ConsumerRecord
+    stage: str
+    reason: str
+
+
+# Room left in a DLQ record for its key, headers and the batch framing.
+_DLQ_ENVELOPE = 16 * 1024
+EXCERPT_BYTES = 64 * 1024
+
+
+def dead_letter_record(letter: DeadLetter, max_bytes: int) -> tuple[bytes, bytes | None, dict[str, str]]:
+    """The record as it came when it fits, else a bounded excerpt with its size and digest: it always fits."""
+    record = letter.record
+    value, key = record.value or b"", record.key
+    headers = {
         "dlq.original.topic": record.topic,
         "dlq.original.partition": str(record.partition),
         "dlq.original.offset": str(record.offset),
-        "dlq.stage": stage,
-        "dlq.reason": reason[:2000],
+        "dlq.original.size": str(len(value)),
+        "dlq.stage": letter.stage,
+        "dlq.reason": letter.reason[:2000],
     }
+    if key is not None and len(key) > 1024:
+        key = key[:1024]
+        headers["dlq.key.excerpt"] = "true"
+    if len(value) + _DLQ_ENVELOPE > max_bytes:
+        headers["dlq.excerpt"] = "true"
+        headers["dlq.original.sha256"] = hashlib.sha256(value).hexdigest()
+        value = value[:EXCERPT_BYTES]
+    return value, key, headers
 
 
-async def send_to_dlq(broker: KafkaBroker, records: Iterable[tuple[ConsumerRecord, str, BaseException | str]]) -> None:
+async def send_to_dlq(broker: KafkaBroker, letters: Iterable[DeadLetter], max_bytes: int) -> None:
     """Every dead letter handed to the producer at once, then all acks awaited: no round trip each."""
     pending = []
-    for record, stage, error in records:
-        headers = dead_letter_headers(record, stage, error)
-        log.warning("dead letter", extra={"step": "dlq", **headers})
-        pending.append(await broker.publish(record.value, topics.DLQ, key=record.key, headers=headers, no_confirm=True))
-    if pending:
-        await asyncio.gather(*pending)
+    for letter in letters:
+        value, key, headers = dead_letter_record(letter, max_bytes)
+        pending.append(await broker.publish(value, topics.DLQ, key=key, headers=headers, no_confirm=True))
+    await _confirmed(pending)
 
 
 class Publication(NamedTuple):
@@ -129,25 +148,14 @@ async def publish_all(broker: KafkaBroker, publications: Iterable[Publication]) 
         )
         for p in publications
     ]
-    if pending:
-        await asyncio.gather(*pending)
+    await _confirmed(pending)
 
 
-def decoder_for(decode: Callable[[ConsumerRecord], Any], stage: str) -> Callable[[StreamMessage], Any]:
-    """A batch decoder that never fails: valid records become events, the others wait on the message
-    (`dead_letters(message)`) for the handler to send to the DLQ. One bad record cannot stop a batch."""
-
-    async def decoder(message: StreamMessage) -> list:
-        good, bad = decode_records(records_of(message), decode, stage)
-        message.dead_letters = bad
-        message.decoded = good
-        return [event for _, event in good]
-
-    return decoder
-
-
-def dead_letters(message: StreamMessage) -> list[tuple[ConsumerRecord, str, BaseException]]:
-    return getattr(message, "dead_letters", [])
+async def _confirmed(pending: list) -> None:
+    """Wait for the broker's acks (the in-memory broker hands back none)."""
+    waiting = [p for p in pending if p is not None]
+    if waiting:
+        await asyncio.gather(*waiting)
 
 
 def value_of(parse: Callable[[bytes], T]) -> Callable[[ConsumerRecord], T]:
@@ -155,19 +163,6 @@ def value_of(parse: Callable[[bytes], T]) -> Callable[[ConsumerRecord], T]:
     return lambda record: parse(record.value or b"")
 
 
-def decode_records(
-    records: Sequence[ConsumerRecord], decode: Callable[[ConsumerRecord], T], stage: str
-) -> tuple[list[tuple[ConsumerRecord, T]], list[tuple[ConsumerRecord, str, BaseException]]]:
-    good: list[tuple[ConsumerRecord, T]] = []
-    bad: list[tuple[ConsumerRecord, str, BaseException]] = []
-    for record in records:
-        try:
-            good.append((record, decode(record)))
-        except (ValidationError, ValueError) as error:
-            bad.append((record, stage, error))
-    return good, bad
-
-
 def records_of(message: StreamMessage) -> Sequence[ConsumerRecord]:
     raw = message.raw_message
-    return raw if isinstance(raw, tuple) else (raw,)
+    return tuple(raw) if isinstance(raw, tuple | list) else (raw,)

@@ -46,8 +46,18 @@ class Settings(BaseSettings):
     api_port: int = 8000
     api_token: str | None = None
     api_dev_mode: bool = Field(default=False, description="allow the API to start without API_TOKEN")
+    job_signing_secret: str | None = Field(
+        default=None, description="signs the job ids our API and CLI name (API_TOKEN when unset)"
+    )
 
     log_level: str = "INFO"
+
+    @property
+    def signing_key(self) -> str | None:
+        """What the API and CLI sign job ids with, and the uploader checks them with."""
+        if self.job_signing_secret or self.api_token:
+            return self.job_signing_secret or self.api_token
+        return "development only" if self.api_dev_mode else None
 
     def group(self, service: str) -> str:
         return f"{self.group_prefix}.{service}"

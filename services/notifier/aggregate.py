@@ -4,6 +4,7 @@ from collections.abc import Iterable, Mapping
 
 from shared.db import as_utc
 from shared.events import ImportNotification, Issue, JobCounts, JobStatus, Outcome, RowError, Source
+from shared.jobs import can_move
 
 
 def count(outcomes: Mapping[str, int], total: int | None) -> JobCounts:
@@ -18,11 +19,21 @@ def count(outcomes: Mapping[str, int], total: int | None) -> JobCounts:
 
 
 def status_of(total: int | None, counts: JobCounts, dry_run: bool) -> JobStatus:
-    if total is None or counts.processed < total:
+    """What the counted rows say. An unknown total (job.accepted not read yet) never ends a job:
+    rows may overtake their job.accepted, which comes from another topic."""
+    if total is None:
+        return JobStatus.PROCESSING if counts.processed else JobStatus.RECEIVED
+    if counts.processed < total:
         return JobStatus.PROCESSING
     if dry_run:
         return JobStatus.VALIDATED
     return JobStatus.COMPLETED_WITH_ERRORS if counts.rejected else JobStatus.COMPLETED
+
+
+def advance(current: JobStatus, proposed: JobStatus) -> JobStatus:
+    """A status moves only forward (shared.jobs.TRANSITIONS), and a final one is kept: events that
+    arrive late or twice must not undo what was already announced."""
+    return proposed if can_move(current, proposed) else current
 
 
 def first_errors(rejected_rows: Iterable[tuple[int, int, list[dict]]], limit: int) -> tuple[RowError, ...]:

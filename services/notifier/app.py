@@ -6,12 +6,12 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
-
-from faststream.kafka import KafkaBroker, KafkaMessage
+from aiokafka import ConsumerRecord
 from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared import topics
+from shared.db import reading
 from shared.events import (
     ImportNotification,
     ImportProgress,
@@ -23,11 +23,13 @@ from shared.events import (
     RowsRejected,
     RowsWritten,
 )
-from shared.db import reading
-from shared.kafka import Publication, consumer_options, dead_letters, decoder_for, publish_all, send_to_dlq
+from shared.kafka import Publication
 from shared.settings import Settings
+from shared.stage import Handled, Output, Publisher, Stage
 
 from . import aggregate, ledger, webhook
+
+__all__ = ["STAGE", "Notifier", "count_results"]
 
 log = logging.getLogger("clients_import.notifier")
 _DECODERS = {
@@ -38,25 +40,57 @@ _DECODERS = {
 NotifierInput = JobAccepted | JobRefused | JobRepeated | RowsRejected | RowsWritten
 
 
-def _by_topic(record) -> NotifierInput:
+def decode(record: ConsumerRecord) -> NotifierInput:
     return _DECODERS[record.topic](record.value or b"")
 
 
+async def count_results(events: list[NotifierInput], notifier: "Notifier") -> Handled:
+    states = await notifier.record(events)
+    return await notifier.announcements(states)
+
+
 class Notifier:
-    def __init__(self, broker: KafkaBroker, settings: Settings, engine: AsyncEngine) -> None:
-        self.broker, self.settings, self.engine = broker, settings, engine
+    """The notifier's I/O: its database, the webhook client, and when each job's progress was last sent."""
+
+    def __init__(self, settings: Settings, engine: AsyncEngine, publish: Publisher) -> None:
+        self.settings, self.engine, self.publish = settings, engine, publish
         self.progress_sent: dict[str, float] = {}
         self.deliveries: set[asyncio.Task] = set()
-        self.http = httpx.AsyncClient(timeout=settings.webhook_timeout_s)
+        self.http = httpx.AsyncClient(timeout=settings.webhook_timeout_s, follow_redirects=False)
 
-    async def handle(self, events: list[NotifierInput], bad: list) -> None:
-        await send_to_dlq(self.broker, bad)
-        jobs = [e for e in events if isinstance(e, JobAccepted | JobRefused | JobRepeated)]
+    @classmethod
+    def open(cls, settings: Settings, engine: AsyncEngine, publish: Publisher) -> "Notifier":
+        return cls(settings, engine, publish)
+
+    async def record(self, events: list[NotifierInput]) -> list[ledger.JobState]:
+        """Count the events in one transaction; the states of the jobs they touched."""
+        job_events = [e for e in events if isinstance(e, JobAccepted | JobRefused | JobRepeated)]
         rows = [e for e in events if isinstance(e, RowsRejected | RowsWritten)]
         async with self.engine.begin() as conn:
-            touched = await ledger.record_jobs(conn, jobs) | await ledger.record_rows(conn, rows)
-            states = await ledger.settle(conn, sorted(touched), datetime.now(UTC))
-        await self.announce(states)
+            touched = await ledger.record_jobs(conn, job_events) | await ledger.record_rows(conn, rows)
+            return await ledger.settle(conn, sorted(touched), datetime.now(UTC))
+
+    async def announcements(self, states: list[ledger.JobState]) -> Handled:
+        """Progress, then the notification of each job that just ended (or was asked for again); once
+        they are published, the jobs are marked notified and their callbacks start."""
+        due = [s for s in states if s.notify]
+        async with reading(self.engine).connect() as conn:
+            notes = [await ledger.notification_for(conn, s, self.settings.first_errors) for s in due]
+            callbacks = await ledger.callbacks(conn, [n.job_id for n in notes])
+        publications = [*self._progress(states), *(Publication(topics.NOTIFICATIONS, n, key=n.job_id) for n in notes)]
+
+        async def then() -> None:
+            if notes:
+                async with self.engine.begin() as conn:
+                    await ledger.mark_notified(conn, [n.job_id for n in notes], datetime.now(UTC))
+            for note in notes:
+                self.progress_sent.pop(note.job_id, None)
+                log.info(note.message, extra={"step": "job.notified", "job_id": note.job_id,
+                                              "status": note.status.value})
+                if note.job_id in callbacks:
+                    self._start_delivery(note, callbacks[note.job_id])
+
+        return Handled(publications, then)
 
     async def sweep(self) -> None:
         """Fail the jobs that outlived their deadline, so none stays 'processing' forever."""
@@ -72,25 +106,9 @@ class Notifier:
             await ledger.fail(conn, late, reason, now)
             states = await ledger.settle(conn, late, now)
         log.warning("jobs failed", extra={"step": "job.failed", "job_ids": late})
-        await self.announce(states)
-
-    async def announce(self, states: list[ledger.JobState]) -> None:
-        """Progress, then the notification of each job that just ended (or was asked for again)."""
-        due = [s for s in states if s.notify]
-        async with reading(self.engine).connect() as conn:
-            notes = [await ledger.notification_for(conn, s, self.settings.first_errors) for s in due]
-            callbacks = await ledger.callbacks(conn, [n.job_id for n in notes])
-        await publish_all(self.broker, [
-            *self._progress(states), *(Publication(topics.NOTIFICATIONS, n, key=n.job_id) for n in notes)
-        ])
-        if notes:
-            async with self.engine.begin() as conn:
-                await ledger.mark_notified(conn, [n.job_id for n in notes], datetime.now(UTC))
-        for note in notes:
-            self.progress_sent.pop(note.job_id, None)
-            log.info(note.message, extra={"step": "job.notified", "job_id": note.job_id, "status": note.status.value})
-            if note.job_id in callbacks:
-                self._start_delivery(note, callbacks[note.job_id])
+        handled = await self.announcements(states)
+        await self.publish(handled.publications)
+        await handled.then()
 
     def _start_delivery(self, note: ImportNotification, url: str) -> None:
         task = asyncio.create_task(self._deliver(note, url))
@@ -109,13 +127,16 @@ class Notifier:
             await ledger.record_callback(conn, note.job_id, outcome)
         log.info("callback", extra={"step": "job.callback", "job_id": note.job_id, "outcome": outcome})
 
+    def background(self) -> list:
+        return [self.run_sweeper()]
+
     async def run_sweeper(self) -> None:
         interval = max(0.5, min(self.settings.job_deadline_s / 4, 5.0))
         while True:
             await asyncio.sleep(interval)
             try:
                 await self.sweep()
-            except Exception:  # the sweeper must outlive a passing database error
+            except Exception:  # the sweeper must outlive a passing database or broker error
                 log.exception("sweep failed", extra={"step": "job.sweep"})
 
     async def close(self) -> None:
@@ -140,17 +161,16 @@ class Notifier:
         return out
 
 
-def register(broker: KafkaBroker, settings: Settings, engine: AsyncEngine) -> Notifier:
-    notifier = Notifier(broker, settings, engine)
-    broker.publisher(topics.PROGRESS, schema=ImportProgress, title="progress",
-                     description="Rows processed of total per job, a few times a second, and once at the end.")
-    broker.publisher(topics.NOTIFICATIONS, schema=ImportNotification, title="notifications",
-                     description="The one completion notification of each job.")
-
-    @broker.subscriber(topics.JOBS, topics.ROWS_REJECTED, topics.ROWS_WRITTEN, **consumer_options(settings, "notifier"),
-                       decoder=decoder_for(_by_topic, "notifier"),
-                       title="notifier", description="Counts every row of every job once and announces the outcome.")
-    async def count_results(events: list[NotifierInput], message: KafkaMessage) -> None:
-        await notifier.handle(events, dead_letters(message))
-
-    return notifier
+STAGE = Stage(
+    name="notifier",
+    description="Counts every row of every job once and announces the outcome.",
+    consumes=(topics.JOBS, topics.ROWS_REJECTED, topics.ROWS_WRITTEN),
+    publishes=(
+        Output(topics.PROGRESS, ImportProgress, "progress",
+               "Rows processed of total per job, a few times a second, and once at the end."),
+        Output(topics.NOTIFICATIONS, ImportNotification, "notifications", "The one completion notification of each job."),
+    ),
+    decode=decode,
+    handle=count_results,
+    ports=Notifier.open,
+)

@@ -37,6 +37,24 @@ class JobState:
     notify: bool
 
 
+_UPLOADER_WORD = ("status", "total", "warnings", "reason", "finished_at")
+_COUNTS = ("created", "updated", "unchanged", "rejected")
+
+
+def _awaiting_uploader():
+    """The job row has not had the uploader's word (job.accepted or job.rejected) yet.
+
+    The API records the job as 'received' first, and rows of the job may have been counted
+    (moving it to 'processing') before its job.accepted arrives, from another topic. Only the
+    uploader's word sets the total, so a job without one is waiting for it in either status;
+    a redelivered word finds the total set and changes nothing, and a final job (failed at its
+    deadline, say) is never reopened.
+    """
+    return import_jobs.c.total.is_(None) & import_jobs.c.status.in_(
+        [JobStatus.RECEIVED.value, JobStatus.PROCESSING.value]
+    )
+
+
 async def record_jobs(conn: AsyncConnection, events: Iterable[JobAccepted | JobRefused | JobRepeated]) -> set[str]:
     touched: set[str] = set()
     insert = insert_for(conn.dialect.name, import_jobs)
@@ -64,12 +82,15 @@ async def record_jobs(conn: AsyncConnection, events: Iterable[JobAccepted | JobR
             reason=event.reason.model_dump() if refused else None,
             received_at=event.received_at,
             finished_at=event.received_at if refused else None,
+            **dict.fromkeys(_COUNTS, 0),
         )
-        # The API may have recorded the job as 'received' already; the uploader's word moves it on.
+        # A refused file counts nothing, whatever stray rows were counted before; an accepted one
+        # keeps its counts (settle recounts it anyway).
+        columns = _UPLOADER_WORD + (_COUNTS if refused else ())
         statement = insert.values(values).on_conflict_do_update(
             index_elements=[import_jobs.c.id],
-            set_={k: insert.excluded[k] for k in ("status", "total", "warnings", "reason", "finished_at")},
-            where=import_jobs.c.status == JobStatus.RECEIVED.value,
+            set_={c: insert.excluded[c] for c in columns},
+            where=_awaiting_uploader(),
         )
         await conn.execute(statement)
     return touched
@@ -138,7 +159,10 @@ async def _unseen(conn: AsyncConnection, keyed: dict[tuple[str, int], object]) -
 
 
 async def settle(conn: AsyncConnection, job_ids: Sequence[str], now: datetime) -> list[JobState]:
-    """Recount the touched jobs from their counted records and move their status on."""
+    """Recount the touched jobs from their counted records and move their status on.
+
+    A job with no row yet (its rows came before its job.accepted, and no API row) is left out: its
+    records wait in job_parts, and are all counted when its job.accepted touches it."""
     states: list[JobState] = []
     for part in (job_ids[i : i + _SLICE] for i in range(0, len(job_ids), _SLICE)):
         jobs = {r["id"]: r for r in (await conn.execute(select(import_jobs).where(import_jobs.c.id.in_(part)))).mappings()}
@@ -156,7 +180,7 @@ async def _settle_one(conn: AsyncConnection, job, tally: dict[str, int], now: da
         counts = JobCounts() if current is JobStatus.REJECTED else aggregate.count(tally, job["total"])
         return JobState(job["id"], current, counts, notify=job["notified_at"] is None)
     counts = aggregate.count(tally, job["total"])
-    status = aggregate.status_of(job["total"], counts, job["dry_run"])
+    status = aggregate.advance(current, aggregate.status_of(job["total"], counts, job["dry_run"]))
     await conn.execute(
         update(import_jobs)
         .where(import_jobs.c.id == job["id"])
@@ -174,6 +198,9 @@ async def _settle_one(conn: AsyncConnection, job, tally: dict[str, int], now: da
 
 async def notification_for(conn: AsyncConnection, state: JobState, first_errors: int) -> ImportNotification:
     job = (await conn.execute(select(import_jobs).where(import_jobs.c.id == state.job_id))).mappings().one()
+    if state.status is JobStatus.REJECTED:
+        # The file was refused whole: rows counted for it by mistake are not its errors.
+        return aggregate.notification(job, state.counts, ())
     query = (
         select(job_rows.c.row, job_rows.c.line, job_rows.c.errors)
         .where(job_rows.c.job_id == state.job_id, job_rows.c.outcome == Outcome.REJECTED.value)

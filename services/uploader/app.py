@@ -1,53 +1,109 @@
 """The uploader: import requests in, the job and its raw CSV chunks out."""
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
-from faststream.kafka import KafkaBroker, KafkaMessage
+from aiokafka import ConsumerRecord
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared import topics
+from shared import jobs, topics
+from shared.db import reading
 from shared.events import Chunk, ImportRequest, JobEvent, JobStatus
-from shared.kafka import consumer_options, dead_letters, decoder_for, publish_all, send_to_dlq, value_of
+from shared.kafka import Publication
 from shared.settings import Settings
+from shared.stage import Output, Stage
+from shared.tables import import_jobs
 
-from .intake import job_id_for, plan_job, refuse_malformed, repeated
+from .intake import plan_job, refuse_malformed, refuse_unsigned, repeated
 from .reading import Limits
 
+__all__ = ["STAGE", "Request", "UploaderPorts", "take_requests"]
+
 log = logging.getLogger("clients_import.uploader")
-JobLookup = Callable[[str], Awaitable[JobStatus | None]]
 
 
-async def _unknown(_: str) -> JobStatus | None:
-    return None
+@dataclass(frozen=True)
+class Request:
+    """A request as consumed: the event, and where it came from (its job id when it names none)."""
+
+    event: ImportRequest
+    origin: str
 
 
-def register(broker: KafkaBroker, settings: Settings, job_status: JobLookup = _unknown) -> None:
-    limits = Limits(max_records=settings.max_records, max_bytes=settings.max_bytes)
-    options = consumer_options(settings, "uploader") | dict(max_records=8)
-    broker.publisher(topics.JOBS, schema=JobEvent, title="jobs",
-                     description="A job was accepted (with its total), rejected whole (with the reason), or repeated.")
-    broker.publisher(topics.CHUNKS, schema=Chunk, title="chunks",
-                     description="A job's file as CSV slices: the header, some rows, and where they start.")
+def decode_request(record: ConsumerRecord) -> Request:
+    return Request(ImportRequest.model_validate_json(record.value or b""), origin_of(record))
 
-    @broker.subscriber(topics.REQUESTS, **options, decoder=decoder_for(value_of(ImportRequest.model_validate_json), "uploader"),
-                       title="uploader", description="Reads each requested file and cuts it into chunks.")
-    async def take_requests(requests: list[ImportRequest], message: KafkaMessage) -> None:
-        bad = dead_letters(message)
-        await send_to_dlq(broker, bad)
-        await publish_all(broker, [p for record, _, error in bad for p in refuse_malformed(record.value or b"", error, record)])
-        for (record, _), request in zip(message.decoded, requests, strict=True):
-            await _take(request, job_id_for(request, record))
 
-    async def _take(request: ImportRequest, job_id: str) -> None:
-        status = await job_status(job_id)
-        if status is not None and status.is_final:
-            await publish_all(broker, repeated(job_id))
-            log.info("repeated request", extra={"step": "job.repeated", "job_id": job_id})
-            return
-        publications = plan_job(request, job_id, limits, settings.chunk_rows)
-        await publish_all(broker, publications)
-        log.info(
-            "job received",
-            extra={"step": "job.received", "job_id": job_id, "file_name": request.file_name,
-                   "event": publications[0].event.event, "chunks": len(publications) - 1},
-        )
+def origin_of(record: ConsumerRecord) -> str:
+    return f"{record.topic}/{record.partition}/{record.offset}"
+
+
+@dataclass(frozen=True)
+class UploaderPorts:
+    limits: Limits
+    chunk_rows: int
+    chunk_max_bytes: int
+    signing_key: str | None
+    job_status: Callable[[str], Awaitable[JobStatus | None]]
+
+    @classmethod
+    def open(cls, settings: Settings, engine: AsyncEngine, _publish: object = None) -> "UploaderPorts":
+        async def job_status(job_id: str) -> JobStatus | None:
+            async with reading(engine).connect() as conn:
+                status = await conn.scalar(select(import_jobs.c.status).where(import_jobs.c.id == job_id))
+            return JobStatus(status) if status else None
+
+        return cls(limits_of(settings), settings.chunk_rows, settings.chunk_max_bytes, settings.signing_key, job_status)
+
+
+def limits_of(settings: Settings) -> Limits:
+    return Limits(max_records=settings.max_records, max_bytes=settings.max_bytes, max_columns=settings.max_columns,
+                  max_header_chars=settings.max_header_chars, max_record_chars=settings.max_record_chars)
+
+
+async def take_requests(requests: list[Request], ports: UploaderPorts) -> list[Publication]:
+    publications: list[Publication] = []
+    for request in requests:
+        publications += await take_request(request, ports)
+    return publications
+
+
+async def take_request(request: Request, ports: UploaderPorts) -> list[Publication]:
+    job_id = jobs.job_id_for(request.event, request.origin, ports.signing_key)
+    if job_id is None:
+        return refuse_unsigned(request.event, jobs.origin_job_id(request.origin))
+    status = await ports.job_status(job_id)
+    if status is not None and status.is_final:
+        log.info("repeated request", extra={"step": "job.repeated", "job_id": job_id})
+        return repeated(job_id)
+    # Reading a 10 MB file takes CPU time: off the event loop, so heartbeats and other work go on.
+    publications = await asyncio.to_thread(
+        plan_job, request.event, job_id, ports.limits, ports.chunk_rows, ports.chunk_max_bytes
+    )
+    log.info("job received", extra={"step": "job.received", "job_id": job_id, "file_name": request.event.file_name,
+                                    "event": publications[0].event.event, "chunks": len(publications) - 1})
+    return publications
+
+
+def refuse(record: ConsumerRecord, error: BaseException) -> list[Publication]:
+    return refuse_malformed(record.value or b"", error, origin_of(record))
+
+
+STAGE = Stage(
+    name="uploader",
+    description="Reads each requested file and cuts it into chunks.",
+    consumes=(topics.REQUESTS,),
+    publishes=(
+        Output(topics.JOBS, JobEvent, "jobs",
+               "A job was accepted (with its total), rejected whole (with the reason), or repeated."),
+        Output(topics.CHUNKS, Chunk, "chunks", "A job's file as CSV slices: the header, some rows, and where they start."),
+    ),
+    decode=decode_request,
+    handle=take_requests,
+    ports=UploaderPorts.open,
+    refuse=refuse,
+    max_records=8,
+)

@@ -1,12 +1,28 @@
-"""Cutting a read file into chunks, and knowing which rows repeat an earlier email or username."""
+"""Cutting a read file into chunks, and knowing which rows repeat an earlier email or username.
+
+A chunk ends at `chunk_rows` rows or before the row that would take it past `max_bytes`, whichever
+comes first. The bytes counted are the chunk's own JSON, and a conservative estimate of the JSON of
+the row records the validator makes of it (RowsAccepted, RowsRejected), each of which carries every
+row's original values under every header name.
+"""
 
 import csv
-import io
+import json
 import unicodedata
+from dataclasses import dataclass
+from types import SimpleNamespace
 
-from shared.events import Chunk, ImportOptions
+from shared.events import Chunk, ImportOptions, RowsAccepted, RowsRejected
+from shared.fields import FIELDS
 
 from .reading import ReadFile
+
+CHUNK_MAX_BYTES = 1024 * 1024  # the default of settings.chunk_max_bytes
+# Per row, beyond its values: its row and line numbers, the keys of its records, and its error messages
+# (a handful of a few hundred bytes each in the usual case).
+ROW_ALLOWANCE = 2 * 1024
+# The JSON of an accepted row's normalised values: at most every field at its longest, 4 bytes a character.
+VALUES_MAX = 4 * sum(f.max_length for f in FIELDS)
 
 
 def repeat_key(value: str) -> str:
@@ -44,27 +60,105 @@ def find_repeats(read: ReadFile) -> dict[int, tuple[str, int]]:
 
 
 def to_csv(header: tuple[str, ...], records: list[list[str]]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")  # CRLF: a lone CR or LF in a value gets quoted
-    writer.writerow(header)
+    return "".join(csv_lines([list(header), *records]))
+
+
+def csv_lines(records: list[list[str]]) -> list[str]:
+    """Each record as one CSV line, comma-separated, CRLF-ended (a lone CR or LF in a value gets quoted)."""
+    lines: list[str] = []
+    writer = csv.writer(SimpleNamespace(write=lines.append), lineterminator="\r\n")  # one write() per record
     writer.writerows(records)
-    return out.getvalue()
+    return lines
 
 
-def cut(job_id: str, read: ReadFile, chunk_rows: int, options: ImportOptions) -> list[Chunk]:
+def json_size(text: str) -> int:
+    """Bytes of `text` as the body of a JSON string, escaped the way pydantic writes it: control characters as
+    \\u0001 (6 bytes), quotes, backslashes, CR, LF, tab as two, anything else as its UTF-8."""
+    return len(json.dumps(text, ensure_ascii=False).encode("utf-8", "surrogatepass")) - 2
+
+
+def cut(
+    job_id: str, read: ReadFile, chunk_rows: int, options: ImportOptions, max_bytes: int = CHUNK_MAX_BYTES
+) -> list[Chunk]:
     repeats = find_repeats(read)
-    starts = range(0, len(read.records), chunk_rows)
+    header = to_csv(read.header, [])
+    lines = csv_lines(read.records)
+    spans = _spans(read, lines, repeats, _Sizes.of(job_id, read, header, options), chunk_rows, max_bytes)
     return [
         Chunk(
             job_id=job_id,
             index=index,
-            count=len(starts),
+            count=len(spans),
             first_row=start + 1,
-            lines=tuple(read.lines[start : start + chunk_rows]),
-            csv=to_csv(read.header, read.records[start : start + chunk_rows]),
+            lines=tuple(read.lines[start:end]),
+            csv=header + "".join(lines[start:end]),
             columns=read.columns,
-            repeats={row: r for row, r in repeats.items() if start < row <= start + chunk_rows},
+            repeats={row: repeats[row] for row in range(start + 1, end + 1) if row in repeats},
             options=options,
         )
-        for index, start in enumerate(starts)
+        for index, (start, end) in enumerate(spans)
     ]
+
+
+def _spans(
+    read: ReadFile, lines: list[str], repeats: dict[int, tuple[str, int]], sizes: "_Sizes", chunk_rows: int,
+    max_bytes: int,
+) -> list[tuple[int, int]]:
+    """[start, end) of each chunk's rows. A row too big for any chunk still gets one of its own."""
+    spans: list[tuple[int, int]] = []
+    start, chunk_bytes, record_bytes = 0, sizes.chunk, sizes.record
+    for index, cells in enumerate(read.records):
+        row_chunk, row_record = sizes.row(index + 1, cells, lines[index], read.lines[index], repeats.get(index + 1))
+        full = index - start >= chunk_rows
+        if index > start and (full or chunk_bytes + row_chunk > max_bytes or record_bytes + row_record > max_bytes):
+            spans.append((start, index))
+            start, chunk_bytes, record_bytes = index, sizes.chunk, sizes.record
+        chunk_bytes += row_chunk
+        record_bytes += row_record
+    if read.records:
+        spans.append((start, len(read.records)))
+    return spans
+
+
+@dataclass(frozen=True)
+class _Sizes:
+    """JSON bytes: of a chunk and of a row record before any row, and what each row adds to them."""
+
+    chunk: int  # a chunk's envelope and its header line
+    record: int  # a row record's envelope
+    original: int  # the header names as keys of a row's `original`, with their quotes, colons and commas
+    columns: dict[str, int]  # the client fields' columns: their values become a row's normalised values
+
+    @classmethod
+    def of(cls, job_id: str, read: ReadFile, header: str, options: ImportOptions) -> "_Sizes":
+        most = len(read.records)  # no chunk index, count or row number has more digits
+        chunk = Chunk(job_id=job_id, index=most, count=most, first_row=most, lines=(), csv=header,
+                      columns=read.columns, options=options)
+        records = (RowsAccepted(job_id=job_id, chunk=most, options=options, rows=()),
+                   RowsRejected(job_id=job_id, chunk=most, rows=()))
+        # The validator names an unnamed column "column N"; `"name":"value",` is 6 bytes besides the two.
+        names = sum(max(json_size(name), len(f"column {i + 1}")) + 6 for i, name in enumerate(read.header))
+        return cls(
+            chunk=_dumped(chunk),
+            record=max(_dumped(r) for r in records),
+            original=names,
+            columns=read.columns,
+        )
+
+    def row(
+        self, row: int, cells: list[str], line_csv: str, line: int, repeat: tuple[str, int] | None
+    ) -> tuple[int, int]:
+        """What a row adds to its chunk, and (at most) to each row record made of that chunk."""
+        chunk = json_size(line_csv) + len(str(line)) + 1
+        record = self.original + json_size("".join(cells)) + ROW_ALLOWANCE
+        record += min(json_size("".join(cells[i] for i in self.columns.values() if i < len(cells))), VALUES_MAX)
+        if repeat:
+            chunk += len(json.dumps({row: repeat})) + 1
+            # The validator's duplicate message quotes the repeated value whole.
+            column = self.columns.get(repeat[0], len(cells))
+            record += json_size(cells[column]) if column < len(cells) else 0
+        return chunk, record
+
+
+def _dumped(event: Chunk | RowsAccepted | RowsRejected) -> int:
+    return len(event.model_dump_json().encode("utf-8"))

@@ -1,32 +1,17 @@
 """From an import request to what the uploader publishes: the job event, then the job's chunks."""
 
 import json
-import uuid
 
-from aiokafka import ConsumerRecord
-
-from shared import topics
+from shared import jobs, topics
 from shared.events import ImportRequest, Issue, JobAccepted, JobRefused, JobRepeated, Source
 from shared.kafka import Publication
 
 from .chunking import cut
 from .reading import Limits, read_file
 
-_NAMESPACE = uuid.UUID("5b0f8a52-1f0e-4a59-9d57-3c1f3f0f6d11")
-
-
-def job_id_for(request: ImportRequest, record: ConsumerRecord | None = None) -> str:
-    """Stable under redelivery: the same idempotency key (or the same Kafka record) is the same job."""
-    if request.job_id:
-        return request.job_id
-    if request.idempotency_key:
-        return str(uuid.uuid5(_NAMESPACE, f"key\x00{request.requested_by}\x00{request.idempotency_key}"))
-    if record is not None:
-        return str(uuid.uuid5(_NAMESPACE, f"record\x00{record.topic}\x00{record.partition}\x00{record.offset}"))
-    return str(uuid.uuid4())
-
-
-def plan_job(request: ImportRequest, job_id: str, limits: Limits, chunk_rows: int) -> list[Publication]:
+def plan_job(
+    request: ImportRequest, job_id: str, limits: Limits, chunk_rows: int, chunk_max_bytes: int = 1024 * 1024
+) -> list[Publication]:
     common = dict(
         job_id=job_id,
         file_name=request.file_name,
@@ -42,7 +27,7 @@ def plan_job(request: ImportRequest, job_id: str, limits: Limits, chunk_rows: in
     read = read_file(data, limits)
     if isinstance(read, Issue):
         return [_refused(common, read)]
-    chunks = cut(job_id, read, chunk_rows, request.options)
+    chunks = cut(job_id, read, chunk_rows, request.options, max_bytes=chunk_max_bytes)
     accepted = JobAccepted(**common, total=len(read.records), chunks=len(chunks), warnings=tuple(read.warnings))
     return [
         Publication(topics.JOBS, accepted, key=job_id),
@@ -54,32 +39,53 @@ def repeated(job_id: str) -> list[Publication]:
     return [Publication(topics.JOBS, JobRepeated(job_id=job_id), key=job_id)]
 
 
-def refuse_malformed(raw: bytes, error: Exception, record: ConsumerRecord | None = None) -> list[Publication]:
+def refuse_unsigned(request: ImportRequest, job_id: str) -> list[Publication]:
+    """A request naming a job id it did not get from us: refused under a job id of its own."""
+    reason = Issue(code="job_id_not_allowed", message=(
+        "The request names a job_id, which only our own API and command line may set: leave job_id out "
+        "(use idempotency_key to make a request safe to repeat)."))
+    common = dict(job_id=job_id, file_name=request.file_name, source=Source.TOPIC, requested_by=request.requested_by,
+                  options=request.options, idempotency_key=request.idempotency_key)
+    return [_refused(common, reason)]
+
+
+def refuse_malformed(raw: bytes, error: BaseException, origin: str | None = None) -> list[Publication]:
     """A request we cannot read still gets a rejected notification when it says enough to be told apart:
-    a job id, an idempotency key, a requester or a file name (JSON, at least)."""
-    try:
-        fields = json.loads(raw)
-    except ValueError:
+    an idempotency key, a requester or a file name (JSON, at least). Never under a job id it names: that
+    would let anyone end another requester's job."""
+    fields = _loose_json(raw)
+    if not fields or not any(fields.get(k) for k in ("idempotency_key", "requested_by", "file_name")):
         return []
-    if not isinstance(fields, dict) or not any(fields.get(k) for k in ("job_id", "idempotency_key", "requested_by", "file_name")):
-        return []
-    requested_by = str(fields.get("requested_by") or "unknown")[:200]
-    if fields.get("job_id"):
-        job_id = str(fields["job_id"])[:64]
-    elif fields.get("idempotency_key"):
-        job_id = str(uuid.uuid5(_NAMESPACE, f"key\x00{requested_by}\x00{fields['idempotency_key']}"))
-    elif record is not None:
-        job_id = str(uuid.uuid5(_NAMESPACE, f"record\x00{record.topic}\x00{record.partition}\x00{record.offset}"))
+    requested_by = _text(fields.get("requested_by"), 200) or "unknown"
+    if fields.get("idempotency_key"):
+        job_id = jobs.idempotent_job_id("topic", requested_by, _text(fields["idempotency_key"], 200))
+    elif origin is not None:
+        job_id = jobs.origin_job_id(origin)
     else:
         return []
     reason = Issue(code="invalid_request", message=f"The import request is not valid: {_first_line(error)}")
     common = dict(
-        job_id=job_id,
-        file_name=str(fields.get("file_name") or "(unnamed)")[:255],
-        source=Source.TOPIC,
+        job_id=job_id, file_name=_text(fields.get("file_name"), 255) or "(unnamed)", source=Source.TOPIC,
         requested_by=requested_by,
     )
     return [_refused(common, reason)]
+
+
+def _loose_json(raw: bytes) -> dict | None:
+    """The request's top-level fields when it is a JSON object at all, whatever else is wrong with it."""
+    if len(raw) > 64 * 1024 * 1024:
+        return None
+    try:
+        fields = json.loads(raw)
+    except Exception:  # not JSON, too deep (RecursionError), bad Unicode: nothing to address
+        return None
+    return fields if isinstance(fields, dict) else None
+
+
+def _text(value: object, limit: int) -> str:
+    """A value a malformed request gave, as printable text of bounded length."""
+    text = value if isinstance(value, str) else (str(value)[:limit] if isinstance(value, int | float | bool) else "")
+    return "".join(c for c in text if c.isprintable())[:limit]
 
 
 def _refused(common: dict, reason: Issue) -> Publication:

@@ -2,6 +2,11 @@
 
 Pure functions over bytes. A file that cannot be imported gives back an Issue (the reason it is
 rejected whole); one that can gives back a ReadFile.
+
+Any file up to the byte limit is read in time linear in its size and in memory bounded by it.
+Regular expressions (C code) skip blank lines and find where each record ends, so no Python runs
+per physical line; the csv module reads the cells of one record at a time, and never of a record
+longer than the limits allow; and reading stops at the first limit a file passes.
 """
 
 import csv
@@ -9,17 +14,30 @@ import io
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from shared.events import Issue
 from shared.fields import FIELDS, REQUIRED
+
 DELIMITERS = (",", ";", "\t")
 _DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab"}
+_NAMES_SHOWN = 20  # column names a message lists before "and N more"
 
 
 @dataclass(frozen=True)
 class Limits:
+    """What one file may hold. The uploader builds it from the settings; the defaults are the settings' own."""
+
     max_records: int = 5000
     max_bytes: int = 10 * 1024 * 1024
+    max_columns: int = 500
+    max_header_chars: int = 200  # characters in one column name
+    max_record_chars: int = 65_536  # characters in one record, its delimiters and quotes included
+
+    @property
+    def max_header_line(self) -> int:
+        """The longest header line within both header limits: every name quoted and made of doubled quotes."""
+        return self.max_columns * (2 * self.max_header_chars + 3)
 
 
 @dataclass(frozen=True)
@@ -80,8 +98,12 @@ def sniff_binary(data: bytes) -> Issue | None:
     return None
 
 
+_FIRST_VISIBLE = re.compile(r"\S")
+
+
 def sniff_text(text: str) -> Issue | None:
-    head = text.lstrip()[:512].lower()
+    first = _FIRST_VISIBLE.search(text)  # not text.lstrip(): that copies the whole file
+    head = text[first.start() : first.start() + 512].lower() if first else ""
     if head.startswith("#!"):
         return refuse("script_content", "This is a script, not a CSV file. Scripts are not accepted.")
     if head.startswith(("<!doctype", "<html", "<?xml", "<table", "<head", "<body", "<svg", "<script", "<xml")):
@@ -141,17 +163,27 @@ def _looks_like_utf16(data: bytes) -> bool:
     return half > 0 and max(even_zeros, odd_zeros) > half * 0.6
 
 
-def detect_delimiter(text: str) -> str:
-    """The delimiter the header line uses most, outside quotes; comma when it has none."""
+_LEADING = re.compile(r"[\r\n \ufeff]*")
+_LINE_BREAK = re.compile(r"[\r\n]")
+
+
+def detect_delimiter(text: str, limit: int = Limits().max_header_line) -> str:
+    """The delimiter the header line uses most, outside quotes; comma when it has none.
+
+    Only the line's first `limit` characters are looked at: a longer header line is refused anyway.
+    """
+    start = _LEADING.match(text).end()
     counts = dict.fromkeys(DELIMITERS, 0)
-    quoted = False
-    for char in text.lstrip("\r\n \ufeff"):
-        if char == '"':
-            quoted = not quoted
-        elif not quoted and char in "\r\n":
+    # Split on quotes: the even pieces are outside them, where a line break ends the header line.
+    for index, piece in enumerate(text[start : start + limit].split('"')):
+        if index % 2:
+            continue
+        end = _LINE_BREAK.search(piece)
+        outside = piece[: end.start()] if end else piece
+        for delimiter in DELIMITERS:
+            counts[delimiter] += outside.count(delimiter)
+        if end:
             break
-        elif not quoted and char in counts:
-            counts[char] += 1
     best = max(DELIMITERS, key=lambda d: counts[d])
     return best if counts[best] else ","
 
@@ -178,14 +210,15 @@ def match_header(header: list[str]) -> tuple[dict[str, int], list[Issue]] | Issu
             first = header[columns[canonical]].strip()
             return refuse(
                 "duplicate_column",
-                f"The column {canonical} appears twice (as “{first}” and “{name.strip()}”): keep one of them.",
+                f"The column {canonical} appears twice (as “{_show(first)}” and “{_show(name.strip())}”): "
+                "keep one of them.",
                 canonical,
             )
         else:
             columns[canonical] = index
     missing = [name for name in REQUIRED if name not in columns]
     if missing:
-        found = ", ".join(f"“{n.strip()}”" for n in header if n.strip()) or "nothing"
+        found = _listing([f"“{_show(n.strip())}”" for n in header if n.strip()]) or "nothing"
         return refuse(
             "missing_columns",
             f"The header must name the columns {' and '.join(REQUIRED)}; {' and '.join(missing)} "
@@ -197,65 +230,282 @@ def match_header(header: list[str]) -> tuple[dict[str, int], list[Issue]] | Issu
         warnings.append(
             Issue(
                 code="unknown_columns",
-                message=f"These columns are not part of a client and were ignored: {', '.join(unknown)}.",
+                message="These columns are not part of a client and were ignored: "
+                f"{_listing([_show(n) for n in unknown])}.",
             )
         )
     return columns, warnings
 
 
 def read_records(text: str, limits: Limits, warnings: list[Issue]) -> ReadFile | Issue:
-    delimiter = detect_delimiter(text)
-    rows = _parse(text, delimiter)
-    if isinstance(rows, Issue):
-        return rows
-    if not rows:
-        return refuse("empty_file", "The file is empty.")
-    (header_line, header), records = rows[0], rows[1:]
-    del header_line
+    delimiter = detect_delimiter(text, limits.max_header_line)
+    scan = _Scanner(text, delimiter)
+    found = _read_header(scan, limits)
+    if isinstance(found, Issue):
+        return found
+    header, after_header = found
     matched = match_header(header)
     if isinstance(matched, Issue):
         return matched
     columns, header_warnings = matched
+    rows = _read_rows(scan, after_header, limits)
+    if isinstance(rows, Issue):
+        return rows
+    records, lines = rows
     if not records:
         return refuse("no_records", "The file has a header but no client rows.")
-    if len(records) > limits.max_records:
-        return refuse(
-            "too_many_records",
-            f"The file has {len(records)} records; at most {limits.max_records} are allowed per file. "
-            "Split it into smaller files.",
-        )
     if delimiter != ",":
         warnings = [*warnings, Issue(code="delimiter", message=f"Columns are separated by {_DELIMITER_NAMES[delimiter]}s.")]
     return ReadFile(
         header=tuple(header),
         columns=columns,
-        records=[cells for _, cells in records],
-        lines=[line for line, _ in records],
+        records=records,
+        lines=lines,
         delimiter=delimiter,
         warnings=[*warnings, *header_warnings],
     )
 
 
-def _parse(text: str, delimiter: str) -> list[tuple[int, list[str]]] | Issue:
-    """Non-blank records with the physical line each one starts on."""
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
-    rows: list[tuple[int, list[str]]] = []
-    while True:
-        start = reader.line_num + 1
+def _read_header(scan: "_Scanner", limits: Limits) -> tuple[list[str], int] | Issue:
+    """The first record that is not blank, within the header limits."""
+    start = scan.skip_blank(0)
+    if start == len(scan.text):
+        return refuse("empty_file", "The file is empty.")
+    line = scan.line_at(start)
+    found = scan.record(start, limits.max_header_line)
+    if isinstance(found, Issue):
+        return found
+    if found is None:
+        return _header_too_long(scan.truncated(start, limits.max_header_line), line, limits)
+    header, end = found
+    if len(header) > limits.max_columns:
+        return _too_many_columns(f"{len(header)}", limits)
+    for number, name in enumerate(header, start=1):
+        if len(name) > limits.max_header_chars:
+            return refuse(
+                "header_too_long",
+                f"Column {number} of the header (“{_show(name)}”) is {len(name)} characters long; a column name "
+                f"may have at most {limits.max_header_chars}. Check that line {line} is the header and that its "
+                "quotes are closed.",
+            )
+    return header, end
+
+
+def _header_too_long(cells: list[str], line: int, limits: Limits) -> Issue:
+    """A header line too long to be within the limits: too many columns, or a name too long, or both."""
+    if len(cells) > limits.max_columns:
+        return _too_many_columns(f"more than {limits.max_columns}", limits)
+    return refuse(
+        "header_too_long",
+        f"The header (line {line}) is longer than {limits.max_header_line} characters, too long for "
+        f"{limits.max_columns} column names of at most {limits.max_header_chars} characters. "
+        f"Check that line {line} is the header and that its quotes are closed.",
+    )
+
+
+def _too_many_columns(count: str, limits: Limits) -> Issue:
+    return refuse(
+        "too_many_columns",
+        f"The header has {count} columns; at most {limits.max_columns} are allowed. Remove the columns you do not "
+        "need, or check that the file is a CSV file.",
+    )
+
+
+def _read_rows(scan: "_Scanner", start: int, limits: Limits) -> tuple[list[list[str]], list[int]] | Issue:
+    """The records after the header with the physical line each one starts on; blank ones are not records."""
+    records: list[list[str]] = []
+    lines: list[int] = []
+    pos = scan.skip_blank(start)
+    while pos < len(scan.text):
+        line = scan.line_at(pos)
+        found = scan.record(pos, limits.max_record_chars)
+        if found is None:
+            return _record_too_long(line, limits)
+        if isinstance(found, Issue):
+            return found
+        cells, pos = found
+        # Blank lines and lines of bare delimiters (Excel pads with them) are not records; skip_blank passes
+        # over them, and this catches any it did not recognise.
+        if "".join(cells).strip():
+            if len(cells) > limits.max_columns:
+                return _too_many_values(line, len(cells), scan.delimiter, limits)
+            if len(records) == limits.max_records:
+                return _too_many_records(scan, pos, limits)
+            records.append(cells)
+            lines.append(line)
+        pos = scan.skip_blank(pos)
+    return records, lines
+
+
+def _record_too_long(line: int, limits: Limits) -> Issue:
+    return refuse(
+        "record_too_long",
+        f"The record on line {line} is longer than {limits.max_record_chars} characters, the most one record may have. "
+        "Check that its quotes are closed, or shorten its values.",
+    )
+
+
+def _too_many_values(line: int, count: int, delimiter: str, limits: Limits) -> Issue:
+    return refuse(
+        "too_many_columns",
+        f"Line {line} has {count} values; a record may have at most {limits.max_columns}. A value probably contains "
+        f"unquoted {_DELIMITER_NAMES[delimiter]}s: put quotes around it.",
+    )
+
+
+def _too_many_records(scan: "_Scanner", pos: int, limits: Limits) -> Issue:
+    """Refused as soon as one record too many is read; the records after it are counted while that is cheap
+    (at most as many again, without reading their cells) so the message can say how many there are."""
+    counted = limits.max_records + 1
+    ceiling = 2 * limits.max_records
+    count = f"more than {ceiling}"
+    while counted <= ceiling:
+        pos = scan.skip_blank(pos)
+        if pos == len(scan.text):
+            count = f"{counted}"
+            break
+        end = scan.extent(pos, limits.max_record_chars)
+        if end is None:  # a record we cannot measure: it is one more all the same
+            count = f"more than {counted}"
+            break
+        counted, pos = counted + 1, end
+    return refuse(
+        "too_many_records",
+        f"The file has {count} records; at most {limits.max_records} are allowed per file. "
+        "Split it into smaller files.",
+    )
+
+
+@dataclass(frozen=True)
+class _Grammar:
+    """CSV as the csv module reads it (strict, doubled quotes, no escape character), for one delimiter."""
+
+    blank_chars: re.Pattern  # whitespace, delimiters and line breaks: the cheap way over plain blank lines
+    blank_records: re.Pattern  # records whose values are all blank, quoted ones included
+    record: re.Pattern  # one record; group 1 is its line break (empty at the end of the text)
+
+
+@lru_cache
+def _grammar(delimiter: str) -> _Grammar:
+    d = re.escape(delimiter)
+    # Possessive quantifiers (*+, ++): nothing is ever tried twice, so every match is linear.
+    blank_field = rf'(?:"\s*+"|[^\S\r\n{d}]*+)'
+    # A quote opens a quoted value only as a value's first character; later ones are plain characters.
+    value = rf'(?:"(?:[^"]++|"")*+"|[^"{d}\r\n][^{d}\r\n]*+|)'
+    return _Grammar(
+        blank_chars=re.compile(rf"[\s{d}]*+"),
+        blank_records=re.compile(rf"(?:{blank_field}(?:{d}{blank_field})*+(?:\r\n|\r|\n|\Z))*+"),
+        record=re.compile(rf"{value}(?:{d}{value})*+(\r\n|\r|\n|\Z)"),
+    )
+
+
+class _Scanner:
+    """Walks the decoded text record by record, front to back.
+
+    The regular expressions say where records end; the csv module, given one record's text at a time,
+    says what its values are. Should the two ever disagree, the csv module decides.
+    """
+
+    def __init__(self, text: str, delimiter: str):
+        self.text = text
+        self.delimiter = delimiter
+        self.grammar = _grammar(delimiter)
+        self._line, self._counted = 1, 0
+
+    def skip_blank(self, pos: int) -> int:
+        """Where the next record that is not blank starts (the end of the text when none does)."""
+        text, grammar = self.text, self.grammar
+        while True:
+            end = grammar.blank_chars.match(text, pos).end()
+            if end == len(text):
+                return end
+            # `end` is on the first line with something else than blanks: from that line's start, skip
+            # records that are blank all the same (`"",""`), if any.
+            start = max(text.rfind("\n", pos, end) + 1, text.rfind("\r", pos, end) + 1, pos)
+            after = grammar.blank_records.match(text, start).end()
+            if after == start:
+                return start
+            pos = after
+
+    def line_at(self, pos: int) -> int:
+        """The physical line `pos` is on (CR, LF and CRLF each end one), for positions that never go back."""
+        text, counted = self.text, self._counted
+        self._line += text.count("\n", counted, pos) + text.count("\r", counted, pos) - text.count("\r\n", counted, pos)
+        self._counted = pos
+        return self._line
+
+    def extent(self, pos: int, limit: int) -> int | None:
+        """Where the record starting at `pos` ends, line break included; None when it is longer than `limit`
+        characters or is not valid CSV."""
+        window = min(len(self.text), pos + limit + 2)
+        match = self.grammar.record.match(self.text, pos, window)
+        # At the window's edge `\Z` matches too: only a real line break or the text's real end ends a record.
+        if match and (match.group(1) or match.end() == len(self.text)) and match.start(1) - pos <= limit:
+            return match.end()
+        return None
+
+    def record(self, pos: int, limit: int) -> tuple[list[str], int] | Issue | None:
+        """The values of the record starting at `pos` and where it ends; None when it is longer than `limit`."""
+        end = self.extent(pos, limit)
+        if end is not None:
+            reader, stream = self._reader(pos, end)
+            try:
+                cells = next(reader, [])
+            except csv.Error:
+                cells = None
+            if cells is not None and pos + stream.tell() == end:
+                return cells, end
+        return self._diagnose(pos, limit)
+
+    def truncated(self, pos: int, limit: int) -> list[str]:
+        """As many of the values of an over-long record as its first `limit` characters hold."""
+        reader, _ = self._reader(pos, min(len(self.text), pos + limit))
         try:
-            cells = next(reader)
-        except StopIteration:
-            return rows
+            return next(reader, [])
+        except csv.Error:
+            return []
+
+    def _diagnose(self, pos: int, limit: int) -> tuple[list[str], int] | Issue | None:
+        """What the csv module makes of a record the grammar found no end for within `limit` characters."""
+        window = min(len(self.text), pos + limit + 2)
+        reader, stream = self._reader(pos, window)
+        try:
+            cells = next(reader, [])
         except csv.Error as error:
-            if "end of data" in str(error) or "unexpected end" in str(error):
+            if "field limit" in str(error) or ("end of data" in str(error) and window < len(self.text)):
+                return None  # a quote may close further on, but not within the limit
+            if "end of data" in str(error):
                 return refuse(
                     "unterminated_quote",
-                    f"A quoted value that starts on line {start} never ends: a closing \" is missing.",
+                    f"A quoted value that starts on line {self.line_at(pos)} never ends: a closing \" is missing.",
                 )
-            return refuse("malformed_csv", f"Line {reader.line_num} is not valid CSV ({error}).")
-        # Blank lines and lines of bare delimiters (Excel pads with them) are not records.
-        if any(cell.strip() for cell in cells):
-            rows.append((start, cells))
+            line = self.line_at(pos) + reader.line_num - 1
+            return refuse("malformed_csv", f"Line {line} is not valid CSV ({error}).")
+        end = pos + stream.tell()
+        if end == window < len(self.text) or end - pos - _line_break_length(self.text, pos, end) > limit:
+            return None
+        return cells, end
+
+    def _reader(self, start: int, end: int):
+        stream = io.StringIO(self.text[start:end], newline="")
+        return csv.reader(stream, delimiter=self.delimiter, strict=True), stream
+
+
+def _line_break_length(text: str, start: int, end: int) -> int:
+    if text.startswith("\r\n", max(start, end - 2), end):
+        return 2
+    return 1 if end > start and text[end - 1] in "\r\n" else 0
+
+
+def _show(value: str, limit: int = 40) -> str:
+    """A value as a message quotes it: printable, and cut short."""
+    shown = "".join(c if c.isprintable() else "\ufffd" for c in value[: limit + 1])
+    return shown if len(shown) <= limit else shown[: limit - 1] + "…"
+
+
+def _listing(names: list[str]) -> str:
+    shown = ", ".join(names[:_NAMES_SHOWN])
+    return shown if len(names) <= _NAMES_SHOWN else f"{shown} and {len(names) - _NAMES_SHOWN} more"
 
 
 def _size(n: int) -> str:

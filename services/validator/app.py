@@ -1,43 +1,55 @@
 """The validator: raw CSV chunks in, accepted and rejected rows out."""
 
 import logging
+from dataclasses import dataclass
 
-from faststream.kafka import KafkaBroker, KafkaMessage
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared import topics
 from shared.events import Chunk, RowsAccepted, RowsRejected
-from shared.kafka import consumer_options, dead_letters, decoder_for, publish_all, send_to_dlq, value_of
+from shared.kafka import Publication, value_of
 from shared.settings import Settings
+from shared.stage import Output, Stage
 
 from .routing import route
 from .rules import RowRules, validate_chunk
 
+__all__ = ["STAGE", "ValidatorPorts", "validate_chunks"]
+
 log = logging.getLogger("clients_import.validator")
 
 
-def register(broker: KafkaBroker, settings: Settings) -> None:
-    rules = RowRules(client_types=settings.client_types)
-    broker.publisher(topics.ROWS_ACCEPTED, schema=RowsAccepted, title="rows.accepted",
-                     description="Valid rows of a chunk, normalised; every row of one email on one partition.")
-    broker.publisher(topics.ROWS_REJECTED, schema=RowsRejected, title="rows.rejected",
-                     description="Rows of a chunk that broke a rule, with every error and the original values.")
+@dataclass(frozen=True)
+class ValidatorPorts:
+    rules: RowRules
+    partitions: int
 
-    @broker.subscriber(topics.CHUNKS, **consumer_options(settings, "validator"),
-                       decoder=decoder_for(value_of(Chunk.model_validate_json), "validator"),
-                       title="validator", description="Checks every row of a chunk against the import rules.")
-    async def validate_chunks(chunks: list[Chunk], message: KafkaMessage) -> None:
-        bad, publications = dead_letters(message), []
-        for (record, _), chunk in zip(message.decoded, chunks, strict=True):
-            try:
-                accepted, rejected = validate_chunk(chunk, rules)
-            except Exception as error:  # a chunk the rules cannot read must not stop the others
-                bad.append((record, "validator", error))
-                continue
-            publications += route(chunk, accepted, rejected, settings.topic_partitions)
-            log.info(
-                "chunk validated",
-                extra={"step": "chunk.validated", "job_id": chunk.job_id, "chunk": chunk.index,
-                       "accepted": len(accepted), "rejected": len(rejected)},
-            )
-        await send_to_dlq(broker, bad)
-        await publish_all(broker, publications)
+    @classmethod
+    def open(cls, settings: Settings, _engine: AsyncEngine | None = None, _publish: object = None) -> "ValidatorPorts":
+        return cls(RowRules(client_types=settings.client_types), settings.topic_partitions)
+
+
+async def validate_chunks(chunks: list[Chunk], ports: ValidatorPorts) -> list[Publication]:
+    publications: list[Publication] = []
+    for chunk in chunks:
+        accepted, rejected = validate_chunk(chunk, ports.rules)
+        publications += route(chunk, accepted, rejected, ports.partitions)
+        log.info("chunk validated", extra={"step": "chunk.validated", "job_id": chunk.job_id, "chunk": chunk.index,
+                                           "accepted": len(accepted), "rejected": len(rejected)})
+    return publications
+
+
+STAGE = Stage(
+    name="validator",
+    description="Checks every row of a chunk against the import rules.",
+    consumes=(topics.CHUNKS,),
+    publishes=(
+        Output(topics.ROWS_ACCEPTED, RowsAccepted, "rows.accepted",
+               "Valid rows of a chunk, normalised; every row of one email on one partition."),
+        Output(topics.ROWS_REJECTED, RowsRejected, "rows.rejected",
+               "Rows of a chunk that broke a rule, with every error and the original values."),
+    ),
+    decode=value_of(Chunk.model_validate_json),
+    handle=validate_chunks,
+    ports=ValidatorPorts.open,
+)

@@ -15,10 +15,10 @@ from functools import lru_cache
 from email_validator import EmailNotValidError, validate_email
 
 from shared.events import AcceptedRow, Chunk, ClientValues, Issue, RejectedRow
+from shared.formulas import FORMULA_SIGNS, starts_formula
 from shared.fields import BY_COLUMN, EMAIL_MAX, NAME_MAX, USERNAME_MAX, USERNAME_MIN
 
 USERNAME_PATTERN = re.compile(rf"[A-Za-z0-9._-]{{{USERNAME_MIN},{USERNAME_MAX}}}")
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
 _MARKUP = re.compile(r"<\s*[a-zA-Z!/?]|javascript\s*:", re.IGNORECASE)
 _INVISIBLE = {"\u202a", "\u202b", "\u202c", "\u202d", "\u202e", "\u2066", "\u2067", "\u2068", "\u2069"}
 
@@ -79,7 +79,7 @@ def check_safe(name: str, value: str) -> Iterable[Issue]:
         return
     # A formula escaped by our own reports ('=...) comes back unfixed when errors.csv is re-uploaded.
     unescaped = trimmed[1:] if trimmed.startswith("'") else trimmed
-    if value.lstrip(" ")[:1] in _FORMULA_START or trimmed[:1] in _FORMULA_START or unescaped[:1] in "=+-@":
+    if starts_formula(value.lstrip(" ")) or unescaped[:1] in FORMULA_SIGNS:
         yield Issue(
             code="formula_injection",
             field=name,

@@ -2,36 +2,39 @@
 
 import logging
 from collections import Counter
+from dataclasses import dataclass
 
-from faststream.kafka import KafkaBroker, KafkaMessage
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared import topics
 from shared.events import RowResult, RowsAccepted, RowsWritten
-from shared.kafka import Publication, consumer_options, dead_letters, decoder_for, publish_all, send_to_dlq, value_of
+from shared.kafka import Publication, value_of
 from shared.settings import Settings
+from shared.stage import Output, Stage
 
 from .plan import PendingRow
 from .upsert import apply_rows
 
+__all__ = ["STAGE", "WriterPorts", "write_rows", "written_events"]
+
 log = logging.getLogger("clients_import.writer")
 
 
-def register(broker: KafkaBroker, settings: Settings, engine: AsyncEngine) -> None:
-    broker.publisher(topics.ROWS_WRITTEN, schema=RowsWritten, title="rows.written",
-                     description="What the writer did with each row of one accepted record: created, updated, "
-                                 "unchanged or rejected, with the client id.")
+@dataclass(frozen=True)
+class WriterPorts:
+    engine: AsyncEngine
 
-    @broker.subscriber(topics.ROWS_ACCEPTED, **consumer_options(settings, "writer"),
-                       decoder=decoder_for(value_of(RowsAccepted.model_validate_json), "writer"),
-                       title="writer", description="Upserts clients by email, a batch per transaction.")
-    async def write_rows(batches: list[RowsAccepted], message: KafkaMessage) -> None:
-        await send_to_dlq(broker, dead_letters(message))
-        # The database commit happens here; the offsets are committed only after this handler returns.
-        results = await apply_rows(engine, [PendingRow(b.job_id, b.options, row) for b in batches for row in b.rows])
-        await publish_all(broker, written_events(batches, results))
-        for job_id, n in Counter(job_id for job_id, _ in results).items():
-            log.info("rows written", extra={"step": "rows.written", "job_id": job_id, "rows": n})
+    @classmethod
+    def open(cls, _settings: Settings, engine: AsyncEngine, _publish: object = None) -> "WriterPorts":
+        return cls(engine)
+
+
+async def write_rows(batches: list[RowsAccepted], ports: WriterPorts) -> list[Publication]:
+    # The database commits here; offsets are committed only after the publications are acknowledged.
+    results = await apply_rows(ports.engine, [PendingRow(b.job_id, b.options, row) for b in batches for row in b.rows])
+    for job_id, n in Counter(job_id for job_id, _ in results).items():
+        log.info("rows written", extra={"step": "rows.written", "job_id": job_id, "rows": n})
+    return written_events(batches, results)
 
 
 def written_events(batches: list[RowsAccepted], results: list[tuple[str, RowResult]]) -> list[Publication]:
@@ -47,3 +50,18 @@ def written_events(batches: list[RowsAccepted], results: list[tuple[str, RowResu
         for batch in batches
         if batch.rows
     ]
+
+
+STAGE = Stage(
+    name="writer",
+    description="Upserts clients by email, a batch per transaction.",
+    consumes=(topics.ROWS_ACCEPTED,),
+    publishes=(
+        Output(topics.ROWS_WRITTEN, RowsWritten, "rows.written",
+               "What the writer did with each row of one accepted record: created, updated, unchanged or rejected, "
+               "with the client id."),
+    ),
+    decode=value_of(RowsAccepted.model_validate_json),
+    handle=write_rows,
+    ports=WriterPorts.open,
+)

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from clients_import.client import ImportClient
 from clients_import.pipeline import Pipeline
+from shared import jobs
 from shared.events import ImportNotification, ImportOptions, ImportRequest, Source
 from shared.settings import Settings
 from shared.tables import clients
@@ -24,19 +25,21 @@ async def pipeline(settings: Settings, engine: AsyncEngine) -> AsyncIterator[Pip
 @pytest.fixture
 async def partner(settings: Settings, pipeline: Pipeline) -> AsyncIterator["Partner"]:
     async with ImportClient(settings) as client:
-        yield Partner(client)
+        yield Partner(client, settings.signing_key)
 
 
 class Partner:
-    """Submits files the way a partner system does, on clients.import.requests, and waits for the answer."""
+    """Submits files the way our CLI does, on clients.import.requests, and waits for the answer."""
 
-    def __init__(self, client: ImportClient) -> None:
-        self.client = client
+    def __init__(self, client: ImportClient, signing_key: str) -> None:
+        self.client, self.signing_key = client, signing_key
 
     def request(self, data: bytes | str, file_name: str = "clients.csv", **options) -> ImportRequest:
         raw = data.encode() if isinstance(data, str) else data
+        job_id = str(uuid.uuid4())
         return ImportRequest(
-            job_id=str(uuid.uuid4()),
+            job_id=job_id,
+            job_signature=jobs.sign(self.signing_key, job_id),
             requested_by="e2e",
             source=Source.TOPIC,
             file_name=file_name,
@@ -70,7 +73,7 @@ async def api(settings: Settings, engine: AsyncEngine, pipeline: Pipeline) -> As
     from faststream.kafka.fastapi import KafkaRouter
 
     from clients_import.local_kafka import free_port
-    from services.uploader.api import build_api
+    from services.api.app import build_api
     from shared.kafka import broker_options
 
     router = KafkaRouter(**broker_options(settings), schema_url=None, include_in_schema=False)

@@ -7,16 +7,12 @@ import time
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from clients_import.topology import STAGES
 from shared import topics
 from shared.settings import Settings
 
-# Which topics each service's consumer group reads.
-GROUPS = {
-    "uploader": (topics.REQUESTS,),
-    "validator": (topics.CHUNKS,),
-    "writer": (topics.ROWS_ACCEPTED,),
-    "notifier": (topics.JOBS, topics.ROWS_REJECTED, topics.ROWS_WRITTEN),
-}
+# Which topics each stage's consumer group reads: the topology says.
+GROUPS = {stage.name: stage.consumes for stage in STAGES}
 
 
 async def read_topic(settings: Settings, topic: str, timeout: float = 5.0):

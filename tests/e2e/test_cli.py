@@ -110,7 +110,7 @@ async def test_watch_shows_every_job_live_as_it_ends(settings, partner):
         await watcher.wait()
     mine = [line for line in lines if note.job_id in line]
     assert "processing" in mine[0] or "completed" in mine[0]
-    assert "clients.csv: 1 rows — 1 created" in mine[-1]
+    assert "clients.csv imported: 1 created" in mine[-1]
 
 
 def test_serve_without_a_token_says_what_to_do_in_one_line(settings, tmp_path):

@@ -22,7 +22,7 @@ from .kafka_tools import read_topic, wait_until_drained
 
 def keyed(partner, text: str, key: str, **options) -> ImportRequest:
     """A partner's request: no job id of ours, only its idempotency key."""
-    return partner.request(text, **options).model_copy(update={"job_id": None, "idempotency_key": key})
+    return partner.request(text, **options).model_copy(update={"job_id": None, "job_signature": None, "idempotency_key": key})
 
 
 async def test_the_same_idempotency_key_twice_is_one_job_and_both_requests_get_its_notification(partner, settings, engine):

@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from services.notifier.aggregate import count, first_errors, notification, progress_due, status_of
+from services.notifier.aggregate import advance, count, first_errors, notification, progress_due, status_of
 from shared.events import JobCounts, JobStatus, Outcome, RowError, Source
 
 
@@ -22,7 +22,10 @@ def test_a_job_whose_total_is_not_known_yet_counts_zero_total():
 @pytest.mark.parametrize(
     "total, counts, dry_run, status",
     [
+        (None, JobCounts(), False, JobStatus.RECEIVED),
         (None, JobCounts(created=3), False, JobStatus.PROCESSING),
+        (None, JobCounts(created=3), True, JobStatus.PROCESSING),
+        (0, JobCounts(), False, JobStatus.COMPLETED),
         (5, JobCounts(total=5, created=4), False, JobStatus.PROCESSING),
         (5, JobCounts(total=5, created=4, rejected=0), True, JobStatus.PROCESSING),
         (5, JobCounts(total=5, created=2, updated=2, unchanged=1), False, JobStatus.COMPLETED),
@@ -34,6 +37,29 @@ def test_a_job_whose_total_is_not_known_yet_counts_zero_total():
 )
 def test_status_is_processing_until_every_row_is_counted(total, counts, dry_run, status):
     assert status_of(total, counts, dry_run) is status
+
+
+def test_rows_that_overtake_their_job_accepted_never_end_the_job():
+    # job.accepted (with the total) may come after every row of the job: until then it is not done.
+    assert status_of(None, JobCounts(created=1000, rejected=5), dry_run=False) is JobStatus.PROCESSING
+
+
+FINAL = [s for s in JobStatus if s.is_final]
+
+
+@pytest.mark.parametrize(
+    "current, proposed, kept",
+    [
+        (JobStatus.RECEIVED, JobStatus.RECEIVED, JobStatus.RECEIVED),
+        (JobStatus.RECEIVED, JobStatus.PROCESSING, JobStatus.PROCESSING),
+        (JobStatus.RECEIVED, JobStatus.COMPLETED, JobStatus.COMPLETED),
+        (JobStatus.PROCESSING, JobStatus.RECEIVED, JobStatus.PROCESSING),
+        (JobStatus.PROCESSING, JobStatus.VALIDATED, JobStatus.VALIDATED),
+        *[(final, proposed, final) for final in FINAL for proposed in JobStatus],
+    ],
+)
+def test_a_status_only_moves_forward_and_a_final_one_is_kept(current, proposed, kept):
+    assert advance(current, proposed) is kept
 
 
 def issue(code: str, field: str | None = "email") -> dict:
@@ -98,12 +124,12 @@ def test_a_notification_carries_the_counts_errors_and_warnings_of_the_job():
 
 def test_a_completed_import_is_summed_up_in_plain_words():
     note = notification(job(), JobCounts(total=6, created=3, updated=1, unchanged=1, rejected=1), ())
-    assert note.message == "clients.csv: 6 rows — 3 created, 1 updated, 1 unchanged, 1 rejected"
+    assert note.message == "clients.csv imported: 3 created, 1 updated, 1 unchanged, 1 rejected."
 
 
 def test_a_dry_run_says_what_would_be_done():
     note = notification(job(status="validated", dry_run=True), JobCounts(total=3, created=2, rejected=1), ())
-    assert note.message == "clients.csv: 3 rows — 2 would be created, 0 would be updated, 0 unchanged, 1 rejected"
+    assert note.message == "clients.csv checked, nothing written: 2 would be created, 0 would be updated, 0 unchanged, 1 rejected."
 
 
 def test_a_rejected_file_says_why():
@@ -116,4 +142,4 @@ def test_a_rejected_file_says_why():
 
 
 def test_a_failed_job_says_it_failed():
-    assert notification(job(status="failed"), JobCounts(), ()).message == "clients.csv failed: it did not finish"
+    assert notification(job(status="failed"), JobCounts(), ()).message == "clients.csv could not be imported: the import did not finish."

@@ -3,7 +3,7 @@
 import pytest
 from faststream.kafka.fastapi import KafkaRouter
 
-from services.uploader.api import build_api
+from services.api.app import build_api
 from shared.settings import Settings
 
 
@@ -16,3 +16,4 @@ def test_the_api_refuses_to_start_without_a_token_unless_told_it_runs_for_develo
 
 def test_the_api_listens_on_loopback_unless_told_otherwise():
     assert Settings(_env_file=None).api_host == "127.0.0.1"
+

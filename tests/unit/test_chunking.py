@@ -124,3 +124,50 @@ def test_chunks_carry_the_import_options():
     result = read("firstName,email", "Ann,ann@x.com", "Bob,bob@x.com")
 
     assert {c.options for c in cut("job-1", result, 1, options)} == {options}
+
+
+# --- chunks bounded in bytes --------------------------------------------------------------------------------
+
+
+def size(chunk) -> int:
+    return len(chunk.model_dump_json().encode("utf-8"))
+
+
+def test_a_chunk_ends_before_the_row_that_would_take_it_past_its_bytes_and_rows_stay_numbered():
+    # Rows of very different sizes: a chunk holds up to 4 small ones, or one big one (61,800 and 61,500
+    # bytes of JSON: a control character is 6 bytes, a euro sign 3) and nothing else.
+    values = ["s"] * 5 + ["\x01" * 10_300] + ["s"] * 3 + ["€" * 20_500, "s"]
+    result = read("firstName,email,Notes", *(f"C{i},c{i}@x.com,{v}" for i, v in enumerate(values)), "C0,c0@x.com,dup")
+
+    chunks = cut("job-1", result, 4, ImportOptions(), max_bytes=64 * 1024)
+
+    assert all(size(c) <= 64 * 1024 for c in chunks)
+    assert [len(c.lines) for c in chunks] == [4, 1, 1, 3, 1, 2]
+    assert [(c.index, c.count, c.first_row) for c in chunks] == [(i, 6, r) for i, r in enumerate([1, 5, 6, 7, 10, 11])]
+    assert [row for c in chunks for row in parse(c.csv)[1:]] == result.records
+    assert [line for c in chunks for line in c.lines] == result.lines
+    assert [c.repeats for c in chunks] == [{}, {}, {}, {}, {}, {12: ("email", 1)}]
+
+
+def test_the_default_budget_is_one_mebibyte():
+    result = read("firstName,email,Notes", *(f"C{i},c{i}@x.com,{'n' * 60_000}" for i in range(40)))
+
+    chunks = cut("job-1", result, 500, ImportOptions())
+
+    assert len(chunks) > 1
+    assert all(size(c) <= 1024 * 1024 for c in chunks)
+    assert max(size(c) for c in chunks) > 512 * 1024  # not needlessly small either
+
+
+def test_a_row_bigger_than_the_budget_gets_a_chunk_of_its_own():
+    result = read("firstName,email", "Ann,ann@x.com", f"Bob,{'b' * 5000}@x.com", "Cid,cid@x.com")
+
+    chunks = cut("job-1", result, 500, ImportOptions(), max_bytes=4096)
+
+    assert [c.lines for c in chunks] == [(2,), (3,), (4,)]
+
+
+def test_small_rows_are_cut_at_chunk_rows_as_before():
+    result = read("firstName,email", *(f"C{i},c{i}@x.com" for i in range(1, 21)))
+
+    assert [len(c.lines) for c in cut("job-1", result, 7, ImportOptions())] == [7, 7, 6]

@@ -5,12 +5,12 @@ from pathlib import Path
 import yaml
 
 from clients_import.cli import parser
-from clients_import.pipeline import SERVICES
+from clients_import.topology import SERVICES
 
 COMPOSE = yaml.safe_load((Path(__file__).parents[2] / "docker-compose.yml").read_text())
 
 
-def test_compose_runs_kafka_and_each_of_the_four_services():
+def test_compose_runs_kafka_and_each_of_the_five_services():
     assert set(COMPOSE["services"]) == {"kafka", *SERVICES}
     assert COMPOSE["services"]["kafka"]["image"].startswith("apache/kafka:4.")
     assert COMPOSE["services"]["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"

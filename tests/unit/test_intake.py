@@ -5,12 +5,11 @@ import json
 import uuid
 
 import pytest
-from aiokafka import ConsumerRecord
 from pydantic import ValidationError
 
-from services.uploader.intake import job_id_for, plan_job, refuse_malformed
+from services.uploader.intake import plan_job, refuse_malformed, refuse_unsigned
 from services.uploader.reading import Limits
-from shared import topics
+from shared import jobs, topics
 from shared.events import Chunk, ImportOptions, ImportRequest, JobAccepted, JobRefused, Mode, Source
 from tests.catalogue import XLSX, text
 
@@ -19,10 +18,6 @@ CLEAN = text("firstName,email,phone", *(f"C{i},c{i}@x.com,555" for i in range(1,
 
 def request(data: bytes = CLEAN, **fields) -> ImportRequest:
     return ImportRequest(file_name="clients.csv", content_base64=base64.b64encode(data).decode(), **fields)
-
-
-def record(offset: int = 7) -> ConsumerRecord:
-    return ConsumerRecord(topics.REQUESTS, 2, offset, 0, 0, None, b"{}", None, 0, 2, [])
 
 
 def test_an_accepted_file_publishes_the_job_first_then_its_chunks_all_keyed_by_job():
@@ -73,29 +68,52 @@ def test_content_that_is_not_base64_is_refused_as_an_invalid_request():
 
 # --- job ids -----------------------------------------------------------------------------------------
 
+SECRET = "our-signing-key"
+ORIGIN = f"{topics.REQUESTS}/2/7"
 
-def test_the_job_id_given_by_our_api_is_kept():
-    assert job_id_for(request(job_id="job-from-api", idempotency_key="k"), record()) == "job-from-api"
+
+def test_the_job_id_given_and_signed_by_our_api_is_kept():
+    signed = request(job_id="job-from-api", job_signature=jobs.sign(SECRET, "job-from-api"), idempotency_key="k")
+    assert jobs.job_id_for(signed, ORIGIN, SECRET) == "job-from-api"
+
+
+@pytest.mark.parametrize("signature", [None, "", "0" * 64, jobs.sign("another key", "job-from-api"),
+                                       jobs.sign(SECRET, "another-job")])
+def test_a_job_id_not_signed_with_our_key_is_not_honoured(signature):
+    forged = request(job_id="job-from-api", job_signature=signature)
+    assert jobs.job_id_for(forged, ORIGIN, SECRET) is None
+    assert jobs.job_id_for(forged, ORIGIN, None) is None
 
 
 def test_the_same_idempotency_key_from_the_same_requester_is_the_same_job():
-    first = job_id_for(request(idempotency_key="k-1", requested_by="crm"), record(1))
-    again = job_id_for(request(idempotency_key="k-1", requested_by="crm"), record(2))
-    other_key = job_id_for(request(idempotency_key="k-2", requested_by="crm"), record(1))
-    other_requester = job_id_for(request(idempotency_key="k-1", requested_by="erp"), record(1))
+    first = jobs.job_id_for(request(idempotency_key="k-1", requested_by="crm"), f"{topics.REQUESTS}/0/1", SECRET)
+    again = jobs.job_id_for(request(idempotency_key="k-1", requested_by="crm"), f"{topics.REQUESTS}/3/2", SECRET)
+    other_key = jobs.job_id_for(request(idempotency_key="k-2", requested_by="crm"), ORIGIN, SECRET)
+    other_requester = jobs.job_id_for(request(idempotency_key="k-1", requested_by="erp"), ORIGIN, SECRET)
 
     assert first == again
     assert len({first, other_key, other_requester}) == 3
 
 
+def test_a_request_on_the_topic_cannot_reach_a_job_the_api_took_with_the_same_key():
+    on_topic = jobs.job_id_for(request(idempotency_key="k-1", requested_by="api"), ORIGIN, SECRET)
+    assert on_topic != jobs.idempotent_job_id("api", "api", "k-1")
+
+
 def test_a_redelivered_record_without_a_key_is_the_same_job():
-    assert job_id_for(request(), record(7)) == job_id_for(request(), record(7))
-    assert job_id_for(request(), record(7)) != job_id_for(request(), record(8))
+    assert jobs.job_id_for(request(), ORIGIN, SECRET) == jobs.job_id_for(request(), ORIGIN, SECRET)
+    assert jobs.job_id_for(request(), ORIGIN, SECRET) != jobs.job_id_for(request(), f"{topics.REQUESTS}/2/8", SECRET)
+    assert uuid.UUID(jobs.job_id_for(request(), ORIGIN, SECRET))
 
 
-def test_a_request_with_nothing_to_identify_it_gets_a_fresh_job_id():
-    ids = {job_id_for(request()) for _ in range(3)}
-    assert len(ids) == 3 and all(uuid.UUID(i) for i in ids)
+def test_a_request_naming_a_job_id_it_may_not_is_refused_under_an_id_of_its_own():
+    forged = request(job_id="victim-job", requested_by="mallory")
+
+    (publication,) = refuse_unsigned(forged, jobs.origin_job_id(ORIGIN))
+
+    assert publication.event.job_id == jobs.origin_job_id(ORIGIN) != "victim-job"
+    assert publication.event.reason.code == "job_id_not_allowed"
+    assert "leave job_id out" in publication.event.reason.message
 
 
 # --- malformed requests ------------------------------------------------------------------------------
@@ -119,17 +137,24 @@ def test_a_malformed_request_with_an_idempotency_key_is_refused_as_the_job_a_val
 
     event = publication.event
     assert isinstance(event, JobRefused) and publication.topic == topics.JOBS
-    assert event.job_id == job_id_for(request(idempotency_key="k-9", requested_by="crm"))
+    assert event.job_id == jobs.job_id_for(request(idempotency_key="k-9", requested_by="crm"), ORIGIN, SECRET)
     assert publication.key == event.job_id
     assert (event.file_name, event.requested_by, event.source) == ("a.csv", "crm", Source.TOPIC)
     assert event.reason.code == "invalid_request"
     assert "content" in event.reason.message and "\n" not in event.reason.message
 
 
-def test_a_malformed_request_with_a_job_id_is_refused_under_that_id():
-    raw = json.dumps({"job_id": "job-7", "content": "x"}).encode()
+def test_a_malformed_request_naming_a_job_id_is_never_refused_under_that_id():
+    raw = json.dumps({"job_id": "job-7", "requested_by": "mallory", "content": "x"}).encode()
 
-    (publication,) = refuse_malformed(raw, validation_error(raw))
+    (publication,) = refuse_malformed(raw, validation_error(raw), ORIGIN)
 
-    assert publication.event.job_id == "job-7"
+    assert publication.event.job_id == jobs.origin_job_id(ORIGIN) != "job-7"
     assert publication.event.file_name == "(unnamed)"
+
+
+@pytest.mark.parametrize("raw", [b"[" * 5000, b'{"a":' * 5000, b"\xff\xfe{", b'{"file_name": "\\ud800"}',
+                                 b'{"file_name": 1e999999}', b'{"requested_by": {"x": [1, 2]}, "file_name": 5}'])
+def test_no_malformed_request_makes_the_refusal_raise(raw: bytes):
+    publications = refuse_malformed(raw, ValueError("bad"), ORIGIN)
+    assert all(isinstance(p.event, JobRefused) for p in publications)

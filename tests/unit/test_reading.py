@@ -319,3 +319,120 @@ def test_header_columns_records_and_lines_describe_the_file():
     assert result.columns == {"email": 0, "firstName": 1}
     assert result.records == [["ann@x.com", "Ann", "n"], ["bob@x.com", "Bob"]]
     assert result.lines == [2, 3]
+
+
+# --- the file's shape: limits that keep every file cheap to read ---------------------------------------------
+
+
+def test_the_default_limits_are_the_settings_defaults():
+    from shared.settings import Settings
+
+    defaults = {name: info.default for name, info in Settings.model_fields.items()}
+    limits = Limits()
+    for name in ("max_records", "max_bytes", "max_columns", "max_header_chars", "max_record_chars"):
+        assert getattr(limits, name) == defaults[name], name
+
+
+def test_a_header_with_more_columns_than_allowed_is_rejected_with_the_count_and_the_limit():
+    header = ",".join(["firstName", "email", *(f"c{i}" for i in range(4))])
+
+    issue = refusal(text(header, "Ann,ann@x.com"), max_columns=5)
+
+    assert issue.code == "too_many_columns"
+    assert "6 columns" in issue.message and "at most 5" in issue.message
+    assert isinstance(read_file(text(header, "Ann,ann@x.com"), Limits(max_columns=6)), ReadFile)
+
+
+def test_a_header_line_too_long_to_count_says_more_than_the_limit():
+    issue = refusal(text("firstName,email" + ",c" * 100, "Ann,ann@x.com"), max_columns=5, max_header_chars=4)
+
+    assert issue.code == "too_many_columns"
+    assert "more than 5 columns" in issue.message
+
+
+def test_a_column_name_longer_than_allowed_is_rejected_naming_the_column():
+    issue = refusal(text("firstName,email,Notes about the client", "Ann,ann@x.com,n"), max_header_chars=20)
+
+    assert issue.code == "header_too_long"
+    assert "Column 3" in issue.message and "Notes about the client" in issue.message
+    assert "22 characters" in issue.message and "at most 20" in issue.message
+
+
+def test_a_header_line_that_is_one_endless_name_is_too_long():
+    issue = refusal(b'firstName,email,"' + b"x" * 5000, max_columns=4, max_header_chars=100)
+
+    assert issue.code == "header_too_long"
+    assert "line 1" in issue.message
+
+
+def test_a_record_longer_than_allowed_is_rejected_naming_its_line():
+    data = text("firstName,email", "Ann,ann@x.com", "", "Bob," + "b" * 100, "Cid,cid@x.com")
+
+    issue = refusal(data, max_record_chars=100)
+
+    assert issue.code == "record_too_long"
+    assert "line 4" in issue.message and "100 characters" in issue.message
+    assert isinstance(read_file(data, Limits(max_record_chars=104)), ReadFile)
+
+
+def test_a_record_length_counts_its_quotes_and_delimiters_but_not_its_line_break():
+    record = 'Ann,"a ""b"" c"'  # 15 characters
+
+    assert isinstance(read_file(text("firstName,email", record, eol="\r\n"), Limits(max_record_chars=15)), ReadFile)
+    assert refusal(text("firstName,email", record), max_record_chars=14).code == "record_too_long"
+
+
+def test_a_quote_that_never_closes_in_a_long_file_is_a_record_too_long_that_says_to_check_the_quotes():
+    issue = refusal(text("firstName,email", 'Ann,"ann@x.com', *(["Bob,bob@x.com"] * 50)), max_record_chars=200)
+
+    assert issue.code == "record_too_long"
+    assert "line 2" in issue.message and "quotes" in issue.message
+
+
+def test_a_record_with_more_values_than_columns_allowed_is_rejected_naming_its_line():
+    issue = refusal(text("firstName,email", "Ann,ann@x.com", "Smith, Jr., Bob, the third, bob@x.com"), max_columns=4)
+
+    assert issue.code == "too_many_columns"
+    assert "Line 3 has 5 values" in issue.message and "commas" in issue.message
+
+
+def test_reading_stops_at_one_record_too_many_and_counts_the_rest_up_to_twice_the_limit():
+    assert "10 records" in refusal(bulk(10, "x.com"), max_records=5).message
+    issue = refusal(bulk(11, "x.com"), max_records=5)
+    assert issue.code == "too_many_records"
+    assert "more than 10 records" in issue.message and "at most 5" in issue.message
+
+
+def test_a_broken_record_after_too_many_records_is_still_counted_as_one():
+    data = bulk(7, "x.com") + b'"never closed\n'
+
+    issue = refusal(data, max_records=5)
+
+    assert issue.code == "too_many_records"
+    assert "more than 7 records" in issue.message
+
+
+def test_the_header_is_checked_before_the_records():
+    issue = refusal(text("name,mail", "Ann,ann@x.com", '"never closed'))
+    assert issue.code == "missing_columns"
+
+
+def test_blank_records_of_any_kind_are_skipped_however_many_there_are():
+    data = text("firstName;email", "", ";;", '""; ', '"";"  "', '"', "", '"', "\x0b\x1c;\u2028", "Ann;ann@x.com")
+
+    result = read(data, max_records=1, max_record_chars=16)
+
+    assert result.records == [["Ann", "ann@x.com"]]
+    assert result.lines == [10]
+    # A quote that is not a value's first character is a plain character: that value is not blank.
+    assert refusal(text("firstName;email", ' "" ; ', "Ann;ann@x.com"), max_records=1).code == "too_many_records"
+
+
+def test_the_messages_about_the_header_name_at_most_twenty_columns():
+    names = [f"Extra {i}" for i in range(30)]
+    result = read(text(",".join(["firstName", "email", *names]), "Ann,ann@x.com"))
+
+    message = result.warnings[0].message
+    assert "Extra 19" in message and "Extra 20" not in message and "and 10 more" in message
+    issue = refusal(text(",".join(names), "x"))
+    assert issue.code == "missing_columns" and "and 10 more" in issue.message

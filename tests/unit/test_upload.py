@@ -2,7 +2,8 @@
 
 import pytest
 
-from services.uploader.upload import FORM_ALLOWANCE, UploadError, read_upload
+from services.api.errors import ApiError as UploadError
+from services.api.upload import FORM_ALLOWANCE, read_upload
 
 TYPE = "multipart/form-data; boundary=b"
 

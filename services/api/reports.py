@@ -8,15 +8,15 @@ import csv
 import io
 from collections.abc import Iterable, Mapping
 
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
+from shared.fields import FIELDS
+from shared.formulas import escape_formula
+
+__all__ = ["errors_csv", "results_csv", "template_csv", "escape_formula"]
+
+# The template shows the seed's columns: the fields with no default (project, desk and type have one).
+TEMPLATE_COLUMNS = tuple(f.column for f in FIELDS if f.default is None)
+
 BOM = "\ufeff"  # Excel opens UTF-8 CSV correctly only with it; our own reader accepts it
-
-
-def escape_formula(value: object) -> str:
-    text = "" if value is None else str(value)
-    if text[:1] in _FORMULA_START or text.lstrip()[:1] in _FORMULA_START:
-        return "'" + text
-    return text
 
 
 def errors_csv(rows: Iterable[Mapping]) -> str:
@@ -49,8 +49,11 @@ def results_csv(rows: Iterable[Mapping]) -> str:
 
 def template_csv() -> str:
     """The seed's columns and its two example rows."""
-    return (
-        "firstName,email,username,middleName,lastName\r\n"
-        "example1,example1@example.com,,,exampleL1\r\n"
-        "example2,example2@example.com,,,exampleL2\r\n"
-    )
+    examples = [
+        {"firstName": f"example{n}", "email": f"example{n}@example.com", "lastName": f"exampleL{n}"} for n in (1, 2)
+    ]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(TEMPLATE_COLUMNS)
+    writer.writerows([example.get(column, "") for column in TEMPLATE_COLUMNS] for example in examples)
+    return out.getvalue()

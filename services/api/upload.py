@@ -5,13 +5,9 @@ from dataclasses import dataclass, field
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from .errors import ApiError
+
 FORM_ALLOWANCE = 64 * 1024  # room for the form's other fields and the multipart framing
-
-
-class UploadError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
 
 
 @dataclass
@@ -24,7 +20,7 @@ class Upload:
 async def read_upload(content_type: str, body: AsyncIterator[bytes], max_bytes: int) -> Upload:
     kind, params = parse_options_header(content_type)
     if kind != b"multipart/form-data" or b"boundary" not in params:
-        raise UploadError(415, "not_multipart", "Send the file as multipart/form-data, in a field named 'file'.")
+        raise ApiError(415, "not_multipart", "Send the file as multipart/form-data, in a field named 'file'.")
     parts = _Parts(max_bytes)
     parser = MultipartParser(params[b"boundary"], callbacks=parts.callbacks())
     received = 0
@@ -37,12 +33,12 @@ async def read_upload(content_type: str, body: AsyncIterator[bytes], max_bytes: 
             raise _too_large(max_bytes)
     parser.finalize()
     if parts.upload.file_name is None:
-        raise UploadError(422, "missing_file", "Attach the CSV file in a form field named 'file'.")
+        raise ApiError(422, "missing_file", "Attach the CSV file in a form field named 'file'.")
     return parts.upload
 
 
-def _too_large(max_bytes: int) -> UploadError:
-    return UploadError(
+def _too_large(max_bytes: int) -> ApiError:
+    return ApiError(
         413, "file_too_large", f"The file is larger than {max_bytes / 1024 / 1024:.0f} MB, the limit per file. Split it."
     )
 

@@ -1,4 +1,5 @@
-"""The HTTP API and the Clients page, served by the uploader through FastStream's FastAPI integration.
+"""The HTTP API and the Clients page: a service of its own, which publishes import requests on
+clients.import.requests exactly as a partner does, and reads job documents, reports and clients.
 
 Every route but /healthz and the page's static files needs the API token: as `Authorization: Bearer`
 (programs) or as the session cookie the page gets by signing in with it (people).
@@ -9,6 +10,7 @@ import hmac
 import logging
 import secrets
 import time
+import uuid
 from pathlib import Path
 from typing import Annotated
 
@@ -21,22 +23,24 @@ from faststream.kafka.fastapi import KafkaRouter
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.db import reading
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from shared import topics
-from shared.events import ImportOptions, ImportRequest, Mode, Source
+from shared import jobs, topics
+from shared.db import reading
+from shared.events import ImportOptions, ImportRequest, JobStatus, Mode, Source
+from shared.fields import FIELDS, REQUIRED
+from shared.settings import Settings
 
-from . import jobs, reports
-from .intake import job_id_for
-from .reading import FIELDS, REQUIRED
-from .upload import UploadError, read_upload
+from . import readside, reports
+from .errors import ApiError
+from .upload import read_upload
+
+__all__ = ["build_api", "ApiError"]
 
 log = logging.getLogger("clients_import.api")
 STATIC = Path(__file__).parent / "static"
 SESSION_COOKIE = "clients_import_session"
 SESSION_SECONDS = 8 * 3600
-_DEFAULTS = {"project": "default", "desk": "default", "type": "personal"}
 
 
 _UPLOAD_BODY = {
@@ -46,18 +50,12 @@ _UPLOAD_BODY = {
         "required": ["file"],
         "properties": {
             "file": {"type": "string", "format": "binary", "description": "the CSV file (name ending .csv)"},
-            "mode": {"type": "string", "enum": ["upsert", "create_only", "update_only"], "default": "upsert"},
+            "mode": {"type": "string", "enum": [m.value for m in Mode], "default": Mode.UPSERT.value},
             "dry_run": {"type": "boolean", "default": False},
             "callback_url": {"type": "string", "format": "uri"},
         },
     }}},
 }
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
 
 
 class SignIn(BaseModel):
@@ -82,9 +80,10 @@ class Sessions:
         self._expiry.pop(session or "", None)
 
 
-def build_api(settings, engine: AsyncEngine, router: KafkaRouter) -> FastAPI:
+def build_api(settings: Settings, engine: AsyncEngine, router: KafkaRouter) -> FastAPI:
     if not settings.api_token and not settings.api_dev_mode:
         raise RuntimeError("API_TOKEN is not set: the API refuses to start without it (API_DEV_MODE=true for development)")
+    signing_key = settings.signing_key  # never None here: API_TOKEN or development mode gives one
     app = FastAPI(
         title="Client Import",
         version="1",
@@ -152,17 +151,8 @@ def build_api(settings, engine: AsyncEngine, router: KafkaRouter) -> FastAPI:
 
     @app.get("/settings", tags=["imports"])
     async def import_settings(_: Caller) -> dict:
-        return {
-            "max_records": settings.max_records,
-            "max_bytes": settings.max_bytes,
-            "required_columns": list(REQUIRED),
-            "optional_columns": [
-                {"name": name, "default": _DEFAULTS.get(name),
-                 **({"note": "generated from the email when empty"} if name == "username" else {})}
-                for name in FIELDS if name not in REQUIRED
-            ],
-            "client_types": list(settings.client_types),
-        }
+        """What the page shows and checks before an upload; it keeps no copy of any of it."""
+        return import_settings_document(settings)
 
     @app.get("/clients-template.csv", tags=["imports"])
     async def template(_: Caller) -> Response:
@@ -175,40 +165,38 @@ def build_api(settings, engine: AsyncEngine, router: KafkaRouter) -> FastAPI:
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > settings.max_bytes + 64 * 1024:
             raise ApiError(413, "file_too_large", f"The file is larger than the limit of {settings.max_bytes // 1024 // 1024} MB.")
-        try:
-            upload = await read_upload(request.headers.get("content-type", ""), request.stream(), settings.max_bytes)
-        except UploadError as error:
-            raise ApiError(error.status, error.code, error.message) from error
+        upload = await read_upload(request.headers.get("content-type", ""), request.stream(), settings.max_bytes)
         if not upload.file_name.lower().endswith(".csv"):
             raise ApiError(415, "not_csv_name", f"“{upload.file_name}” is not a .csv file: only CSV files can be imported.")
         options = _options(upload.fields)
         key = request.headers.get("idempotency-key") or None
+        # The same Idempotency-Key from the same caller is the same job; the uploader honours the id we sign.
+        job_id = jobs.idempotent_job_id("api", who, key) if key else str(uuid.uuid4())
         job = ImportRequest(
             idempotency_key=key, requested_by=who, source=Source.API, file_name=upload.file_name[-255:],
             content_base64=base64.b64encode(bytes(upload.data)).decode(), options=options,
+            job_id=job_id, job_signature=jobs.sign(signing_key, job_id),
         )
-        job_id = job_id_for(job)  # the same Idempotency-Key (from the same caller) is the same job
         async with engine.begin() as conn:
-            known = await jobs.job_document(conn, job_id)
+            known = await readside.job_document(conn, job_id, 0)
             if known is None:
-                await jobs.record_received(conn, job_id, job.file_name, Source.API, who, options, key)
+                await jobs.record_received(conn, job_id, job)
         if known is None:
-            request_event = job.model_copy(update={"job_id": job_id})
-            await router.broker.publish(request_event.model_dump_json().encode(), topics.REQUESTS, key=job_id.encode(),
+            await router.broker.publish(job.model_dump_json().encode(), topics.REQUESTS, key=job_id.encode(),
                                         headers={"content-type": "application/json"})
             log.info("upload taken", extra={"step": "job.uploaded", "job_id": job_id, "bytes": len(upload.data)})
-        status = known["status"] if known else "received"
+        status = known["status"] if known else JobStatus.RECEIVED.value
         return JSONResponse({"job_id": job_id, "status": status, "status_url": f"/imports/{job_id}"}, status_code=202)
 
     @app.get("/imports", tags=["imports"])
     async def list_imports(_: Caller, limit: int = Query(20, ge=1, le=200), offset: int = Query(0, ge=0)) -> dict:
         async with reader.connect() as conn:
-            items, total = await jobs.list_jobs(conn, limit, offset)
+            items, total = await readside.list_jobs(conn, limit, offset)
         return {"items": items, "total": total}
 
     async def _job(job_id: str) -> dict:
         async with reader.connect() as conn:
-            document = await jobs.job_document(conn, job_id)
+            document = await readside.job_document(conn, job_id, settings.first_errors)
         if document is None:
             raise ApiError(404, "unknown_import", "There is no import with that id.")
         return document
@@ -219,7 +207,7 @@ def build_api(settings, engine: AsyncEngine, router: KafkaRouter) -> FastAPI:
 
     async def _report(job_id: str, kind: str) -> Response:
         async with reader.connect() as conn:
-            found = await jobs.report(conn, job_id, kind)
+            found = await readside.report(conn, job_id, kind)
         if found is None:
             raise ApiError(404, "unknown_import", "There is no import with that id.")
         return _csv(found[1], found[0])
@@ -239,7 +227,7 @@ def build_api(settings, engine: AsyncEngine, router: KafkaRouter) -> FastAPI:
         _: Caller, q: str = "", limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0)
     ) -> dict:
         async with reader.connect() as conn:
-            items, total = await jobs.search_clients(conn, q, limit, offset)
+            items, total = await readside.search_clients(conn, q, limit, offset)
         return {"items": items, "total": total}
 
     @app.get("/openapi.json", include_in_schema=False)
@@ -258,10 +246,36 @@ def build_api(settings, engine: AsyncEngine, router: KafkaRouter) -> FastAPI:
     return app
 
 
+def import_settings_document(settings: Settings) -> dict:
+    """The fields, their defaults and limits, the modes, the statuses and the file limits, from their owners."""
+    return {
+        "max_records": settings.max_records,
+        "max_bytes": settings.max_bytes,
+        "max_columns": settings.max_columns,
+        "required_columns": list(REQUIRED),
+        "optional_columns": [
+            {"name": f.column, "default": f.default, **({"note": f.note} if f.note else {})}
+            for f in FIELDS if not f.required
+        ],
+        "fields": [
+            {"name": f.column, "label": f.label, "required": f.required, "default": f.default,
+             "max_length": f.max_length, "note": f.note}
+            for f in FIELDS
+        ],
+        "modes": [{"value": m.value, "label": m.label, "default": m is Mode.UPSERT} for m in Mode],
+        "statuses": [
+            {"value": s.value, "label": s.text.label, "heading": s.text.heading, "tone": s.text.tone,
+             "running": not s.is_final}
+            for s in JobStatus
+        ],
+        "client_types": list(settings.client_types),
+    }
+
+
 def _options(fields: dict[str, str]) -> ImportOptions:
     mode = fields.get("mode") or Mode.UPSERT.value
     if mode not in {m.value for m in Mode}:
-        raise ApiError(422, "invalid_options", f"mode must be one of upsert, create_only, update_only, not “{mode}”.")
+        raise ApiError(422, "invalid_options", f"mode must be one of {', '.join(Mode)}, not “{mode[:40]}”.")
     callback_url = fields.get("callback_url") or None
     try:
         return ImportOptions(

@@ -1,50 +1,22 @@
-"""What the API and the command line read about jobs and clients: plain queries, plain dicts."""
+"""The read side: what the API and the command line read about jobs and clients. Plain queries, plain dicts."""
 
-from datetime import UTC, datetime
 from pathlib import PurePath
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.db import as_utc, insert_for
-from shared.events import ImportOptions, JobStatus, Outcome, Source
+from shared import jobs
+from shared.db import as_utc
+from shared.events import Issue, JobCounts, JobStatus, Outcome, outcome_sentence
 from shared.tables import clients, import_jobs, job_rows, row_outcomes
 
 from . import reports
 
-FIRST_ERRORS = 20
-
-
-async def record_received(
-    conn: AsyncConnection, job_id: str, file_name: str, source: Source, requested_by: str,
-    options: ImportOptions, idempotency_key: str | None,
-) -> None:
-    """The job exists from the moment the upload is taken: a status URL answers at once."""
-    insert = insert_for(conn.dialect.name, import_jobs)
-    await conn.execute(
-        insert.values(
-            id=job_id, file_name=file_name, source=source.value, requested_by=requested_by,
-            mode=options.mode.value, dry_run=options.dry_run, callback_url=options.callback_url,
-            idempotency_key=idempotency_key, status=JobStatus.RECEIVED.value, received_at=datetime.now(UTC),
-        ).on_conflict_do_nothing(index_elements=[import_jobs.c.id])
-    )
-
-
-async def job_document(conn: AsyncConnection, job_id: str) -> dict | None:
+async def job_document(conn: AsyncConnection, job_id: str, first_errors: int) -> dict | None:
     job = (await conn.execute(select(import_jobs).where(import_jobs.c.id == job_id))).mappings().one_or_none()
     if job is None:
         return None
-    query = (
-        select(job_rows.c.row, job_rows.c.line, job_rows.c.errors)
-        .where(job_rows.c.job_id == job_id)
-        .order_by(job_rows.c.row)
-        .limit(FIRST_ERRORS)
-    )
-    errors = [
-        {"row": r.row, "line": r.line, "field": e.get("field"), "code": e["code"], "message": e["message"]}
-        for r in await conn.execute(query)
-        for e in r.errors or ()
-    ][:FIRST_ERRORS]
+    errors = [e.model_dump() for e in await jobs.first_errors(conn, job_id, first_errors)]
     return _document(job, errors)
 
 
@@ -56,6 +28,9 @@ async def list_jobs(conn: AsyncConnection, limit: int, offset: int) -> tuple[lis
 
 def _document(job, errors: list[dict]) -> dict:
     counts = {name: job[name] or 0 for name in ("created", "updated", "unchanged", "rejected")}
+    status = JobStatus(job["status"])
+    reason = Issue(**job["reason"]) if job["reason"] else None
+    tally = JobCounts(total=job["total"] or 0, **counts)
     return {
         "job_id": job["id"],
         "file_name": job["file_name"],
@@ -70,6 +45,7 @@ def _document(job, errors: list[dict]) -> dict:
         "warnings": job["warnings"] or [],
         "reason": job["reason"],
         "errors": errors,
+        "message": outcome_sentence(job["file_name"], status, tally, bool(job["dry_run"]), reason),
         "callback_outcome": job["callback_outcome"],
         "received_at": as_utc(job["received_at"]),
         "finished_at": as_utc(job["finished_at"]),
