@@ -130,6 +130,10 @@ class Publication(NamedTuple):
     event: BaseModel
     key: str | None = None
     partition: int | None = None
+    payload: bytes | None = None  # the event already encoded, when the planner had to measure it
+
+    def encoded(self) -> bytes:
+        return self.payload if self.payload is not None else self.event.model_dump_json().encode()
 
 
 JSON_HEADERS = {"content-type": "application/json"}
@@ -139,7 +143,7 @@ async def publish_all(broker: KafkaBroker, publications: Iterable[Publication]) 
     """Hand every record to the producer at once, then wait for all acks: no round trip per record."""
     pending = [
         await broker.publish(
-            p.event.model_dump_json().encode(),
+            p.encoded(),
             p.topic,
             key=p.key.encode() if p.key else None,
             partition=p.partition,

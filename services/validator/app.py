@@ -23,17 +23,18 @@ log = logging.getLogger("clients_import.validator")
 class ValidatorPorts:
     rules: RowRules
     partitions: int
+    record_max_bytes: int
 
     @classmethod
     def open(cls, settings: Settings, _engine: AsyncEngine | None = None, _publish: object = None) -> "ValidatorPorts":
-        return cls(RowRules(client_types=settings.client_types), settings.topic_partitions)
+        return cls(RowRules(client_types=settings.client_types), settings.topic_partitions, settings.chunk_max_bytes)
 
 
 async def validate_chunks(chunks: list[Chunk], ports: ValidatorPorts) -> list[Publication]:
     publications: list[Publication] = []
     for chunk in chunks:
         accepted, rejected = validate_chunk(chunk, ports.rules)
-        publications += route(chunk, accepted, rejected, ports.partitions)
+        publications += route(chunk, accepted, rejected, ports.partitions, ports.record_max_bytes)
         log.info("chunk validated", extra={"step": "chunk.validated", "job_id": chunk.job_id, "chunk": chunk.index,
                                            "accepted": len(accepted), "rejected": len(rejected)})
     return publications

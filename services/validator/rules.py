@@ -125,7 +125,8 @@ def _email(value: str) -> tuple[str, str] | Issue:
         )
     normalized, problem = _normalized_email(value)
     if problem:
-        return Issue(code="invalid_email", field="email", message=f"“{_show(value)}” is not a valid email address: {problem}")
+        return Issue(code="invalid_email", field="email",
+                     message=f"“{_show(value)}” is not a valid email address: {_show(problem, 300)}")
     return ("email", normalized.lower())
 
 
@@ -219,12 +220,14 @@ def _repeat_issue(repeat: tuple[str, int], values: dict[str, str]) -> Issue:
         return Issue(
             code="duplicate_email",
             field="email",
-            message=f"The email {values.get('email', '')} is already in row {first_row} of this file; only that first row is imported.",
+            message=f"The email {_show(values.get('email', ''))} is already in row {first_row} of this file; "
+            "only that first row is imported.",
         )
     return Issue(
         code="duplicate_username",
         field="username",
-        message=f"The username {values.get('username', '')} is already in row {first_row} of this file; only that first row gets it.",
+        message=f"The username {_show(values.get('username', ''))} is already in row {first_row} of this file; "
+        "only that first row gets it.",
     )
 
 

@@ -6,7 +6,6 @@ browser or a server that does not start fails the tests with the reason.
 
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -17,18 +16,12 @@ import httpx
 import pytest
 from playwright.sync_api import Page, sync_playwright
 
-from clients_import.local_kafka import LocalKafka
+from clients_import.local_kafka import LocalKafka, free_port
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 START_TIMEOUT_S = 60
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _wait_until_healthy(process: subprocess.Popen, url: str, log: Path) -> None:
@@ -57,7 +50,7 @@ def browser_kafka() -> Iterator[str]:
 def server(browser_kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """(base_url, token) of a running API with the whole pipeline behind it, stopped when the module ends."""
     folder = tmp_path_factory.mktemp("browser")
-    port = _free_port()
+    port = free_port()
     token = secrets.token_urlsafe(24)
     env = os.environ | {
         "KAFKA_BOOTSTRAP_SERVERS": browser_kafka,

@@ -61,3 +61,21 @@ def test_a_chunk_without_rejected_rows_publishes_no_rejection_event():
 
 def test_a_chunk_of_only_rejected_rows_publishes_only_the_rejection():
     assert [p.topic for p in route(CHUNK, [], [rejected(1)], partitions=4)] == [topics.ROWS_REJECTED]
+
+
+def test_no_record_passes_the_byte_budget_and_every_row_travels_in_exactly_one():
+    wide = {f"column {i}": "\x01" * 200 for i in range(50)}  # control characters take 6 bytes each in JSON
+    good = [AcceptedRow(row=n, line=n, values=ClientValues(email=f"c{n}@x.com", first_name="A"), original=wide)
+            for n in range(1, 41)]
+    bad = [RejectedRow(row=n, line=n, errors=(Issue(code="missing_email", message="m"),), original=wide)
+           for n in range(41, 81)]
+    budget = 256 * 1024
+
+    publications = route(CHUNK, good, bad, partitions=2, max_bytes=budget)
+
+    assert all(len(p.encoded()) <= budget for p in publications)
+    assert len(publications) > 4  # the budget did split them
+    rows = [r.row for p in publications for r in p.event.rows]
+    assert sorted(rows) == list(range(1, 81)) and len(rows) == len(set(rows))
+    for p in publications:
+        assert p.encoded() == p.event.model_dump_json().encode()
