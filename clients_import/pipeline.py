@@ -54,7 +54,7 @@ class Pipeline:
         self.broker: KafkaBroker | None = None
         self.runners: dict[str, StageRunner] = {}
         self.ports: dict[str, object] = {}
-        self.seen: dict[str, list] = {topics.NOTIFICATIONS: [], topics.PROGRESS: [], topics.DLQ: []}
+        self.seen: dict[str, list] = {topic: [] for topic in topics.ALL}  # in memory: every record published
         self._background: list[asyncio.Task] = []
         self._memory: TestKafkaBroker | None = None
 
@@ -110,7 +110,7 @@ class Pipeline:
         return options
 
     def _register_sink(self, broker: KafkaBroker) -> None:
-        """In memory, what leaves the pipeline is kept for the tests to read."""
+        """In memory, every record published is kept for the tests to read."""
         for topic, kept in self.seen.items():
             broker.subscriber(topic, group_id="in-memory-sink", batch=True, decoder=_no_body,
                               include_in_schema=False)(_keeper(kept))

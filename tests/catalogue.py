@@ -19,25 +19,31 @@ Every entry is a `Case`:
 The representative entries use email addresses and usernames no other entry uses, so they can
 be imported one after the other into one database and still each meet their expectations.
 
-`simulate(data)` runs the real pure functions of the services in pipeline order (uploader
-plan_job -> validator validate_chunk for each chunk -> writer plan_writes over the accepted rows in
-row order -> notifier count/status_of) and returns what a user would be told.
+`simulate(data)` imports the file through the real topology on the in-memory runner (uploader ->
+validator -> writer -> notifier, the same handlers and StageRunner as on Kafka, on a SQLite
+database) and returns what a user would be told, and what each row became.
 """
 
+import asyncio
 import base64
 import codecs
 import io
-import itertools
+import tempfile
 import zipfile
-from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 
-from services.notifier import aggregate
-from services.uploader.intake import plan_job
+from sqlalchemy import select
+
+from clients_import.pipeline import Pipeline
 from services.uploader.reading import Limits
-from services.validator.rules import RowRules, validate_chunk
-from services.writer.plan import Client, PendingRow, plan_writes
-from shared.events import Chunk, ImportOptions, ImportRequest, Issue, JobAccepted, JobRefused, Outcome
+from services.validator.rules import RowRules
+from services.writer.plan import Client
+from shared import jobs, topics
+from shared.events import Chunk, ImportNotification, ImportOptions, ImportRequest, Issue, JobStatus, Outcome
+from shared.settings import Settings
+from shared.tables import clients, job_rows, metadata, row_outcomes
 
 
 @dataclass(frozen=True)
@@ -434,7 +440,7 @@ BY_NAME = {case.name: case for case in CASES}
 REPRESENTATIVE = [case for case in CASES if case.representative]
 
 
-# --- running a file through the pure functions --------------------------------------------------
+# --- running a file through the in-memory pipeline --------------------------------------------------
 
 
 @dataclass
@@ -462,75 +468,78 @@ def simulate(
     limits: Limits = Limits(),
     rules: RowRules = RowRules(),
 ) -> SimulatedResult:
-    """Import `data` with the services' pure functions, in the order the pipeline runs them."""
-    existing = dict(existing or {})
-    request = ImportRequest(
-        file_name="simulated.csv", content_base64=base64.b64encode(data).decode("ascii"), options=options
-    )
-    publications = plan_job(request, "job-simulated", limits, chunk_rows)
-    job = publications[0].event
-    if isinstance(job, JobRefused):
-        return SimulatedResult(
-            status="rejected",
-            reason=job.reason.code,
-            counts=dict(created=0, updated=0, unchanged=0, rejected=0),
-            total=0,
-            errors={},
-            warnings=sorted(w.code for w in job.warnings),
-            refusal=job.reason,
+    """Import `data` into an empty database (or one holding `existing`) through the real topology,
+    run by the in-memory runner: the same stages, handlers and StageRunner as on Kafka."""
+    return _LOOP.run_until_complete(_simulate(data, chunk_rows, dict(existing or {}), options, limits, rules))
+
+
+# One event loop and one database for every simulation in this process; each simulation wipes the
+# tables first, and gets a pipeline of its own settings (kept for the next one with the same).
+_LOOP = asyncio.new_event_loop()
+_DATABASE = Path(tempfile.mkdtemp(prefix="catalogue-")) / "simulated.db"
+_PIPELINES: dict[tuple, Pipeline] = {}
+_SIGNING_KEY = "simulate"
+
+
+async def _pipeline(chunk_rows: int, limits: Limits, rules: RowRules) -> Pipeline:
+    key = (chunk_rows, limits, rules)
+    if key not in _PIPELINES:
+        settings = Settings(
+            database_url=f"sqlite+aiosqlite:///{_DATABASE}", chunk_rows=chunk_rows, max_records=limits.max_records,
+            max_bytes=limits.max_bytes, max_columns=limits.max_columns, max_header_chars=limits.max_header_chars,
+            max_record_chars=limits.max_record_chars, client_types=rules.client_types, job_signing_secret=_SIGNING_KEY,
+            group_prefix=f"simulate-{len(_PIPELINES)}", _env_file=None,
         )
-    assert isinstance(job, JobAccepted)
-    chunks = [p.event for p in publications[1:]]
+        engine = next(iter(_PIPELINES.values())).engine if _PIPELINES else None
+        _PIPELINES[key] = await Pipeline(settings, engine=engine, in_memory=True).start()
+    return _PIPELINES[key]
 
-    accepted, rejected = [], []
-    for chunk in chunks:
-        good, bad = validate_chunk(chunk, rules)
-        accepted += good
-        rejected += bad
-    accepted.sort(key=lambda row: row.row)
 
-    ids = itertools.count(1)
-    usernames = {client.username: client.email for client in existing.values()}
-    plan = plan_writes(
-        [PendingRow(job.job_id, chunk_options(chunks), row) for row in accepted],
-        existing,
-        usernames,
-        lambda: f"client-{next(ids)}",
+async def _simulate(data: bytes, chunk_rows: int, existing: dict[str, Client], options: ImportOptions,
+                    limits: Limits, rules: RowRules) -> SimulatedResult:
+    pipeline = await _pipeline(chunk_rows, limits, rules)
+    for kept in pipeline.seen.values():
+        kept.clear()
+    async with pipeline.engine.begin() as conn:
+        for table in reversed(metadata.sorted_tables):
+            await conn.execute(table.delete())
+        if existing:
+            now = datetime.now(UTC)
+            await conn.execute(clients.insert(), [{**c.__dict__, "created_at": now, "updated_at": now}
+                                                  for c in existing.values()])
+    job_id = "job-simulated"
+    request = ImportRequest(
+        file_name="simulated.csv", content_base64=base64.b64encode(data).decode("ascii"), options=options,
+        job_id=job_id, job_signature=jobs.sign(_SIGNING_KEY, job_id),
     )
+    await pipeline.broker.publish(request.model_dump_json().encode(), topics.REQUESTS, key=job_id.encode())
+    (note,) = [ImportNotification.model_validate_json(r.value) for r in pipeline.seen[topics.NOTIFICATIONS]]
+    chunks = [Chunk.model_validate_json(r.value) for r in pipeline.seen[topics.CHUNKS]]
+    return await _result(pipeline, note, sorted(chunks, key=lambda c: c.index))
 
-    outcomes: dict[int, str] = {}
-    issues: dict[int, tuple[Issue, ...]] = {}
-    lines: dict[int, int] = {}
-    written: dict[int, str] = {}
-    for row in rejected:
-        outcomes[row.row], issues[row.row], lines[row.row] = Outcome.REJECTED.value, row.errors, row.line
-    for _, result in plan.results:
-        outcomes[result.row], lines[result.row] = result.outcome.value, result.line
-        if result.outcome is Outcome.REJECTED:
-            issues[result.row] = result.errors
-        elif result.username:
-            written[result.row] = result.username
 
-    counts = aggregate.count(Counter(outcomes.values()), job.total)
-    status = aggregate.status_of(job.total, counts, options.dry_run)
-    clients = {**existing, **{client.email: client for client in plan.upserts}}
+async def _result(pipeline: Pipeline, note: ImportNotification, chunks: list[Chunk]) -> SimulatedResult:
+    counts = dict(created=note.created, updated=note.updated, unchanged=note.unchanged, rejected=note.rejected)
+    common = dict(status=note.status.value, counts=counts, total=note.total,
+                  warnings=sorted(w.code for w in note.warnings))
+    if note.status is JobStatus.REJECTED:
+        return SimulatedResult(reason=note.reason.code, errors={}, refusal=note.reason, **common)
+    async with pipeline.engine.connect() as conn:
+        written = (await conn.execute(select(row_outcomes).where(row_outcomes.c.job_id == note.job_id))).mappings().all()
+        refused = (await conn.execute(select(job_rows).where(job_rows.c.job_id == note.job_id))).mappings().all()
+        stored = (await conn.execute(select(*[clients.c[f] for f in Client.__dataclass_fields__]))).mappings().all()
+    outcomes = {r["row"]: r["outcome"] for r in written} | {r["row"]: Outcome.REJECTED.value for r in refused}
+    lines = {r["row"]: r["line"] for r in [*written, *refused]}
+    issues = {r["row"]: tuple(Issue(**e) for e in r["errors"] or ()) for r in [*written, *refused] if r["errors"]}
+    usernames = {r["row"]: r["username"] for r in written if r["outcome"] != Outcome.REJECTED.value and r["username"]}
     return SimulatedResult(
-        status=status.value,
         reason=None,
-        counts=dict(created=counts.created, updated=counts.updated, unchanged=counts.unchanged,
-                    rejected=counts.rejected),
-        total=counts.total,
         errors={row: sorted(issue.code for issue in found) for row, found in sorted(issues.items())},
-        warnings=sorted(w.code for w in job.warnings),
         outcomes=dict(sorted(outcomes.items())),
         issues=dict(sorted(issues.items())),
         lines=dict(sorted(lines.items())),
-        usernames=dict(sorted(written.items())),
-        clients=clients,
+        usernames=dict(sorted(usernames.items())),
+        clients={r["email"]: Client(**r) for r in stored},
         chunks=chunks,
+        **common,
     )
-
-
-def chunk_options(chunks: list[Chunk]) -> ImportOptions:
-    """The options the writer sees: the ones the chunks carried."""
-    return chunks[0].options if chunks else ImportOptions()

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from clients_import.client import ImportClient
 from clients_import.pipeline import Pipeline
-from shared import jobs
+from shared import jobs, topics
 from shared.events import ImportNotification, ImportOptions, ImportRequest, Source
 from shared.settings import Settings
 from shared.tables import clients
@@ -28,10 +28,42 @@ async def partner(settings: Settings, pipeline: Pipeline) -> AsyncIterator["Part
         yield Partner(client, settings.signing_key)
 
 
+@pytest.fixture(scope="session")
+async def memory_pipeline(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Pipeline]:
+    """The same topology on the in-memory runner, with a database of its own."""
+    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('memory-db') / 'clients.db'}"
+    async with Pipeline(settings.model_copy(update={"database_url": url}), in_memory=True) as running:
+        yield running
+    await running.engine.dispose()
+
+
+@pytest.fixture
+def memory_partner(memory_pipeline: Pipeline) -> "Partner":
+    return Partner(MemoryClient(memory_pipeline), memory_pipeline.settings.signing_key)
+
+
+class MemoryClient:
+    """ImportClient's two calls, on the in-memory broker: a publication is consumed at once."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+
+    async def submit(self, request: ImportRequest) -> None:
+        await self.pipeline.broker.publish(request.model_dump_json().encode(), topics.REQUESTS,
+                                           key=(request.job_id or "").encode() or None)
+
+    async def wait(self, job_ids, timeout: float = 60) -> dict[str, ImportNotification]:
+        notes = {n.job_id: n for n in map(ImportNotification.model_validate_json,
+                                          (r.value for r in self.pipeline.seen[topics.NOTIFICATIONS]))}
+        missing = set(job_ids) - notes.keys()
+        assert not missing, f"no notification in memory for {missing}"
+        return {job_id: notes[job_id] for job_id in job_ids}
+
+
 class Partner:
     """Submits files the way our CLI does, on clients.import.requests, and waits for the answer."""
 
-    def __init__(self, client: ImportClient, signing_key: str) -> None:
+    def __init__(self, client: ImportClient | MemoryClient, signing_key: str) -> None:
         self.client, self.signing_key = client, signing_key
 
     def request(self, data: bytes | str, file_name: str = "clients.csv", **options) -> ImportRequest:

@@ -1,4 +1,4 @@
-"""The representative files of the rule catalogue, through the whole pipeline on the real broker."""
+"""The representative files of the rule catalogue, through the whole pipeline: in memory and on the real broker."""
 
 from collections import defaultdict
 
@@ -7,6 +7,7 @@ import pytest
 from shared.events import JobStatus
 
 from ..catalogue import REPRESENTATIVE, Case
+from .both_runners import database, partner, runner  # noqa: F401 - every test here runs on both runners
 
 
 @pytest.mark.parametrize("case", REPRESENTATIVE, ids=lambda case: case.name)

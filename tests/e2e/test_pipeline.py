@@ -1,4 +1,5 @@
-"""The four services on a real Kafka broker and a real database: what a partner and a user see."""
+"""The four stages on the in-memory runner and on a real Kafka broker, each with a real database: what a
+partner and a user see. Every test runs on both (see both_runners)."""
 
 import asyncio
 
@@ -7,6 +8,7 @@ from sqlalchemy import func, select
 from shared.events import JobStatus
 from shared.tables import clients, row_outcomes
 
+from .both_runners import database, partner, runner  # noqa: F401 - every test here runs on both runners
 from .conftest import clients_of, unique_domain
 
 SEED = """firstName,email,username,middleName,lastName
@@ -15,13 +17,13 @@ example2,example2@{d},,,exampleL2
 """
 
 
-async def test_the_seed_example_creates_two_clients_with_defaults_and_generated_usernames(partner, engine):
+async def test_the_seed_example_creates_two_clients_with_defaults_and_generated_usernames(partner, database):
     d = unique_domain()
     note = await partner.run(SEED.format(d=d))
 
     assert (note.status, note.total, note.created, note.updated, note.rejected) == (JobStatus.COMPLETED, 2, 2, 0, 0)
     assert note.finished_at.utcoffset() is not None and note.finished_at.utcoffset().total_seconds() == 0
-    stored = await clients_of(engine, d)
+    stored = await clients_of(database, d)
     assert {e: (c["first_name"], c["last_name"], c["middle_name"]) for e, c in stored.items()} == {
         f"example1@{d}": ("example1", "exampleL1", None),
         f"example2@{d}": ("example2", "exampleL2", None),
@@ -32,22 +34,22 @@ async def test_the_seed_example_creates_two_clients_with_defaults_and_generated_
     assert len({c["username"] for c in stored.values()}) == 2
 
 
-async def test_a_changed_row_for_a_known_email_updates_the_client(partner, engine):
+async def test_a_changed_row_for_a_known_email_updates_the_client(partner, database):
     d = unique_domain()
     await partner.run(f"firstName,email,lastName\nAnn,ann@{d},Lee\n")
-    before = await clients_of(engine, d)
+    before = await clients_of(database, d)
 
     note = await partner.run(f"First Name,EMAIL,last_name,desk\nAnn,ANN@{d},Leigh,sales\n")
 
     assert (note.created, note.updated, note.unchanged, note.rejected) == (0, 1, 0, 0)
-    after = await clients_of(engine, d)
+    after = await clients_of(database, d)
     assert list(after) == [f"ann@{d}"]
     client = after[f"ann@{d}"]
     assert (client["last_name"], client["desk"], client["project"]) == ("Leigh", "sales", "default")
     assert client["id"] == before[f"ann@{d}"]["id"] and client["username"] == before[f"ann@{d}"]["username"]
 
 
-async def test_importing_the_same_file_twice_leaves_the_clients_unchanged(partner, engine):
+async def test_importing_the_same_file_twice_leaves_the_clients_unchanged(partner, database):
     d = unique_domain()
     text = f"firstName,email\nBo,bo@{d}\nCy,cy@{d}\n"
     await partner.run(text)
@@ -55,7 +57,7 @@ async def test_importing_the_same_file_twice_leaves_the_clients_unchanged(partne
     assert (note.status, note.created, note.updated, note.unchanged) == (JobStatus.COMPLETED, 0, 0, 2)
 
 
-async def test_a_file_over_5000_records_is_rejected_whole_and_writes_nothing(partner, engine):
+async def test_a_file_over_5000_records_is_rejected_whole_and_writes_nothing(partner, database):
     d = unique_domain()
     rows = "".join(f"Name{i},n{i}@{d}\n" for i in range(5001))
     note = await partner.run("firstName,email\n" + rows)
@@ -63,18 +65,18 @@ async def test_a_file_over_5000_records_is_rejected_whole_and_writes_nothing(par
     assert note.status is JobStatus.REJECTED
     assert note.reason.code == "too_many_records" and "5001" in note.reason.message
     assert (note.created, note.updated) == (0, 0)
-    assert await clients_of(engine, d) == {}
+    assert await clients_of(database, d) == {}
 
 
-async def test_a_file_of_exactly_5000_records_is_imported(partner, engine):
+async def test_a_file_of_exactly_5000_records_is_imported(partner, database):
     d = unique_domain()
     rows = "".join(f"Name{i},n{i}@{d}\n" for i in range(5000))
     note = await partner.run("firstName,email\n" + rows)
     assert (note.status, note.created) == (JobStatus.COMPLETED, 5000)
-    assert len(await clients_of(engine, d)) == 5000
+    assert len(await clients_of(database, d)) == 5000
 
 
-async def test_the_counts_add_up_to_the_rows_of_the_file(partner, engine):
+async def test_the_counts_add_up_to_the_rows_of_the_file(partner, database):
     d = unique_domain()
     text = (
         "firstName,email,type\n"
@@ -101,7 +103,7 @@ async def test_the_counts_add_up_to_the_rows_of_the_file(partner, engine):
         (6, "formula_injection"),
         (8, "invalid_type"),
     ]
-    assert set(await clients_of(engine, d)) == {f"ok@{d}", f"corp@{d}"}
+    assert set(await clients_of(database, d)) == {f"ok@{d}", f"corp@{d}"}
 
 
 async def test_a_file_that_is_not_csv_gets_a_rejected_notification_with_the_reason(partner):
@@ -111,14 +113,14 @@ async def test_a_file_that_is_not_csv_gets_a_rejected_notification_with_the_reas
     assert "save it as CSV" in note.reason.message.replace("Save As > CSV", "save it as CSV")
 
 
-async def test_several_files_at_once_each_get_their_own_notification(partner, engine):
+async def test_several_files_at_once_each_get_their_own_notification(partner, database):
     domains = [unique_domain() for _ in range(4)]
     requests = [partner.request("firstName,email\n" + "".join(f"P{i},p{i}@{d}\n" for i in range(300))) for d in domains]
     await asyncio.gather(*(partner.client.submit(r) for r in requests))
     notes = await partner.client.wait([r.job_id for r in requests], timeout=90)
 
     assert [notes[r.job_id].created for r in requests] == [300] * 4
-    async with engine.connect() as conn:
+    async with database.connect() as conn:
         recorded = await conn.scalar(
             select(func.count()).select_from(row_outcomes).where(row_outcomes.c.job_id.in_([r.job_id for r in requests]))
         )

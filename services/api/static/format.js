@@ -1,10 +1,15 @@
 // Words and numbers for people: counts, sizes, dates and the one-sentence outcome of a job.
 
+import { LOST_STATUS, status } from "./settings.js";
+
 const numbers = new Intl.NumberFormat();
 const dates = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
 
-export const RUNNING = new Set(["received", "processing"]);
-export const isRunning = (job) => RUNNING.has(job.status);
+/** A job is running while its status says so (GET /settings); with no settings, until it has finished. */
+export function isRunning(job) {
+  const known = status(job.status);
+  return known ? known.running : !job.finished_at;
+}
 
 export function count(n) {
   return numbers.format(Number(n) || 0);
@@ -39,42 +44,43 @@ export function fullName(client) {
   return [client.first_name, client.middle_name, client.last_name].filter(Boolean).join(" ");
 }
 
-const LABELS = {
-  received: "Received",
-  processing: "Importing",
-  completed: "Completed",
-  completed_with_errors: "Completed with errors",
-  validated: "Checked (dry run)",
-  rejected: "Not imported",
-  failed: "Failed",
-};
-
-export function statusLabel(status) {
-  return LABELS[status] || String(status || "Unknown");
+export function statusLabel(value) {
+  return status(value)?.label || String(value || "Unknown");
 }
 
-/** How a final job went, for colour: "good", "partial" or "bad". */
+/** The heading over a job's outcome, from the server's statuses. */
+export function heading(job) {
+  return status(job.status)?.heading || "Import ended";
+}
+
+/**
+ * How a job is going, for colour: the status's tone from the server (running, good, partial or
+ * bad), and "partial" for a good one that still had rows rejected.
+ */
 export function tone(job) {
-  if (job.status === "rejected" || job.status === "failed") return "bad";
-  if (job.status === "completed_with_errors" || job.rejected > 0) return "partial";
-  return "good";
+  const known = status(job.status)?.tone || (isRunning(job) ? "running" : "good");
+  return known === "good" && job.rejected > 0 ? "partial" : known;
 }
 
-/** The notification sentence, e.g. "clients.csv imported: 2 created, 0 updated, 0 unchanged, 0 rejected." */
+/** The whole file was refused or the import never finished: there are no row counts to show. */
+export function refusedWhole(job) {
+  return status(job.status)?.tone === "bad";
+}
+
+/**
+ * The notification sentence, made by the server (job documents carry it as `message`), e.g.
+ * "clients.csv imported: 2 created, 0 updated, 0 unchanged, 0 rejected." A stand-in the page made
+ * before any document arrived says the file and its status.
+ */
 export function outcome(job) {
-  const name = job.file_name || "The file";
-  if (job.status === "rejected") {
-    return `${name} was not imported: ${job.reason?.message || "the file was refused."}`;
-  }
-  if (job.status === "failed") {
-    return `${name} could not be imported: ${job.reason?.message || "the import did not finish."}`;
-  }
-  if (job.dry_run || job.status === "validated") {
-    return `${name} checked, nothing written: ${count(job.created)} would be created, ` +
-      `${count(job.updated)} would be updated, ${count(job.unchanged)} unchanged, ${count(job.rejected)} rejected.`;
-  }
-  return `${name} imported: ${count(job.created)} created, ${count(job.updated)} updated, ` +
-    `${count(job.unchanged)} unchanged, ${count(job.rejected)} rejected.`;
+  if (job.message) return job.message;
+  return `${job.file_name || "The file"}: ${statusLabel(job.status)}.`;
+}
+
+/** A job the server never showed (404 for a long while): the page stops following it and says so. */
+export function lost(job) {
+  const reason = { code: "lost", message: "its status could not be read from the server." };
+  return { ...job, status: LOST_STATUS, reason, message: `${job.file_name || "The file"}: ${reason.message}` };
 }
 
 /** A short line of counts for tables: "2 created · 0 updated · 0 unchanged · 1 rejected". */
@@ -82,7 +88,7 @@ export function counts(job) {
   if (isRunning(job)) {
     return job.total ? `${count(job.processed)} of ${count(job.total)} rows` : "Reading the file…";
   }
-  if (job.status === "rejected" || job.status === "failed") return job.reason?.message || "";
+  if (refusedWhole(job)) return job.reason?.message || "";
   return [
     `${count(job.created)} created`,
     `${count(job.updated)} updated`,
