@@ -12,6 +12,8 @@ from typing import Annotated, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from .fields import BY_COLUMN, USERNAME_MAX, USERNAME_MIN
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -192,18 +194,24 @@ class Chunk(Event):
     options: ImportOptions = ImportOptions()
 
 
+def _limit(column: str) -> int:
+    return BY_COLUMN[column].max_length
+
+
 class ClientValues(BaseModel):
-    """A row's normalised values. None means the cell was empty or the column absent."""
+    """A row's normalised values. None means the cell was empty or the column absent.
+
+    The fields' limits hold here too: a record that breaks them never reaches the database."""
 
     model_config = ConfigDict(frozen=True)
-    email: str
-    first_name: str
-    middle_name: str | None = None
-    last_name: str | None = None
-    username: str | None = None
-    project: str | None = None
-    desk: str | None = None
-    type: str | None = None
+    email: str = Field(min_length=3, max_length=_limit("email"))
+    first_name: str = Field(min_length=1, max_length=_limit("firstName"))
+    middle_name: str | None = Field(default=None, max_length=_limit("middleName"))
+    last_name: str | None = Field(default=None, max_length=_limit("lastName"))
+    username: str | None = Field(default=None, pattern=rf"^[a-z0-9._-]{{{USERNAME_MIN},{USERNAME_MAX}}}$")
+    project: str | None = Field(default=None, max_length=_limit("project"))
+    desk: str | None = Field(default=None, max_length=_limit("desk"))
+    type: str | None = Field(default=None, max_length=_limit("type"))
 
 
 class AcceptedRow(BaseModel):

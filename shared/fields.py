@@ -31,7 +31,7 @@ class ClientField:
 
 FIELDS: tuple[ClientField, ...] = (
     ClientField("firstName", "first_name", "first name", required=True),
-    ClientField("email", "email", "email", required=True, max_length=EMAIL_MAX),
+    ClientField("email", "email", "email", required=True, max_length=EMAIL_MAX, note="unique"),
     ClientField("username", "username", "username", max_length=USERNAME_MAX,
                 note="generated from the email when empty"),
     ClientField("middleName", "middle_name", "middle name"),

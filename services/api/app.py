@@ -258,8 +258,9 @@ def import_settings_document(settings: Settings) -> dict:
             for f in FIELDS if not f.required
         ],
         "fields": [
-            {"name": f.column, "label": f.label, "required": f.required, "default": f.default,
-             "max_length": f.max_length, "note": f.note}
+            {"name": f.column, "key": f.key, "label": f.label, "required": f.required, "default": f.default,
+             "max_length": f.max_length, "note": f.note,
+             **({"choices": list(settings.client_types)} if f.key == "type" else {})}
             for f in FIELDS
         ],
         "modes": [{"value": m.value, "label": m.label, "default": m is Mode.UPSERT} for m in Mode],

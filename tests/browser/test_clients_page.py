@@ -468,3 +468,52 @@ def test_progress_updates_do_not_move_the_layout(page: Page, server, tmp_path: P
     assert ["Importing… 2,500 of 5,000 rows", "2500"] in samples, "aria-valuenow follows the rows done"
     assert len(boxes) == 1, f"the layout moved while progress updated: {boxes}"
     expect(dialog(page).locator("#outcome-text")).to_contain_text("5,000 created", timeout=PIPELINE_TIMEOUT_MS)
+
+
+def test_the_mode_options_are_the_settings_modes(page: Page, server, output_dir: Path):
+    sign_in(page, server)
+    base_url, _ = server
+    modes = page.request.get(f"{base_url}/settings").json()["modes"]
+    assert modes, "GET /settings lists the modes"
+    page.get_by_role("button", name="Import", exact=True).click()
+    modal = dialog(page)
+    select = modal.get_by_label("When a client already exists")
+    expect(select.locator("option")).to_have_count(len(modes))
+    shown = select.locator("option").evaluate_all("options => options.map(o => [o.value, o.textContent])")
+    assert shown == [[m["value"], m["label"]] for m in modes]
+    default = [m["value"] for m in modes if m["default"]]
+    assert len(default) == 1
+    expect(select).to_have_value(default[0])
+    page.screenshot(path=output_dir / "modes.png")
+
+
+def test_a_history_row_shows_the_status_label_from_settings(page: Page, server, output_dir: Path, tmp_path: Path):
+    # The labels and headings are marked on their way in, so only text read from /settings can match.
+    def marked(route):
+        response = route.fetch()
+        settings = response.json()
+        for status in settings["statuses"]:
+            status["label"] = f"{status['label']} [settings]"
+            status["heading"] = f"{status['heading']} [settings]"
+        route.fulfill(response=response, json=settings)
+
+    page.route(re.compile(r".*/settings$"), marked)
+    tag = f"label{unique()}"
+    path = write_csv(tmp_path, f"labels-{tag}.csv", seed_example(tag))
+    sign_in(page, server)
+    base_url, _ = server
+    statuses = {s["value"]: s for s in page.request.get(f"{base_url}/settings").json()["statuses"]}
+    start_import(page, path)
+    modal = dialog(page)
+    expect(modal.locator("#outcome-text")).to_contain_text("2 created", timeout=PIPELINE_TIMEOUT_MS)
+    expect(modal.locator("#outcome-heading")).to_have_text(re.compile(r"\S \[settings\]$"))
+    modal.get_by_role("button", name="Done").click()
+
+    badge = page.locator("#history-body tr").filter(has_text=path.name).locator(".badge-status")
+    expect(badge).to_have_attribute("data-status", re.compile(r"."))
+    status = statuses[badge.get_attribute("data-status")]
+    assert not status["running"]
+    expect(badge).to_have_text(f"{status['label']} [settings]")
+    expect(badge).to_have_class(re.compile(rf"\btone-{status['tone']}\b"))
+    badge.scroll_into_view_if_needed()
+    page.screenshot(path=output_dir / "history-label.png")

@@ -60,7 +60,8 @@ export function listClients({ q = "", limit = 50, offset = 0, signal } = {}) {
   return request("GET", `/clients?${query}`, { signal });
 }
 
-export function startImport(file, { dryRun = false, mode = "upsert" } = {}) {
+/** `mode` is one of the modes GET /settings lists; without one the server takes its default. */
+export function startImport(file, { dryRun = false, mode = "" } = {}) {
   const form = new FormData();
   form.append("file", file, file.name);
   if (dryRun) form.append("dry_run", "true");

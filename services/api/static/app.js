@@ -2,11 +2,12 @@
 import * as api from "./api.js";
 import { initClients, loadClients, resetClients } from "./clients.js";
 import { byId, show } from "./dom.js";
-import { isRunning, plural } from "./format.js";
+import { isRunning, lost, plural } from "./format.js";
 import { loadHistory, resetHistory, updateHistory } from "./history.js";
 import { JobTracker } from "./jobs.js";
-import { initImportModal, requirementsFailed, resetImportModal, setImportSettings, showJobInModal } from "./modal.js";
+import { initImportModal, renderImportSettings, requirementsFailed, resetImportModal, showJobInModal } from "./modal.js";
 import { holdToasts, initNotifications, notify, remember, resetNotifications } from "./notifications.js";
+import { setSettings } from "./settings.js";
 
 const tracker = new JobTracker();
 
@@ -97,8 +98,10 @@ async function showApp() {
   show(byId("boot"), false);
   show(byId("app-view"), true);
   byId("clients-heading").focus();
-  loadSettings();
   loadClients();
+  // The statuses (which are running, what they are called) come from /settings: the history and
+  // the tracker read them, so they wait for it.
+  await loadSettings();
   const jobs = await loadHistory();
   // Imports that were running before this page opened are followed too, so the header tells the truth.
   for (const job of jobs) if (isRunning(job)) tracker.track(job, job.links?.self);
@@ -107,7 +110,8 @@ async function showApp() {
 
 async function loadSettings() {
   try {
-    setImportSettings(await api.getSettings());
+    setSettings(await api.getSettings());
+    renderImportSettings();
   } catch (error) {
     requirementsFailed(error.message);
   }
@@ -127,8 +131,7 @@ function followJobs() {
   tracker.addEventListener("count", (event) => renderRunning(event.detail));
   // A job the server never showed us (404 for a long while): say so rather than spin forever.
   tracker.addEventListener("lost", (event) => {
-    const reason = { code: "lost", message: "its status could not be read from the server." };
-    const job = { ...event.detail.job, status: "failed", reason };
+    const job = lost(event.detail.job);
     updateHistory(job);
     showJobInModal(job);
     notify(job);

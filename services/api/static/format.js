@@ -58,13 +58,14 @@ export function heading(job) {
  * bad), and "partial" for a good one that still had rows rejected.
  */
 export function tone(job) {
-  const known = status(job.status)?.tone || (isRunning(job) ? "running" : "good");
+  const known = status(job.status)?.tone || (isRunning(job) ? "running" : job.reason ? "bad" : "good");
   return known === "good" && job.rejected > 0 ? "partial" : known;
 }
 
 /** The whole file was refused or the import never finished: there are no row counts to show. */
 export function refusedWhole(job) {
-  return status(job.status)?.tone === "bad";
+  const known = status(job.status);
+  return known ? known.tone === "bad" : Boolean(job.reason);
 }
 
 /**

@@ -1,7 +1,7 @@
 // "Recent imports": the last 20 jobs, kept current by the tracker's updates.
 import * as api from "./api.js";
 import { byId, el, show } from "./dom.js";
-import { counts, isRunning, statusLabel, tone, when } from "./format.js";
+import { counts, statusLabel, tone, when } from "./format.js";
 import { reportLinks } from "./reports.js";
 
 const LIMIT = 20;
@@ -66,10 +66,11 @@ function rowFor(job) {
 }
 
 function historyRow(job) {
-  const badgeTone = isRunning(job) ? "running" : tone(job);
+  // The label and the tone (running, good, partial, bad) are the status's own, from GET /settings.
   return el("tr", {},
     el("th", { scope: "row" }, job.file_name, job.dry_run ? el("span", { class: "tag" }, "dry run") : null),
-    el("td", { "data-label": "Status" }, el("span", { class: `badge-status tone-${badgeTone}` }, statusLabel(job.status))),
+    el("td", { "data-label": "Status" },
+      el("span", { class: `badge-status tone-${tone(job)}`, "data-status": job.status }, statusLabel(job.status))),
     el("td", { "data-label": "Rows", class: "counts-cell" }, counts(job)),
     el("td", { "data-label": "By" }, job.requested_by),
     el("td", { "data-label": "Received" }, el("time", { datetime: job.received_at }, when(job.received_at))),

@@ -3,8 +3,9 @@
 // following the job and the notification tells the person when it is done.
 import * as api from "./api.js";
 import { byId, el, show } from "./dom.js";
-import { count, isRunning, outcome, size, tone } from "./format.js";
+import { count, heading, isRunning, outcome, refusedWhole, size, tone } from "./format.js";
 import { reportLinks } from "./reports.js";
+import { defaultMode, fields, getSettings, modes } from "./settings.js";
 
 const FOCUSABLE = "a[href], button:not([disabled]), input:not([disabled]), select:not([disabled]), textarea:not([disabled]), [tabindex]:not([tabindex='-1'])";
 const ERRORS_SHOWN = 10;
@@ -14,7 +15,6 @@ const state = {
   file: null, // the File chosen and passing the quick checks
   problem: "", // why the last file chosen was refused, repeated if Start is pressed anyway
   jobId: null, // the job this modal follows
-  settings: null,
 };
 let hooks = { track: () => {}, started: () => {}, signInAgain: () => {}, opened: () => {}, closed: () => {} };
 
@@ -47,10 +47,13 @@ export function initImportModal(options) {
   initDropZone();
 }
 
-/** The requirements come from GET /settings, so the modal states the limits the server enforces. */
-export function setImportSettings(settings) {
-  state.settings = settings;
-  renderRequirements(settings);
+/**
+ * The requirements and the modes come from GET /settings (settings.js), so the modal states the
+ * limits the server enforces and offers the modes it takes.
+ */
+export function renderImportSettings() {
+  renderRequirements(getSettings());
+  renderModes(modes());
 }
 
 export function isModalOpen() {
@@ -186,7 +189,7 @@ function quickCheck(file) {
   if (!/\.csv$/i.test(file.name)) {
     return `“${file.name}” is not a CSV file. Choose a file whose name ends in .csv.`;
   }
-  const max = state.settings?.max_bytes;
+  const max = getSettings()?.max_bytes;
   if (max && file.size > max) {
     return `“${file.name}” is ${size(file.size)}, larger than the ${size(max)} a file can be. Split it into smaller files.`;
   }
@@ -211,7 +214,7 @@ function resetForm() {
   state.file = null;
   state.problem = "";
   byId("import-dry-run").checked = false;
-  byId("import-mode").value = "upsert";
+  byId("import-mode").value = defaultMode();
   renderChosen();
   showFormError("");
 }
@@ -240,7 +243,7 @@ async function submit(event) {
   }
   // Until the first poll answers, this stand-in lets the history list it at the top.
   const job = {
-    job_id: answer.job_id, status: answer.status || "received", file_name: file.name,
+    job_id: answer.job_id, status: answer.status, file_name: file.name,
     dry_run: dryRun, mode, total: null, processed: 0, received_at: new Date().toISOString(),
   };
   state.jobId = job.job_id;
@@ -304,20 +307,12 @@ function setBar(done, total) {
   }
 }
 
-const HEADINGS = {
-  completed: "Import finished",
-  completed_with_errors: "Import finished, some rows were rejected",
-  validated: "Check finished: nothing was written",
-  rejected: "The file was not imported",
-  failed: "The import failed",
-};
-
 function renderOutcome(job) {
   const view = byId("outcome-view");
   view.dataset.tone = tone(job);
-  byId("outcome-heading").textContent = HEADINGS[job.status] || "Import ended";
+  byId("outcome-heading").textContent = heading(job);
   byId("outcome-text").textContent = outcome(job);
-  const wholeFileRefused = job.status === "rejected" || job.status === "failed";
+  const wholeFileRefused = refusedWhole(job);
   byId("outcome-counts").replaceChildren(...(wholeFileRefused ? [] : countItems(job)));
   show(byId("outcome-counts"), !wholeFileRefused);
   renderWarnings(job.warnings || []);
@@ -383,21 +378,24 @@ function renderRequirements(settings) {
   byId("requirements").replaceChildren(...rows.flatMap(([term, detail]) => [el("dt", {}, term), el("dd", {}, detail)]));
 }
 
-/** Required and optional columns as two lines, in the help page's style. */
+/** Required and optional columns as two lines, in the help page's style, from the server's fields. */
 function formattingText(settings) {
-  const required = (settings.required_columns || []).map((name) => column(name, name === "email" ? "unique" : ""));
-  const optional = (settings.optional_columns || []).map((c) => column(c.name, optionalNote(c, settings)));
+  const all = fields();
+  const required = all.filter((f) => f.required).map((f) => column(f.name, fieldNote(f, settings)));
+  const optional = all.filter((f) => !f.required).map((f) => column(f.name, fieldNote(f, settings)));
   return [
     el("p", { class: "columns" }, "Required: ", joined(required), "."),
     el("p", { class: "columns" }, "Optional: ", joined(optional), "."),
   ];
 }
 
-function optionalNote(column, settings) {
-  if (column.note) return column.note;
-  const types = column.name === "type" && settings.client_types?.length ? `${settings.client_types.join(" or ")}; ` : "";
-  const fallback = column.default !== null && column.default !== undefined ? `default: ${column.default}` : "";
-  return `${types}${fallback}`;
+function fieldNote(field, settings) {
+  if (field.note) return field.note;
+  // The field whose default is a client type takes one of the client types.
+  const types = settings.client_types || [];
+  const choices = types.length && types.includes(field.default) ? `${types.join(" or ")}; ` : "";
+  const fallback = field.default !== null && field.default !== undefined ? `default: ${field.default}` : "";
+  return `${choices}${fallback}`;
 }
 
 function column(name, note) {
@@ -411,4 +409,15 @@ function joined(items) {
 export function requirementsFailed(message) {
   byId("requirements").replaceChildren(el("dt", {}, "Requirements"),
     el("dd", {}, `The limits could not be loaded (${message}). The server still checks every file.`));
+  // No modes to offer: the upload sends none and the server takes its default.
+  renderModes([{ value: "", label: "The server's default", default: true }]);
+}
+
+// ---- modes ----
+
+/** The "When a client already exists" choices, as GET /settings lists them, the default chosen. */
+function renderModes(list) {
+  const select = byId("import-mode");
+  select.replaceChildren(...list.map((mode) => el("option", { value: mode.value }, mode.label)));
+  select.value = list.find((mode) => mode.default)?.value ?? list[0]?.value ?? "";
 }
