@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 APT_GET := $(shell command -v apt-get 2>/dev/null)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo 2>/dev/null)
 
-.PHONY: demo test bench install system-java system-test-tools clean
+.PHONY: demo test lint bench install system-java system-test-tools clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +32,11 @@ system-test-tools:
 demo: install
 	$(BIN)/clients-import --log-level WARNING run --json examples/clients.csv | $(BIN)/python -m json.tool
 
-test: install system-test-tools
+test: install system-test-tools lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
 
 bench: install
 	$(BIN)/python bench/bench.py

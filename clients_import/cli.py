@@ -63,7 +63,7 @@ def parser() -> argparse.ArgumentParser:
                        ("results", "write a job's results.csv: each accepted row with its client id and outcome")):
         report = commands.add_parser(kind, help=text)
         report.add_argument("job")
-        report.add_argument("-o", "--output", type=Path, help="where to write it (default: <file>-%s.csv)" % kind)
+        report.add_argument("-o", "--output", type=Path, help=f"where to write it (default: <file>-{kind}.csv)")
         report.set_defaults(command=cmd_report, kind=kind)
 
     contract = commands.add_parser("contract", help="print the AsyncAPI document of the topics and events")

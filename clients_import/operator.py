@@ -6,20 +6,19 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from services.api import readside
 from shared.db import create_engine, has_tables, reading
-from shared.events import ImportProgress, ImportRequest
+from shared.events import ImportProgress, ImportRequest, JobStatus, Outcome
 from shared.settings import Settings
 
 from .client import ImportClient
 
-STATUS_STYLE = {
-    "completed": "green", "validated": "green", "completed_with_errors": "yellow",
-    "rejected": "red", "failed": "red", "processing": "cyan", "received": "cyan",
-}
+_TONE_STYLE = {"good": "green", "partial": "yellow", "bad": "red", "running": "cyan"}
+STATUS_STYLE = {status.value: _TONE_STYLE[status.text.tone] for status in JobStatus}
 
 
 async def show_jobs(settings: Settings, limit: int, as_json: bool) -> None:
@@ -37,12 +36,12 @@ async def show_jobs(settings: Settings, limit: int, as_json: bool) -> None:
         return
     table = Table(title=f"Recent imports ({len(items)} of {total})")
     table.add_column("job", no_wrap=True)
-    for column in ("file", "status", "rows", "created", "updated", "unchanged", "rejected", "by", "received"):
+    for column in ("file", "status", "rows", *(o.value for o in Outcome), "by", "received at"):
         table.add_column(column, overflow="fold")
     for j in items:
-        table.add_row(j["job_id"], j["file_name"], f"[{STATUS_STYLE.get(j['status'], '')}]{j['status']}",
-                      f"{j['processed']}/{j['total']}", *(str(j[k]) for k in ("created", "updated", "unchanged", "rejected")),
-                      j["requested_by"], f"{j['received_at']:%Y-%m-%d %H:%M:%S}")
+        table.add_row(j["job_id"], escape(j["file_name"]), f"[{STATUS_STYLE.get(j['status'], '')}]{j['status']}",
+                      f"{j['processed']}/{j['total']}", *(str(j[o.value]) for o in Outcome),
+                      escape(j["requested_by"]), f"{j['received_at']:%Y-%m-%d %H:%M:%S}")
     Console().print(table)
 
 
@@ -69,7 +68,7 @@ async def watch(settings: Settings, job_id: str | None) -> None:
                 continue
             for note_id in set(client.notifications) - before:
                 note = client.notifications[note_id]
-                console.print(f"[bold]{note.message}[/] [{STATUS_STYLE.get(note.status, '')}]{note.status}[/] ({note.job_id})")
+                console.print(f"[bold]{escape(note.message)}[/] [{STATUS_STYLE.get(note.status, '')}]{note.status}[/] ({note.job_id})")
             if job_id and job_id in client.notifications:
                 return
 
@@ -81,7 +80,7 @@ async def _ended(settings: Settings, job_id: str) -> dict | None:
         async with reading(engine).connect() as conn:
             document = await readside.job_document(conn, job_id, settings.first_errors)
     await engine.dispose()
-    return document if document and document["status"] not in ("received", "processing") else None
+    return document if document and JobStatus(document["status"]).is_final else None
 
 
 async def write_report(settings: Settings, job_id: str, kind: str, output: Path | None) -> Path:
@@ -104,7 +103,7 @@ def progress_display(requests: list[ImportRequest], enabled: bool) -> tuple[Abst
         return nullcontext(), lambda _: None
     bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
                     TimeElapsedColumn(), console=Console(stderr=True), transient=False)
-    tasks = {r.job_id: bars.add_task(r.file_name, total=None, status="received") for r in requests}
+    tasks = {r.job_id: bars.add_task(r.file_name, total=None, status=JobStatus.RECEIVED.value) for r in requests}
 
     def update(progress: ImportProgress) -> None:
         if progress.job_id in tasks:

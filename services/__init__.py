@@ -1,1 +1,1 @@
-"""The four services of the import pipeline; each imports shared, never another service."""
+"""The services of the import pipeline: the HTTP API and the four stages. Each imports shared, never another service."""

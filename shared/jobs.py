@@ -7,6 +7,7 @@ from then on the notifier alone moves it, forward only, along `TRANSITIONS`.
 import hashlib
 import hmac
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from sqlalchemy import select
@@ -17,7 +18,7 @@ from .events import ImportOptions, ImportRequest, JobStatus, RowError
 from .tables import import_jobs, job_rows
 
 __all__ = ["RUNNING", "FINAL", "TRANSITIONS", "can_move", "job_id_for", "idempotent_job_id", "origin_job_id",
-           "sign", "signed", "record_received", "first_errors"]
+           "sign", "signed", "record_received", "first_errors", "quote_errors"]
 
 RUNNING = (JobStatus.RECEIVED, JobStatus.PROCESSING)
 FINAL = tuple(s for s in JobStatus if s not in RUNNING)
@@ -89,9 +90,14 @@ async def first_errors(conn: AsyncConnection, job_id: str, limit: int) -> tuple[
         .order_by(job_rows.c.row)
         .limit(limit)
     )
+    return quote_errors([(r.row, r.line, r.errors or []) for r in await conn.execute(query)], limit)
+
+
+def quote_errors(rejected_rows: Iterable[tuple[int, int, list[dict]]], limit: int) -> tuple[RowError, ...]:
+    """The first `limit` errors of (row, line, issues) in row order, for a notification a person reads."""
     errors = [
-        RowError(row=r.row, line=r.line, field=e.get("field"), code=e["code"], message=e["message"])
-        for r in await conn.execute(query)
-        for e in r.errors or ()
+        RowError(row=row, line=line, field=issue.get("field"), code=issue["code"], message=issue["message"])
+        for row, line, issues in sorted(rejected_rows, key=lambda r: r[0])
+        for issue in issues
     ]
-    return tuple(errors[:limit])
+    return tuple(errors[: max(limit, 0)])

@@ -1,8 +1,8 @@
 """How every service talks to Kafka: one broker factory, one topic set-up, one DLQ."""
 
 import asyncio
-import logging
 import hashlib
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple, TypeVar
 

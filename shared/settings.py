@@ -5,6 +5,8 @@ from functools import lru_cache
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .fields import CLIENT_TYPES
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
@@ -24,7 +26,7 @@ class Settings(BaseSettings):
         default=1024 * 1024, ge=64 * 1024,
         description="JSON bytes of a chunk, and so of each row record cut from it (a chunk ends at the first bound reached)",
     )
-    client_types: tuple[str, ...] = ("personal", "corporate")
+    client_types: tuple[str, ...] = CLIENT_TYPES
 
     topic_partitions: int = Field(default=4, ge=1)
     topic_replication_factor: int = Field(default=1, ge=1, description="for the topics we create; 3 on a real cluster")

@@ -27,7 +27,6 @@ from aiokafka import ConsumerRecord
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError, RequestTimedOutError
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 
-from . import topics
 from .kafka import DeadLetter, Publication
 
 __all__ = ["Output", "Stage", "Handled", "StageRunner", "RetryPolicy", "is_transient"]

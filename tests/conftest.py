@@ -20,7 +20,6 @@ from shared.db import create_engine, create_tables
 from shared.kafka import ensure_topics
 from shared.settings import Settings
 
-
 API_TOKEN = f"test-token-{uuid.uuid4().hex}"
 WEBHOOK_SECRET = f"test-secret-{uuid.uuid4().hex}"
 

@@ -1,1 +1,5 @@
 """The HTTP API: sign-in, uploads, the Clients page, and the read side (job documents, reports, clients)."""
+
+from .app import build_api
+
+__all__ = ["build_api"]

@@ -22,7 +22,6 @@ from fastapi.staticfiles import StaticFiles
 from faststream.kafka.fastapi import KafkaRouter
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncEngine
-
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared import jobs, topics

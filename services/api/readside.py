@@ -12,6 +12,7 @@ from shared.tables import clients, import_jobs, job_rows, row_outcomes
 
 from . import reports
 
+
 async def job_document(conn: AsyncConnection, job_id: str, first_errors: int) -> dict | None:
     job = (await conn.execute(select(import_jobs).where(import_jobs.c.id == job_id))).mappings().one_or_none()
     if job is None:
@@ -27,7 +28,7 @@ async def list_jobs(conn: AsyncConnection, limit: int, offset: int) -> tuple[lis
 
 
 def _document(job, errors: list[dict]) -> dict:
-    counts = {name: job[name] or 0 for name in ("created", "updated", "unchanged", "rejected")}
+    counts = {outcome.value: job[outcome.value] or 0 for outcome in Outcome}
     status = JobStatus(job["status"])
     reason = Issue(**job["reason"]) if job["reason"] else None
     tally = JobCounts(total=job["total"] or 0, **counts)

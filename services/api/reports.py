@@ -8,7 +8,7 @@ import csv
 import io
 from collections.abc import Iterable, Mapping
 
-from shared.fields import FIELDS
+from shared.fields import EXAMPLE_ROWS, FIELDS
 from shared.formulas import escape_formula
 
 __all__ = ["errors_csv", "results_csv", "template_csv", "escape_formula"]
@@ -49,11 +49,8 @@ def results_csv(rows: Iterable[Mapping]) -> str:
 
 def template_csv() -> str:
     """The seed's columns and its two example rows."""
-    examples = [
-        {"firstName": f"example{n}", "email": f"example{n}@example.com", "lastName": f"exampleL{n}"} for n in (1, 2)
-    ]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(TEMPLATE_COLUMNS)
-    writer.writerows([example.get(column, "") for column in TEMPLATE_COLUMNS] for example in examples)
+    writer.writerows([example.get(column, "") for column in TEMPLATE_COLUMNS] for example in EXAMPLE_ROWS)
     return out.getvalue()

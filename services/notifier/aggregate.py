@@ -1,7 +1,8 @@
 """Job accounting: from the counted rows of a job to its status, its progress and its notification."""
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
+from shared import jobs
 from shared.db import as_utc
 from shared.events import ImportNotification, Issue, JobCounts, JobStatus, Outcome, RowError, Source
 from shared.jobs import can_move
@@ -36,17 +37,7 @@ def advance(current: JobStatus, proposed: JobStatus) -> JobStatus:
     return proposed if can_move(current, proposed) else current
 
 
-def first_errors(rejected_rows: Iterable[tuple[int, int, list[dict]]], limit: int) -> tuple[RowError, ...]:
-    """The first `limit` errors, in row order, for a notification a person reads."""
-    errors: list[RowError] = []
-    if limit <= 0:
-        return ()
-    for row, line, issues in sorted(rejected_rows):
-        for issue in issues:
-            errors.append(RowError(row=row, line=line, field=issue.get("field"), code=issue["code"], message=issue["message"]))
-            if len(errors) == limit:
-                return tuple(errors)
-    return tuple(errors)
+first_errors = jobs.quote_errors  # the one rule for which errors a notification quotes
 
 
 def progress_due(last_sent: float | None, now: float, interval: float, final: bool) -> bool:

@@ -93,7 +93,7 @@ class Notifier:
         return Handled(publications, then)
 
     async def sweep(self) -> None:
-        """Fail the jobs that outlived their deadline, so none stays 'processing' forever."""
+        """Fail the jobs that outlived their deadline, so none runs forever."""
         now = datetime.now(UTC)
         async with self.engine.begin() as conn:
             late = await ledger.overdue(conn, now - timedelta(seconds=self.settings.job_deadline_s))

@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from shared import jobs
 from shared.db import execute_many, insert_for
 from shared.events import (
     ImportNotification,
@@ -27,6 +28,7 @@ from shared.tables import import_jobs, job_parts, job_rows
 from . import aggregate
 
 _SLICE = 500
+_RUNNING = [status.value for status in jobs.RUNNING]
 
 
 @dataclass(frozen=True)
@@ -38,21 +40,19 @@ class JobState:
 
 
 _UPLOADER_WORD = ("status", "total", "warnings", "reason", "finished_at")
-_COUNTS = ("created", "updated", "unchanged", "rejected")
+_COUNTS = tuple(outcome.value for outcome in Outcome)
 
 
 def _awaiting_uploader():
     """The job row has not had the uploader's word (job.accepted or job.rejected) yet.
 
-    The API records the job as 'received' first, and rows of the job may have been counted
-    (moving it to 'processing') before its job.accepted arrives, from another topic. Only the
+    The API records the job as received first, and rows of the job may have been counted
+    (moving it to processing) before its job.accepted arrives, from another topic. Only the
     uploader's word sets the total, so a job without one is waiting for it in either status;
     a redelivered word finds the total set and changes nothing, and a final job (failed at its
     deadline, say) is never reopened.
     """
-    return import_jobs.c.total.is_(None) & import_jobs.c.status.in_(
-        [JobStatus.RECEIVED.value, JobStatus.PROCESSING.value]
-    )
+    return import_jobs.c.total.is_(None) & import_jobs.c.status.in_(_RUNNING)
 
 
 async def record_jobs(conn: AsyncConnection, events: Iterable[JobAccepted | JobRefused | JobRepeated]) -> set[str]:
@@ -99,7 +99,7 @@ async def record_jobs(conn: AsyncConnection, events: Iterable[JobAccepted | JobR
 async def overdue(conn: AsyncConnection, deadline: datetime) -> list[str]:
     """Jobs still unfinished that started before the deadline."""
     query = select(import_jobs.c.id).where(
-        import_jobs.c.status.in_([JobStatus.RECEIVED.value, JobStatus.PROCESSING.value]),
+        import_jobs.c.status.in_(_RUNNING),
         import_jobs.c.received_at < deadline,
     )
     return list((await conn.execute(query)).scalars())
@@ -108,7 +108,7 @@ async def overdue(conn: AsyncConnection, deadline: datetime) -> list[str]:
 async def fail(conn: AsyncConnection, job_ids: Sequence[str], reason: Issue, now: datetime) -> None:
     await conn.execute(
         update(import_jobs)
-        .where(import_jobs.c.id.in_(job_ids), import_jobs.c.status.in_([JobStatus.RECEIVED.value, JobStatus.PROCESSING.value]))
+        .where(import_jobs.c.id.in_(job_ids), import_jobs.c.status.in_(_RUNNING))
         .values(status=JobStatus.FAILED.value, reason=reason.model_dump(), finished_at=now)
     )
 
@@ -201,14 +201,7 @@ async def notification_for(conn: AsyncConnection, state: JobState, first_errors:
     if state.status is JobStatus.REJECTED:
         # The file was refused whole: rows counted for it by mistake are not its errors.
         return aggregate.notification(job, state.counts, ())
-    query = (
-        select(job_rows.c.row, job_rows.c.line, job_rows.c.errors)
-        .where(job_rows.c.job_id == state.job_id, job_rows.c.outcome == Outcome.REJECTED.value)
-        .order_by(job_rows.c.row)
-        .limit(first_errors)
-    )
-    rejected = [(r.row, r.line, r.errors or []) for r in await conn.execute(query)]
-    return aggregate.notification(job, state.counts, aggregate.first_errors(rejected, first_errors))
+    return aggregate.notification(job, state.counts, await jobs.first_errors(conn, state.job_id, first_errors))
 
 
 async def callbacks(conn: AsyncConnection, job_ids: Sequence[str]) -> dict[str, str]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 
 from shared.events import Chunk, ImportOptions, RowsAccepted, RowsRejected
-from shared.fields import FIELDS
+from shared.fields import FIELDS, UNIQUE
 
 from .reading import ReadFile
 
@@ -43,7 +43,7 @@ def find_repeats(read: ReadFile) -> dict[int, tuple[str, int]]:
     Only the uploader sees the whole file, so it is the one to say which row came first.
     """
     repeats: dict[int, tuple[str, int]] = {}
-    for field_name in ("email", "username"):
+    for field_name in UNIQUE:
         column = read.columns.get(field_name)
         if column is None:
             continue

@@ -9,6 +9,7 @@ from shared.kafka import Publication
 from .chunking import cut
 from .reading import Limits, read_file
 
+
 def plan_job(
     request: ImportRequest, job_id: str, limits: Limits, chunk_rows: int, chunk_max_bytes: int = 1024 * 1024
 ) -> list[Publication]:

@@ -15,8 +15,8 @@ from functools import lru_cache
 from email_validator import EmailNotValidError, validate_email
 
 from shared.events import AcceptedRow, Chunk, ClientValues, Issue, RejectedRow
+from shared.fields import CLIENT_TYPES, FIELDS, USERNAME_MAX, USERNAME_MIN, ClientField
 from shared.formulas import FORMULA_SIGNS, starts_formula
-from shared.fields import BY_COLUMN, EMAIL_MAX, NAME_MAX, USERNAME_MAX, USERNAME_MIN
 
 USERNAME_PATTERN = re.compile(rf"[A-Za-z0-9._-]{{{USERNAME_MIN},{USERNAME_MAX}}}")
 _MARKUP = re.compile(r"<\s*[a-zA-Z!/?]|javascript\s*:", re.IGNORECASE)
@@ -25,7 +25,7 @@ _INVISIBLE = {"\u202a", "\u202b", "\u202c", "\u202d", "\u202e", "\u2066", "\u206
 
 @dataclass(frozen=True)
 class RowRules:
-    client_types: tuple[str, ...] = ("personal", "corporate")
+    client_types: tuple[str, ...] = CLIENT_TYPES
 
 
 def validate_chunk(chunk: Chunk, rules: RowRules = RowRules()) -> tuple[list[AcceptedRow], list[RejectedRow]]:
@@ -103,31 +103,22 @@ def check_safe(name: str, value: str) -> Iterable[Issue]:
 
 
 def _check_fields(values: dict[str, str], rules: RowRules) -> list[tuple[str, str | None] | Issue]:
-    """Each field's normalised value as (key, value), or the Issue that stops it."""
-    out: list[tuple[str, str | None] | Issue] = []
-    out.append(_email(values.get("email", "")))
-    out.append(_name("firstName", "first_name", values.get("firstName", ""), required=True))
-    out.append(_name("middleName", "middle_name", values.get("middleName", "")))
-    out.append(_name("lastName", "last_name", values.get("lastName", "")))
-    out.append(_username(values.get("username", "")))
-    out.append(_label("project", values.get("project", "")))
-    out.append(_label("desk", values.get("desk", "")))
-    out.append(_type(values.get("type", ""), rules.client_types))
-    return out
+    """Each field's normalised value as (key, value), or the Issue that stops it: the rule of its kind."""
+    return [_CHECKS[f.kind](f, values.get(f.column, ""), rules) for f in FIELDS]
 
 
-def _email(value: str) -> tuple[str, str] | Issue:
+def _email(field: ClientField, value: str, _rules: RowRules) -> tuple[str, str] | Issue:
     if not value:
-        return Issue(code="missing_email", field="email", message="The email is empty; every client needs one.")
-    if len(value) > EMAIL_MAX:
+        return Issue(code="missing_email", field=field.column, message="The email is empty; every client needs one.")
+    if len(value) > field.max_length:
         return Issue(
-            code="email_too_long", field="email", message=f"The email is {len(value)} characters; at most {EMAIL_MAX}."
+            code="email_too_long", field=field.column, message=f"The email is {len(value)} characters; at most {field.max_length}."
         )
     normalized, problem = _normalized_email(value)
     if problem:
-        return Issue(code="invalid_email", field="email",
+        return Issue(code="invalid_email", field=field.column,
                      message=f"“{_show(value)}” is not a valid email address: {_show(problem, 300)}")
-    return ("email", normalized.lower())
+    return (field.key, normalized.lower())
 
 
 # Plain ASCII addresses (nearly all of them) are checked in two parts: the local part by a strict
@@ -156,52 +147,56 @@ def _domain_problem(domain: str) -> str | None:
     return None
 
 
-def _name(column: str, key: str, value: str, required: bool = False) -> tuple[str, str | None] | Issue:
+def _name(field: ClientField, value: str, _rules: RowRules) -> tuple[str, str | None] | Issue:
+    column, key = field.column, field.key
     if not value:
-        if required:
+        if field.required:
             return Issue(
                 code="missing_first_name", field=column, message="The first name is empty; every client needs one."
             )
         return (key, None)
-    if len(value) > NAME_MAX:
+    if len(value) > field.max_length:
         return Issue(
             code="name_too_long",
             field=column,
-            message=f"The {BY_COLUMN[column].label} is {len(value)} characters long; at most {NAME_MAX} are allowed.",
+            message=f"The {field.label} is {len(value)} characters long; at most {field.max_length} are allowed.",
         )
     return (key, value)
 
 
-def _username(value: str) -> tuple[str, str | None] | Issue:
+def _username(field: ClientField, value: str, _rules: RowRules) -> tuple[str, str | None] | Issue:
     if not value:
-        return ("username", None)
+        return (field.key, None)
     if not USERNAME_PATTERN.fullmatch(value):
         return Issue(
             code="invalid_username",
-            field="username",
-            message=f"The username “{_show(value)}” must be 3 to 64 letters, digits, dots, underscores or hyphens.",
+            field=field.column,
+            message=f"The username “{_show(value)}” must be {USERNAME_MIN} to {USERNAME_MAX} letters, digits, dots, "
+            "underscores or hyphens.",
         )
-    return ("username", value.lower())
+    return (field.key, value.lower())
 
 
-def _label(column: str, value: str) -> tuple[str, str | None] | Issue:
-    if len(value) > NAME_MAX:
-        return Issue(
-            code="value_too_long", field=column, message=f"The {column} is {len(value)} characters; at most {NAME_MAX}."
-        )
-    return (column, value or None)
+def _label(field: ClientField, value: str, _rules: RowRules) -> tuple[str, str | None] | Issue:
+    if len(value) > field.max_length:
+        return Issue(code="value_too_long", field=field.column,
+                     message=f"The {field.label} is {len(value)} characters; at most {field.max_length}.")
+    return (field.key, value or None)
 
 
-def _type(value: str, allowed: tuple[str, ...]) -> tuple[str, str | None] | Issue:
+def _type(field: ClientField, value: str, rules: RowRules) -> tuple[str, str | None] | Issue:
     if not value:
-        return ("type", None)
-    if value.lower() not in allowed:
+        return (field.key, None)
+    if value.lower() not in rules.client_types:
         return Issue(
             code="invalid_type",
-            field="type",
-            message=f"The type “{_show(value)}” is not one of: {', '.join(allowed)}.",
+            field=field.column,
+            message=f"The {field.label} “{_show(value)}” is not one of: {', '.join(rules.client_types)}.",
         )
-    return ("type", value.lower())
+    return (field.key, value.lower())
+
+
+_CHECKS = {"address": _email, "name": _name, "login": _username, "label": _label, "choice": _type}
 
 
 def _extra_values(cells: list[str], header: list[str]) -> Iterable[Issue]:

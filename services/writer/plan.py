@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 from shared.events import AcceptedRow, ClientValues, ImportOptions, Issue, Mode, Outcome, RowResult
-from shared.fields import DEFAULTS, USERNAME_MAX
+from shared.fields import DEFAULTS, FIELDS, USERNAME_MAX
 
 _SUFFIX_ROOM = 6
 
@@ -125,31 +125,14 @@ def _refusal(
 
 
 def new_client(client_id: str, values: ClientValues, username: str) -> Client:
-    return Client(
-        id=client_id,
-        email=values.email,
-        username=username,
-        first_name=values.first_name,
-        middle_name=values.middle_name,
-        last_name=values.last_name,
-        project=values.project or DEFAULTS["project"],
-        desk=values.desk or DEFAULTS["desk"],
-        type=values.type or DEFAULTS["type"],
-    )
+    """Every field as given, else its default (shared/fields.py)."""
+    given = {f.key: getattr(values, f.key) or DEFAULTS.get(f.key) for f in FIELDS if f.key != "username"}
+    return Client(id=client_id, username=username, **given)
 
 
 def merge(current: Client, values: ClientValues) -> Client:
     """Given values overwrite; empty cells and absent columns keep what the client has."""
-    return replace(
-        current,
-        first_name=values.first_name,
-        middle_name=values.middle_name or current.middle_name,
-        last_name=values.last_name or current.last_name,
-        username=values.username or current.username,
-        project=values.project or current.project,
-        desk=values.desk or current.desk,
-        type=values.type or current.type,
-    )
+    return replace(current, **{f.key: value for f in FIELDS if f.key != "email" and (value := getattr(values, f.key))})
 
 
 def username_base(values: ClientValues) -> str:

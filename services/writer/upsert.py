@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.db import execute_many, insert_for
 from shared.events import Issue, Outcome, RowResult
+from shared.fields import FIELDS
 from shared.tables import clients, row_outcomes
 
 from .plan import Client, PendingRow, Plan, plan_writes, username_base, username_range
@@ -136,7 +137,7 @@ async def _upsert(conn: AsyncConnection, upserts: list[Client], now: datetime) -
     if not upserts:
         return
     insert = insert_for(conn.dialect.name, clients)
-    changing = ("username", "first_name", "middle_name", "last_name", "project", "desk", "type", "updated_at")
+    changing = (*(f.key for f in FIELDS if f.key != "email"), "updated_at")  # the email is the key
     statement = insert.on_conflict_do_update(
         index_elements=[clients.c.email], set_={name: insert.excluded[name] for name in changing}
     )

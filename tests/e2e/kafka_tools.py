@@ -8,7 +8,6 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from clients_import.topology import STAGES
-from shared import topics
 from shared.settings import Settings
 
 # Which topics each stage's consumer group reads: the topology says.

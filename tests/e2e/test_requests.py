@@ -12,8 +12,8 @@ from sqlalchemy import select
 
 from clients_import.local_kafka import free_port
 from shared import topics
-from shared.tables import import_jobs
 from shared.events import ImportNotification, ImportRequest, JobAccepted, JobStatus, Source
+from shared.tables import import_jobs
 
 from ..conftest import WEBHOOK_SECRET
 from .conftest import clients_of, unique_domain

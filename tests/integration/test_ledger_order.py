@@ -272,7 +272,7 @@ def batches_of(scenario: Scenario, job_id: str) -> list[list]:
                *row_records(job_id, scenario.fates, scenario.chunk_rows, scenario.partitions)]
     deliveries = [records[i] for i in scenario.picks]
     edges = [0, *(c for c in scenario.cuts if c < len(deliveries)), len(deliveries)]
-    return [deliveries[a:b] for a, b in zip(edges, edges[1:]) if b > a]
+    return [deliveries[a:b] for a, b in zip(edges, edges[1:], strict=False) if b > a]
 
 
 @settings(max_examples=150, deadline=None, database=None,

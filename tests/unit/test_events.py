@@ -22,13 +22,13 @@ from shared.events import (
     JobRepeated,
     JobStatus,
     Mode,
+    Outcome,
     RejectedRow,
     RowResult,
     RowsAccepted,
     RowsRejected,
     RowsWritten,
     Source,
-    Outcome,
 )
 
 ISSUE = Issue(code="invalid_email", message="bad", field="email")
