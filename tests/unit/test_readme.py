@@ -44,3 +44,9 @@ def test_the_readme_names_the_warnings():
 def test_the_readme_shows_both_set_up_commands():
     text = (ROOT / "README.md").read_text()
     assert "make demo" in text and "make test" in text
+
+
+def test_the_readme_topology_table_is_the_one_the_code_declares():
+    from clients_import.topology import describe
+
+    assert describe() in (ROOT / "README.md").read_text()
