@@ -8,6 +8,7 @@ from typing import NamedTuple, TypeVar
 
 from aiokafka import ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import TopicAlreadyExistsError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
@@ -53,6 +54,9 @@ def consumer_options(settings: Settings, service: str) -> dict:
         ack_policy=AckPolicy.NACK_ON_ERROR,
         session_timeout_ms=15_000,
         heartbeat_interval_ms=1_000,
+        # A job's events are keyed by its id on every topic, so they sit on the same partition number of
+        # each: range assignment gives those to one member, and one notifier counts each job alone.
+        partition_assignment_strategy=(RangePartitionAssignor,),
     )
 
 

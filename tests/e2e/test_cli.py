@@ -135,3 +135,42 @@ async def test_watch_on_a_job_that_already_ended_prints_its_outcome(settings, pa
     out, _ = await asyncio.wait_for(watcher.communicate(), timeout=60)
     assert watcher.returncode == 0
     assert f"job {note.job_id} already ended: completed — 1 created" in out.decode()
+
+
+async def test_serve_api_alone_is_a_service_of_its_own_whose_uploads_the_stages_import(settings, pipeline, tmp_path):
+    """`serve api` consumes nothing: the session's stages (another process's, for the API) import what it takes."""
+    import httpx
+
+    from clients_import.local_kafka import free_port
+
+    from ..conftest import API_TOKEN
+
+    port = free_port()
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers, "DATABASE_URL": settings.database_url,
+           "API_TOKEN": API_TOKEN, "API_PORT": str(port), "GROUP_PREFIX": settings.group_prefix}
+    log = tmp_path / "api.log"
+    with log.open("wb") as out:
+        server = subprocess.Popen([*CLI, "serve", "api"], env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        base, auth = f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {API_TOKEN}"}
+        async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+            for _ in range(300):
+                try:
+                    if (await http.get("/healthz")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.1)
+            d = unique_domain()
+            taken = await http.post("/imports", files={"file": ("solo.csv", f"firstName,email\nSolo,solo@{d}\n", "text/csv")},
+                                    headers=auth)
+            assert taken.status_code == 202, taken.text
+            for _ in range(200):
+                job = (await http.get(taken.json()["status_url"], headers=auth)).json()
+                if job["status"] not in ("received", "processing"):
+                    break
+                await asyncio.sleep(0.1)
+        assert (job["status"], job["created"]) == ("completed", 1), log.read_text(errors="replace")[-2000:]
+        assert "serving api on" in log.read_text(errors="replace")
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)

@@ -17,7 +17,7 @@ from shared.tables import import_jobs
 
 from ..conftest import WEBHOOK_SECRET
 from .conftest import clients_of, unique_domain
-from .kafka_tools import read_topic, wait_until_drained
+from .kafka_tools import of_job, read_topic, wait_until_drained
 
 
 def keyed(partner, text: str, key: str, **options) -> ImportRequest:
@@ -35,7 +35,7 @@ async def test_the_same_idempotency_key_twice_is_one_job_and_both_requests_get_i
 
     assert again.job_id == note.job_id and again.created == note.created == 1
     assert list(await clients_of(engine, d)) == [f"kay@{d}"]
-    jobs_topic = [json.loads(r.value) for r in await read_topic(settings, topics.JOBS)]
+    jobs_topic = [json.loads(r.value) for r in of_job(await read_topic(settings, topics.JOBS), note.job_id)]
     assert sum(1 for e in jobs_topic if e["job_id"] == note.job_id and e["event"] == "job.accepted") == 1
 
 
