@@ -52,6 +52,15 @@ class Settings(BaseSettings):
         default=None, description="signs the job ids our API and CLI name (API_TOKEN when unset)"
     )
 
+    metrics_host: str = Field(default="127.0.0.1", description="where each service process serves /metrics, /healthz, /readyz")
+    metrics_port: int | None = Field(default=None, ge=0, le=65535,
+                                     description="the metrics server's port; unset: none; 0: a free port, logged")
+    instance_name: str | None = Field(
+        default=None, max_length=100,
+        description="a stable name for this process (static group membership: a restart keeps its partitions)",
+    )
+    session_ttl_s: float = Field(default=8 * 3600, gt=0, description="how long a page session lasts")
+
     log_level: str = "INFO"
 
     @property

@@ -11,6 +11,7 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     String,
     Table,
+    Text,
 )
 
 metadata = MetaData()
@@ -108,4 +109,41 @@ job_rows = Table(
     Column("errors", _json),
     Column("original", _json),
     PrimaryKeyConstraint("job_id", "row"),
+)
+
+# The notifier's outbox: each job's webhook delivery, kept until it is done, so a delivery in progress
+# is resumed by whichever notifier runs next, with its attempts counted.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("job_id", String(64), primary_key=True),
+    Column("url", String(2000), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("outcome", String(500)),
+    Column("done_at", DateTime(timezone=True)),
+    Index("ix_webhook_deliveries_due", "done_at", "next_attempt_at"),
+)
+
+# The page's sessions: a hash of each session token (never the token), until it expires or signs out.
+page_sessions = Table(
+    "page_sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Index("ix_page_sessions_expires_at", "expires_at"),
+)
+
+# Dead letters sent back to their topic by `clients-import dlq redrive`, so a second run skips them.
+redriven_letters = Table(
+    "redriven_letters",
+    metadata,
+    Column("dlq_partition", Integer, nullable=False),
+    Column("dlq_offset", Integer, nullable=False),
+    Column("redriven_at", DateTime(timezone=True), nullable=False),
+    Column("to_topic", String(255), nullable=False),
+    Column("to_partition", Integer, nullable=False),
+    Column("to_offset", Integer, nullable=False),
+    PrimaryKeyConstraint("dlq_partition", "dlq_offset"),
 )
