@@ -91,20 +91,25 @@ _STATUS_TEXT = {
 }
 
 
+_PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+
+
 class ImportOptions(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     mode: Mode = Mode.UPSERT
     dry_run: bool = False
-    callback_url: str | None = Field(default=None, max_length=2000, pattern=r"^https?://\S+$")
+    # Printable ASCII only, no spaces: what a URL may hold once encoded.
+    callback_url: str | None = Field(default=None, max_length=2000, pattern=r"^https?://[\x21-\x7e]+$")
 
 
 class ImportRequest(Event):
     """clients.import.requests: start an import. Give the CSV as `content` (text) or `content_base64` (bytes)."""
 
-    idempotency_key: str | None = Field(default=None, max_length=200)
-    requested_by: str = Field(default="unknown", max_length=200)
+    # Names a person or a program reads back: no control characters (a NUL, say, no database takes).
+    idempotency_key: str | None = Field(default=None, max_length=200, pattern=_PRINTABLE)
+    requested_by: str = Field(default="unknown", max_length=200, pattern=_PRINTABLE)
     source: Source = Source.TOPIC
-    file_name: str = Field(min_length=1, max_length=255)
+    file_name: str = Field(min_length=1, max_length=255, pattern=_PRINTABLE)
     content: str | None = None
     content_base64: str | None = None
     options: ImportOptions = ImportOptions()

@@ -147,3 +147,14 @@ redriven_letters = Table(
     Column("to_offset", Integer, nullable=False),
     PrimaryKeyConstraint("dlq_partition", "dlq_offset"),
 )
+
+# The uploader's ledger: each job it planned, bound to the request's content, so a redelivered request
+# is planned again harmlessly and a different request naming the same job (a reused idempotency key,
+# a replayed signed id) is refused instead of mixing two files into one job.
+job_requests = Table(
+    "job_requests",
+    metadata,
+    Column("job_id", String(64), primary_key=True),
+    Column("content_sha256", String(64), nullable=False),
+    Column("taken_at", DateTime(timezone=True), nullable=False),
+)

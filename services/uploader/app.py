@@ -4,20 +4,21 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from aiokafka import ConsumerRecord
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared import jobs, topics
-from shared.db import reading
+from shared.db import insert_for, reading
 from shared.events import Chunk, ImportRequest, JobEvent, JobStatus
 from shared.kafka import Publication
 from shared.settings import Settings
 from shared.stage import Output, Stage
-from shared.tables import import_jobs
+from shared.tables import import_jobs, job_requests
 
-from .intake import plan_job, refuse_malformed, refuse_unsigned, repeated
+from .intake import content_digest, plan_job, refuse_malformed, refuse_reused, refuse_unsigned, repeated
 from .reading import Limits
 
 __all__ = ["STAGE", "Request", "UploaderPorts", "take_requests"]
@@ -48,6 +49,8 @@ class UploaderPorts:
     chunk_max_bytes: int
     signing_key: str | None
     job_status: Callable[[str], Awaitable[JobStatus | None]]
+    # Binds a job id to a request's content the first time; answers the content it is bound to.
+    take: Callable[[str, str], Awaitable[str]]
 
     @classmethod
     def open(cls, settings: Settings, engine: AsyncEngine, _publish: object = None) -> "UploaderPorts":
@@ -56,7 +59,15 @@ class UploaderPorts:
                 status = await conn.scalar(select(import_jobs.c.status).where(import_jobs.c.id == job_id))
             return JobStatus(status) if status else None
 
-        return cls(limits_of(settings), settings.chunk_rows, settings.chunk_max_bytes, settings.signing_key, job_status)
+        async def take(job_id: str, digest: str) -> str:
+            async with engine.begin() as conn:
+                insert = insert_for(conn.dialect.name, job_requests)
+                await conn.execute(insert.values(job_id=job_id, content_sha256=digest, taken_at=datetime.now(UTC))
+                                   .on_conflict_do_nothing(index_elements=[job_requests.c.job_id]))
+                return await conn.scalar(select(job_requests.c.content_sha256).where(job_requests.c.job_id == job_id))
+
+        return cls(limits_of(settings), settings.chunk_rows, settings.chunk_max_bytes, settings.signing_key, job_status,
+                   take)
 
 
 def limits_of(settings: Settings) -> Limits:
@@ -75,6 +86,9 @@ async def take_request(request: Request, ports: UploaderPorts) -> list[Publicati
     job_id = jobs.job_id_for(request.event, request.origin, ports.signing_key)
     if job_id is None:
         return refuse_unsigned(request.event, jobs.origin_job_id(request.origin))
+    if await ports.take(job_id, content_digest(request.event)) != content_digest(request.event):
+        log.info("job id reused", extra={"step": "job.reused", "job_id": job_id})
+        return refuse_reused(request.event, jobs.origin_job_id(request.origin))
     status = await ports.job_status(job_id)
     if status is not None and status.is_final:
         log.info("repeated request", extra={"step": "job.repeated", "job_id": job_id})

@@ -29,7 +29,8 @@ def repeat_key(value: str) -> str:
     """Case-insensitive, and one key for the Unicode and the punycode (xn--) spelling of a domain."""
     key = unicodedata.normalize("NFC", value.strip()).lower()
     local, at, domain = key.rpartition("@")
-    if at and "xn--" in domain:
+    # Only a domain that could be real is decoded: IDNA decoding is quadratic in a label's length.
+    if at and "xn--" in domain and len(domain) <= 253 and all(len(label) <= 63 for label in domain.split(".")):
         try:
             key = f"{local}@{domain.encode('ascii').decode('idna')}"
         except UnicodeError:

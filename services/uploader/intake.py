@@ -1,5 +1,6 @@
 """From an import request to what the uploader publishes: the job event, then the job's chunks."""
 
+import hashlib
 import json
 
 from shared import jobs, topics
@@ -50,24 +51,36 @@ def refuse_unsigned(request: ImportRequest, job_id: str) -> list[Publication]:
     return [_refused(common, reason)]
 
 
+def content_digest(request: ImportRequest) -> str:
+    """What a job id is bound to: the file and how to import it."""
+    body = request.model_dump_json(include={"file_name", "content", "content_base64", "options"})
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def refuse_reused(request: ImportRequest, job_id: str) -> list[Publication]:
+    """A request naming a job (by its idempotency key, or a signed id) that was taken for another file."""
+    reason = Issue(code="idempotency_key_reused", message=(
+        "This idempotency key (or job id) was already used for a different file or options: nothing of this "
+        "request was imported. Use a new idempotency key for a new file."))
+    common = dict(job_id=job_id, file_name=request.file_name, source=Source.TOPIC, requested_by=request.requested_by,
+                  options=request.options, idempotency_key=request.idempotency_key)
+    return [_refused(common, reason)]
+
+
 def refuse_malformed(raw: bytes, error: BaseException, origin: str | None = None) -> list[Publication]:
     """A request we cannot read still gets a rejected notification when it says enough to be told apart:
-    an idempotency key, a requester or a file name (JSON, at least). Never under a job id it names: that
-    would let anyone end another requester's job."""
+    an idempotency key, a requester or a file name (JSON, at least). Always under a job id of its own
+    (from where the record sits), never under one it names or its key would make: a malformed request
+    must not end, or take ahead of time, a job someone else (or a corrected request) will start."""
     fields = _loose_json(raw)
-    if not fields or not any(fields.get(k) for k in ("idempotency_key", "requested_by", "file_name")):
+    if origin is None or not fields or not any(fields.get(k) for k in ("idempotency_key", "requested_by", "file_name")):
         return []
     requested_by = _text(fields.get("requested_by"), 200) or "unknown"
-    if fields.get("idempotency_key"):
-        job_id = jobs.idempotent_job_id("topic", requested_by, _text(fields["idempotency_key"], 200))
-    elif origin is not None:
-        job_id = jobs.origin_job_id(origin)
-    else:
-        return []
+    job_id = jobs.origin_job_id(origin)
     reason = Issue(code="invalid_request", message=f"The import request is not valid: {_first_line(error)}")
     common = dict(
         job_id=job_id, file_name=_text(fields.get("file_name"), 255) or "(unnamed)", source=Source.TOPIC,
-        requested_by=requested_by,
+        requested_by=requested_by, idempotency_key=_text(fields.get("idempotency_key"), 200) or None,
     )
     return [_refused(common, reason)]
 

@@ -30,13 +30,46 @@ async def test_the_same_idempotency_key_twice_is_one_job_and_both_requests_get_i
     first = keyed(partner, f"firstName,email\nKay,kay@{d}\n", f"order-{d}")
     await partner.client.submit(first)
     note = await _next_notification(partner)
-    await partner.client.submit(keyed(partner, f"firstName,email\nKay,kay@{d}\nLee,lee@{d}\n", f"order-{d}"))
+    await partner.client.submit(keyed(partner, f"firstName,email\nKay,kay@{d}\n", f"order-{d}"))
     again = await _next_notification(partner)
 
     assert again.job_id == note.job_id and again.created == note.created == 1
     assert list(await clients_of(engine, d)) == [f"kay@{d}"]
     jobs_topic = [json.loads(r.value) for r in of_job(await read_topic(settings, topics.JOBS), note.job_id)]
     assert sum(1 for e in jobs_topic if e["job_id"] == note.job_id and e["event"] == "job.accepted") == 1
+
+
+async def test_an_idempotency_key_reused_for_another_file_is_refused_and_imports_nothing(partner, engine):
+    """As Stripe does: a key is bound to what it was first used with. Another file under it is refused,
+    so nobody who learns a key can re-notify, change or take over the job it names."""
+    d = unique_domain()
+    await partner.client.submit(keyed(partner, f"firstName,email\nKay,kay@{d}\n", f"order-{d}"))
+    note = await _next_notification(partner)
+    await partner.client.submit(keyed(partner, f"firstName,email\nKay,kay@{d}\nLee,lee@{d}\n", f"order-{d}"))
+    refused = await _next_notification(partner)
+
+    assert (refused.status, refused.reason.code) == (JobStatus.REJECTED, "idempotency_key_reused")
+    assert refused.job_id != note.job_id
+    assert list(await clients_of(engine, d)) == [f"kay@{d}"]
+
+
+async def test_a_malformed_request_cannot_take_the_key_of_the_corrected_one_ahead(partner, settings, engine):
+    d = unique_domain()
+    broken = {"idempotency_key": f"batch-{d}", "requested_by": "partner", "file_name": "x.csv",
+              "options": {"mode": "upsrt"}, "content": f"firstName,email\nAnn,ann@{d}\n"}
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topics.REQUESTS, json.dumps(broken).encode(), key=b"broken")
+    finally:
+        await producer.stop()
+    refused = await _next_notification(partner)
+    await partner.client.submit(keyed(partner, f"firstName,email\nAnn,ann@{d}\n", f"batch-{d}"))
+    imported = await _next_notification(partner)
+
+    assert refused.reason.code == "invalid_request"
+    assert (imported.status, imported.created) == (JobStatus.COMPLETED, 1)
+    assert imported.job_id != refused.job_id
 
 
 async def _next_notification(partner, timeout: float = 30) -> ImportNotification:

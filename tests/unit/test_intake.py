@@ -7,7 +7,7 @@ import uuid
 import pytest
 from pydantic import ValidationError
 
-from services.uploader.intake import plan_job, refuse_malformed, refuse_unsigned
+from services.uploader.intake import content_digest, plan_job, refuse_malformed, refuse_reused, refuse_unsigned
 from services.uploader.reading import Limits
 from shared import jobs, topics
 from shared.events import Chunk, ImportOptions, ImportRequest, JobAccepted, JobRefused, Mode, Source
@@ -130,15 +130,17 @@ def test_a_malformed_request_that_cannot_be_addressed_gets_no_notification(raw: 
     assert refuse_malformed(raw, ValueError("bad")) == []
 
 
-def test_a_malformed_request_with_an_idempotency_key_is_refused_as_the_job_a_valid_one_would_be():
+def test_a_malformed_request_with_an_idempotency_key_is_refused_under_an_id_of_its_own_saying_its_key():
     raw = json.dumps({"idempotency_key": "k-9", "requested_by": "crm", "file_name": "a.csv"}).encode()
 
-    (publication,) = refuse_malformed(raw, validation_error(raw))
+    (publication,) = refuse_malformed(raw, validation_error(raw), ORIGIN)
 
     event = publication.event
     assert isinstance(event, JobRefused) and publication.topic == topics.JOBS
-    assert event.job_id == jobs.job_id_for(request(idempotency_key="k-9", requested_by="crm"), ORIGIN, SECRET)
-    assert publication.key == event.job_id
+    # Not the job a valid request with that key would start: a malformed request cannot take it ahead.
+    assert event.job_id == jobs.origin_job_id(ORIGIN)
+    assert event.job_id != jobs.job_id_for(request(idempotency_key="k-9", requested_by="crm"), ORIGIN, SECRET)
+    assert publication.key == event.job_id and event.idempotency_key == "k-9"
     assert (event.file_name, event.requested_by, event.source) == ("a.csv", "crm", Source.TOPIC)
     assert event.reason.code == "invalid_request"
     assert "content" in event.reason.message and "\n" not in event.reason.message
@@ -158,3 +160,14 @@ def test_a_malformed_request_naming_a_job_id_is_never_refused_under_that_id():
 def test_no_malformed_request_makes_the_refusal_raise(raw: bytes):
     publications = refuse_malformed(raw, ValueError("bad"), ORIGIN)
     assert all(isinstance(p.event, JobRefused) for p in publications)
+
+
+def test_a_job_id_is_bound_to_the_content_it_was_first_taken_for():
+    first = request(idempotency_key="k")
+    assert content_digest(first) == content_digest(request(idempotency_key="k", requested_by="someone else"))
+    assert content_digest(first) != content_digest(request(CLEAN + b"Eve,eve@x.com,1\n", idempotency_key="k"))
+    assert content_digest(first) != content_digest(request(idempotency_key="k", options=ImportOptions(dry_run=True)))
+
+    (publication,) = refuse_reused(first, jobs.origin_job_id(ORIGIN))
+    assert publication.event.reason.code == "idempotency_key_reused"
+    assert publication.event.job_id == jobs.origin_job_id(ORIGIN)

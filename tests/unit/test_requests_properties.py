@@ -23,7 +23,12 @@ async def _unknown(_job_id):
 
 
 def _ports() -> UploaderPorts:
-    return UploaderPorts(Limits(max_records=50, max_bytes=64 * 1024), 7, 64 * 1024, "key", _unknown)
+    taken: dict[str, str] = {}
+
+    async def take(job_id: str, digest: str) -> str:
+        return taken.setdefault(job_id, digest)
+
+    return UploaderPorts(Limits(max_records=50, max_bytes=64 * 1024), 7, 64 * 1024, "key", _unknown, take)
 
 
 def _run(values: list[bytes]) -> tuple[list, list]:
