@@ -25,9 +25,10 @@ from typing import Any, NamedTuple
 
 from aiokafka import ConsumerRecord
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError, RequestTimedOutError
-from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 
 from .kafka import DeadLetter, Publication
+from .metrics import BATCH_RECORDS, DEAD_LETTERS, RECORDS
 
 __all__ = ["Output", "Stage", "Handled", "StageRunner", "RetryPolicy", "is_transient"]
 
@@ -86,9 +87,18 @@ _TRANSIENT = (
 )
 
 
+# PostgreSQL's SQLSTATE classes and codes of a server that is away, full, restarting or contended.
+_TRANSIENT_SQLSTATE = ("08", "53", "57P", "40001", "40P01", "55P03")
+
+
 def is_transient(error: BaseException) -> bool:
-    """A failure that may pass by itself: a dependency unreachable, slow or busy."""
-    return isinstance(error, _TRANSIENT)
+    """A failure that may pass by itself: a dependency unreachable, slow, busy, full or locked."""
+    if isinstance(error, _TRANSIENT):
+        return True
+    if isinstance(error, DBAPIError):
+        state = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None) or ""
+        return error.connection_invalidated or state.startswith(_TRANSIENT_SQLSTATE)
+    return False
 
 
 def reason_of(error: BaseException) -> str:
@@ -111,7 +121,9 @@ class Tally:
 
 
 class StageRunner:
-    """Runs a stage's handler over consumed batches so that no record can stop the partition."""
+    """Runs a stage's handler over consumed batches so that no record can stop the partition.
+
+    It counts as it goes (`shared.metrics`): each batch's size, and each record's end, labelled by stage."""
 
     def __init__(
         self,
@@ -125,8 +137,12 @@ class StageRunner:
         self.stage, self.ports, self.policy = stage, ports, policy
         self._publish, self._dead_letter, self._healthy = publish, dead_letter, healthy
         self.tally = Tally()
+        name = stage.name
+        self._processed, self._dead = RECORDS.labels(name, "processed"), RECORDS.labels(name, "dead_lettered")
+        self._dead_letters, self._batch_records = DEAD_LETTERS.labels(name), BATCH_RECORDS.labels(name)
 
     async def run(self, records: Sequence[ConsumerRecord]) -> None:
+        self._batch_records.observe(len(records))
         decoded, letters, errors = [], [], []
         for record in records:
             try:
@@ -155,6 +171,7 @@ class StageRunner:
             await self._process(items[middle:])
             return
         self.tally.processed += len(items)
+        self._processed.inc(len(items))
 
     async def _attempt(self, items: list[tuple[ConsumerRecord, Any]], tries: int) -> None:
         failures = 0
@@ -212,6 +229,8 @@ class StageRunner:
                     letters = [letter._replace(record=_without_value(letter.record)) for letter in letters]
                 await self._pause(attempt, error)
         self.tally.dead_lettered += len(letters)
+        self._dead.inc(len(letters))
+        self._dead_letters.inc(len(letters))
         for letter in letters:
             code = letter.reason.split(":", 1)[0][:80]
             self.tally.by_reason[code] = self.tally.by_reason.get(code, 0) + 1

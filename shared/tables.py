@@ -158,3 +158,12 @@ job_requests = Table(
     Column("content_sha256", String(64), nullable=False),
     Column("taken_at", DateTime(timezone=True), nullable=False),
 )
+
+# One row the runners write when a stage fails in a way that may be the database's: a database that
+# is locked, full or read-only fails this write too, and the records wait instead of being blamed.
+health_probe = Table(
+    "health_probe",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+)

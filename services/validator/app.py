@@ -8,8 +8,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shared import topics
 from shared.events import Chunk, RowsAccepted, RowsRejected
 from shared.kafka import Publication, value_of
+from shared.metrics import ROWS
 from shared.settings import Settings
-from shared.stage import Output, Stage
+from shared.stage import Handled, Output, Stage
 
 from .routing import route
 from .rules import RowRules, validate_chunk
@@ -30,14 +31,22 @@ class ValidatorPorts:
         return cls(RowRules(client_types=settings.client_types), settings.topic_partitions, settings.chunk_max_bytes)
 
 
-async def validate_chunks(chunks: list[Chunk], ports: ValidatorPorts) -> list[Publication]:
+async def validate_chunks(chunks: list[Chunk], ports: ValidatorPorts) -> Handled:
     publications: list[Publication] = []
+    counts = {"accepted": 0, "rejected": 0}
     for chunk in chunks:
         accepted, rejected = validate_chunk(chunk, ports.rules)
         publications += route(chunk, accepted, rejected, ports.partitions, ports.record_max_bytes)
+        counts["accepted"] += len(accepted)
+        counts["rejected"] += len(rejected)
         log.info("chunk validated", extra={"step": "chunk.validated", "job_id": chunk.job_id, "chunk": chunk.index,
                                            "accepted": len(accepted), "rejected": len(rejected)})
-    return publications
+
+    async def count() -> None:  # once the rows are published: a failed call that is split and run again counts once
+        for outcome, n in counts.items():
+            ROWS.labels("validator", outcome).inc(n)
+
+    return Handled(publications, count)
 
 
 STAGE = Stage(

@@ -1,7 +1,8 @@
 """Applying a batch of accepted rows to the database: a handful of set-based statements per batch.
 
 One transaction holds the read of what exists, the upsert of the clients and the ledger of row
-results, so a redelivered row finds its recorded result and is never applied or counted twice.
+results, so a redelivered row finds its recorded result and is never applied or counted twice: the
+`clients_import_rows{stage="writer"}` counter, too, counts a row when its result is committed, once.
 """
 
 import logging
@@ -17,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from shared.db import execute_many, insert_for
 from shared.events import Issue, Outcome, RowResult
 from shared.fields import FIELDS
+from shared.metrics import ROWS, TRANSACTION_SECONDS
 from shared.tables import clients, row_outcomes
 
 from .plan import Client, PendingRow, Plan, plan_writes, username_base, username_range
@@ -31,17 +33,36 @@ async def apply_rows(engine: AsyncEngine, pending: Sequence[PendingRow]) -> list
     pending = _first_of_each(pending)
     for attempt in range(1, _RETRIES + 1):
         try:
-            async with engine.begin() as conn:
-                return await _apply(conn, pending)
+            with _TRANSACTION.time():
+                async with engine.begin() as conn:
+                    results, applied = await _apply(conn, pending)
         except IntegrityError:
             # Another writer took a generated username between our read and our write: read again.
             if attempt == _RETRIES:
                 raise
             log.warning("username race, retrying batch", extra={"step": "write.retry", "attempt": attempt})
+            continue
+        _count(applied)
+        return results
     raise AssertionError("unreachable")
 
 
-async def _apply(conn: AsyncConnection, pending: list[PendingRow]) -> list[tuple[str, RowResult]]:
+_TRANSACTION = TRANSACTION_SECONDS.labels("writer")
+
+
+def _count(applied: list[tuple[str, RowResult]]) -> None:
+    """The outcomes this transaction committed (a row already recorded is not counted again)."""
+    outcomes: dict[str, int] = {}
+    for _, result in applied:
+        outcomes[result.outcome.value] = outcomes.get(result.outcome.value, 0) + 1
+    for outcome, n in outcomes.items():
+        ROWS.labels("writer", outcome).inc(n)
+
+
+async def _apply(
+    conn: AsyncConnection, pending: list[PendingRow]
+) -> tuple[list[tuple[str, RowResult]], list[tuple[str, RowResult]]]:
+    """Every pending row's result, and the results this call newly recorded."""
     recorded = await _recorded(conn, [(p.job_id, p.row.row) for p in pending])
     fresh = [p for p in pending if (p.job_id, p.row.row) not in recorded]
     plan = Plan()
@@ -53,7 +74,7 @@ async def _apply(conn: AsyncConnection, pending: list[PendingRow]) -> list[tuple
         await _upsert(conn, plan.upserts, now)
         await _record(conn, plan.results)
     new = {(job_id, result.row): result for job_id, result in plan.results}
-    return [(p.job_id, recorded.get((p.job_id, p.row.row)) or new[(p.job_id, p.row.row)]) for p in pending]
+    return [(p.job_id, recorded.get((p.job_id, p.row.row)) or new[(p.job_id, p.row.row)]) for p in pending], plan.results
 
 
 def new_ids(n: int):
