@@ -69,6 +69,45 @@ def parser() -> argparse.ArgumentParser:
     contract = commands.add_parser("contract", help="print the AsyncAPI document of the topics and events")
     contract.set_defaults(command=cmd_contract)
 
+    status = commands.add_parser("status", help="consumer groups (members, lag), dead letters, the oldest unfinished job; "
+                                                "exit 1 when unhealthy")
+    status.add_argument("--json", action="store_true", help="one JSON document")
+    status.add_argument("--newest", type=int, default=20, metavar="N", help="dead letters to show, newest first (default 20)")
+    status.add_argument("--timeout", type=float, default=10.0, metavar="S", help="seconds for each Kafka or database call")
+    status.set_defaults(command=cmd_status)
+
+    dlq = commands.add_parser("dlq", help="dead letters on clients.import.dlq: list, show, redrive")
+    dlq_actions = dlq.add_subparsers(required=True, metavar="ACTION")
+    listing = dlq_actions.add_parser("list", help="the newest dead letters, newest first, with their reasons")
+    show = dlq_actions.add_parser("show", help="one dead letter: its headers and its value")
+    show.add_argument("coordinates", metavar="PARTITION:OFFSET",
+                      help="the letter's own place on clients.import.dlq (also clients.import.dlq:P:O); or TOPIC:P:O, "
+                           "the original record's place, for its newest dead letter")
+    show.add_argument("--max-chars", type=int, default=8000, metavar="N", help="show at most N characters of the value")
+    show.add_argument("--scan", type=int, default=10_000, metavar="N", help="with TOPIC:P:O, how far back to look (per partition)")
+    show.add_argument("--timeout", type=float, default=10.0, metavar="S", help="seconds for each Kafka call")
+    show.add_argument("--json", action="store_true", help="one JSON document (the value as text, or base64 when not UTF-8)")
+    show.set_defaults(command=cmd_dlq_show)
+    redrive = dlq_actions.add_parser("redrive", help="send dead letters back, unchanged, to the topic they came from "
+                                                     "(oldest first; each once unless --again)")
+    for action in (listing, redrive):
+        action.add_argument("--stage", choices=STAGE_NAMES, help="only those this stage gave up on")
+        action.add_argument("--reason", metavar="TEXT", help="only those whose reason contains TEXT (any case)")
+        action.add_argument("--key", metavar="KEY", help="only those whose record has this key (a job id, for most topics)")
+        action.add_argument("--since", metavar="TIME", help="only those since TIME: a duration (2h, 30m, 1d) or an ISO "
+                                                            "date-time (UTC unless it says)")
+        action.add_argument("--scan", type=int, default=10_000, metavar="N",
+                            help="read at most the newest N records of each DLQ partition (default 10000)")
+        action.add_argument("--timeout", type=float, default=10.0, metavar="S", help="seconds for each Kafka or database call")
+        action.add_argument("--json", action="store_true", help="one JSON object per line")
+    listing.add_argument("--limit", type=int, default=50, metavar="N", help="at most N letters (default 50)")
+    listing.set_defaults(command=cmd_dlq_list)
+    redrive.add_argument("--limit", type=int, default=1000, metavar="N", help="send at most N letters (default 1000)")
+    redrive.add_argument("--dry-run", action="store_true", help="say what would be sent, send nothing")
+    redrive.add_argument("--rate", default="20/s", metavar="N/s", help="at most N records a second (default 20/s)")
+    redrive.add_argument("--again", action="store_true", help="also send letters redriven before")
+    redrive.set_defaults(command=cmd_dlq_redrive)
+
     serve = commands.add_parser("serve", help="run services against KAFKA_BOOTSTRAP_SERVERS until stopped")
     serve.add_argument("services", nargs="*", metavar="SERVICE", help=f"any of {', '.join(SERVICES)} (default: all five)")
     serve.add_argument("--no-api", action="store_true", help="leave out the HTTP API and the page (the four stages only)")
@@ -193,6 +232,18 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         print("clients-import serve: set JOB_SIGNING_SECRET (or API_TOKEN), the same for the api and the uploader: "
               "the uploader honours only the job ids the api signs with it", file=sys.stderr)
         return 2
+    from shared.kafka import check_instance_name, claim_instance_name
+
+    # Static group membership: a process started again under the same name resumes its partitions at once.
+    if settings.instance_name:
+        try:
+            check_instance_name(settings.instance_name)
+        except ValueError as error:
+            print(f"clients-import serve: {error}", file=sys.stderr)
+            return 2
+    elif settings.instance_name is None and set(services) - {"api"}:  # unset: the host's name, numbered per process
+        settings = settings.model_copy(update={"instance_name": claim_instance_name(settings, set(services) - {"api"})})
+    # INSTANCE_NAME set empty: dynamic members, as before static membership.
     asyncio.run(_serve(settings, services))
     return 0
 
@@ -205,9 +256,16 @@ async def _serve(settings: Settings, services: tuple[str, ...]) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with Pipeline(settings, services):
-        print(f"serving {', '.join(services)} on {settings.kafka_bootstrap_servers}", flush=True)
+    from shared.kafka import leave_groups, static_memberships
+
+    # Stopping: the batch in hand finishes and is committed, then the consumers stop; static members
+    # then leave their groups, so the others take their partitions now rather than at the session timeout.
+    async with (pipeline := Pipeline(settings, services)):
+        named = f" as {settings.instance_name}" if settings.instance_name else ""
+        print(f"serving {', '.join(services)} on {settings.kafka_bootstrap_servers}{named}", flush=True)
         await stop.wait()
+        members = static_memberships(pipeline.broker)
+    await leave_groups(settings, members)
 
 
 async def _serve_with_api(settings: Settings, services: tuple[str, ...]) -> None:
@@ -216,12 +274,21 @@ async def _serve_with_api(settings: Settings, services: tuple[str, ...]) -> None
     from faststream.kafka.fastapi import KafkaRouter
 
     from services.api.app import build_api
-    from shared.kafka import broker_options
+    from shared.kafka import broker_options, leave_groups, static_memberships
 
     pipeline = Pipeline(settings, services)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):  # the pipeline's, then its static members leave their groups (see _serve)
+        members = []
+        async with pipeline.lifespan(app):
+            yield
+            members = static_memberships(pipeline.broker)
+        await leave_groups(settings, members)
+
     # The router's broker publishes the API's requests; the stages (if any here) consume on the pipeline's own,
     # which also makes the tables and topics the API needs when it runs alone.
-    router = KafkaRouter(**broker_options(settings), lifespan=pipeline.lifespan, schema_url=None, include_in_schema=False)
+    router = KafkaRouter(**broker_options(settings), lifespan=lifespan, schema_url=None, include_in_schema=False)
     app = build_api(settings, pipeline.engine, router)
     config = uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_config=None, access_log=False)
     print(f"serving {', '.join(services)} on {settings.kafka_bootstrap_servers}; "
@@ -235,6 +302,75 @@ def _stop_on_signals() -> list:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.append(True))
     return stopping
+
+
+def _operator_usage(name: str, args: argparse.Namespace, settings: Settings) -> str | None:
+    """What is wrong with a `status` or `dlq` command line, in one line; None when it can run."""
+    if not settings.kafka_bootstrap_servers:
+        return f"clients-import {name}: set KAFKA_BOOTSTRAP_SERVERS to the broker the services use"
+    for option in ("limit", "scan", "newest", "max_chars", "timeout"):
+        value = getattr(args, option, None)
+        if value is not None and (value <= 0 if option != "newest" else value < 0):
+            return f"clients-import {name}: --{option.replace('_', '-')} must be {'positive' if option != 'newest' else '0 or more'}"
+    return None
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from .status import show_status
+
+    if problem := _operator_usage("status", args, settings):
+        print(problem, file=sys.stderr)
+        return 2
+    return asyncio.run(show_status(settings, args.json, args.newest, args.timeout))
+
+
+def _dlq_filters(name: str, args: argparse.Namespace, settings: Settings):
+    from .dlq import Filters, parse_since
+
+    if problem := _operator_usage(name, args, settings):
+        print(problem, file=sys.stderr)
+        return None
+    try:
+        return Filters(stage=args.stage, reason=args.reason, since=parse_since(args.since) if args.since else None, key=args.key)
+    except ValueError as error:
+        print(f"clients-import {name}: {error}", file=sys.stderr)
+        return None
+
+
+def cmd_dlq_list(args: argparse.Namespace, settings: Settings) -> int:
+    from .dlq import run_list
+
+    if (filters := _dlq_filters("dlq list", args, settings)) is None:
+        return 2
+    return asyncio.run(run_list(settings, filters, args.limit, args.scan, args.timeout, args.json))
+
+
+def cmd_dlq_show(args: argparse.Namespace, settings: Settings) -> int:
+    from .dlq import parse_coordinates, run_show
+
+    if problem := _operator_usage("dlq show", args, settings):
+        print(problem, file=sys.stderr)
+        return 2
+    try:
+        coordinates = parse_coordinates(args.coordinates)
+    except ValueError as error:
+        print(f"clients-import dlq show: {error}", file=sys.stderr)
+        return 2
+    return asyncio.run(run_show(settings, coordinates, args.max_chars, args.scan, args.timeout, args.json))
+
+
+def cmd_dlq_redrive(args: argparse.Namespace, settings: Settings) -> int:
+    from .dlq import parse_rate, run_redrive
+
+    if (filters := _dlq_filters("dlq redrive", args, settings)) is None:
+        return 2
+    try:
+        rate = parse_rate(args.rate)
+    except ValueError as error:
+        print(f"clients-import dlq redrive: {error}", file=sys.stderr)
+        return 2
+    return asyncio.run(run_redrive(settings, filters, args.limit, dry_run=args.dry_run, rate=rate, again=args.again,
+                                   scan=args.scan, timeout=args.timeout, as_json=args.json))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """A real single-node Apache Kafka (KRaft, broker and controller in one JVM) on free loopback ports.
 
 The jars come from Maven Central through the pom beside this file, into ~/.cache/clients-import;
-the log directory is a fresh temporary folder; the JVM dies with the process that started it.
+the log directory is a fresh temporary folder, removed on stop, or `data_dir`, kept: a broker
+started again on it (`restart()`, or a new LocalKafka given the same folder) has the same ports,
+cluster id, topics, records and committed offsets. The JVM dies with the process that started it.
 """
 
 import atexit
@@ -75,15 +77,25 @@ def _die_with_parent() -> None:
 
 
 class LocalKafka:
-    """Start with `start()` (or `with LocalKafka() as kafka:`), read `bootstrap`, then `stop()`."""
+    """Start with `start()` (or `with LocalKafka() as kafka:`), read `bootstrap`, then `stop()`.
 
-    def __init__(self, heap: str = "512m", max_message_bytes: int = 16 * 1024 * 1024, partitions: int = 4) -> None:
+    `restart()` stops the JVM (gracefully, or with SIGKILL: `kill=True`) and starts it again on the same
+    log directory and ports, so clients reconnect to the same address and find everything where it was.
+    """
+
+    def __init__(
+        self, heap: str = "512m", max_message_bytes: int = 16 * 1024 * 1024, partitions: int = 4,
+        data_dir: Path | str | None = None,
+    ) -> None:
         self.heap = heap
         self.max_message_bytes = max_message_bytes
         self.partitions = partitions
+        self.data_dir = Path(data_dir) if data_dir is not None else None  # kept on stop, unlike a temporary one
         self.bootstrap = ""
         self.process: subprocess.Popen | None = None
         self.workdir: Path | None = None
+        self.cluster_id: str | None = None
+        self._log_start = 0  # where this start's lines begin in broker.log
 
     def __enter__(self) -> "LocalKafka":
         self.start()
@@ -98,21 +110,32 @@ class LocalKafka:
 
     def start(self, timeout: float = 120.0) -> str:
         lib = ensure_jars()
-        self.workdir = Path(tempfile.mkdtemp(prefix="clients-import-kafka-"))
+        if self.workdir is None:
+            if self.data_dir is not None:
+                self.data_dir.mkdir(parents=True, exist_ok=True)
+                self.workdir = self.data_dir
+            else:
+                self.workdir = Path(tempfile.mkdtemp(prefix="clients-import-kafka-"))
         atexit.register(self.stop)
-        port, controller = free_port(), free_port()
         props = self.workdir / "server.properties"
-        props.write_text(self._properties(port, controller))
         classpath = f"{lib}/*"
-        cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
-        fmt = subprocess.run(
-            ["java", "-cp", classpath, *self._logging(), "kafka.tools.StorageTool", "format",
-             f"--cluster-id={cluster}", "-c", str(props)],  # '=': an id may start with '-'
-            capture_output=True, text=True,
-        )
-        if fmt.returncode != 0:
-            raise BrokerError(f"formatting Kafka storage failed:\n{fmt.stdout}{fmt.stderr}")
-        log = open(self.log_path, "w")
+        meta = self.workdir / "data" / "meta.properties"
+        if meta.exists() and props.exists():  # a log directory of an earlier run: its ports and cluster id
+            port, controller = _ports(props.read_text())
+            self.cluster_id = _read_properties(meta.read_text()).get("cluster.id")
+        else:
+            port, controller = free_port(), free_port()
+            props.write_text(self._properties(port, controller))
+            self.cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+            fmt = subprocess.run(
+                ["java", "-cp", classpath, *self._logging(), "kafka.tools.StorageTool", "format",
+                 f"--cluster-id={self.cluster_id}", "-c", str(props)],  # '=': an id may start with '-'
+                capture_output=True, text=True,
+            )
+            if fmt.returncode != 0:
+                raise BrokerError(f"formatting Kafka storage failed:\n{fmt.stdout}{fmt.stderr}")
+        self._log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
+        log = open(self.log_path, "a")  # appended on a restart: the ready line is looked for past _log_start
         self.process = subprocess.Popen(
             ["java", f"-Xmx{self.heap}", "-Xms128m", "-XX:+UseSerialGC", "-Djava.awt.headless=true",
              "-cp", classpath, *self._logging(), "kafka.Kafka", str(props)],
@@ -155,29 +178,63 @@ class LocalKafka:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                tail = self.log_path.read_text()[-4000:]
+                tail = self._log_of_this_start()[-4000:]
                 self.stop()
                 raise BrokerError(f"Kafka exited with code {self.process.returncode} while starting:\n{tail}")
-            if READY_LINE in self.log_path.read_text() and _answers(port):
+            if READY_LINE in self._log_of_this_start() and _answers(port):
                 return
             time.sleep(0.1)
-        tail = self.log_path.read_text()[-4000:]
+        tail = self._log_of_this_start()[-4000:]
         self.stop()
         raise BrokerError(f"Kafka did not answer within {timeout:.0f} s:\n{tail}")
 
-    def stop(self) -> None:
+    def _log_of_this_start(self) -> str:
+        with open(self.log_path, errors="replace") as log:
+            log.seek(self._log_start)
+            return log.read()
+
+    def restart(self, timeout: float = 120.0, kill: bool = False) -> str:
+        """Stop the JVM (SIGKILL with `kill`: no clean shutdown) and start it again on the same log directory and ports."""
+        if self.workdir is None:
+            raise BrokerError("restart() needs a broker that was started")
+        self._halt(kill)
+        return self.start(timeout)
+
+    def _halt(self, kill: bool = False) -> None:
         if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
+            if kill:
+                self.process.kill()
+            else:
+                self.process.terminate()
             try:
                 self.process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        """Stop the JVM; remove the log directory unless it is `data_dir`."""
+        self._halt()
         if self.workdir is not None:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+            if self.data_dir is None:
+                shutil.rmtree(self.workdir, ignore_errors=True)
             self.workdir = None
         with contextlib.suppress(Exception):
             atexit.unregister(self.stop)
+
+
+def _read_properties(text: str) -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in text.splitlines() if "=" in line and not line.lstrip().startswith("#"))
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+def _ports(properties: str) -> tuple[int, int]:
+    """The broker's and the controller's ports, from the listeners of a server.properties we wrote."""
+    listeners = dict(
+        (name, int(address.rsplit(":", 1)[1]))
+        for name, address in (item.split("://", 1) for item in _read_properties(properties)["listeners"].split(","))
+    )
+    return listeners["PLAINTEXT"], listeners["CONTROLLER"]
 
 
 def _answers(port: int) -> bool:

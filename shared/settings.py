@@ -56,8 +56,9 @@ class Settings(BaseSettings):
     metrics_port: int | None = Field(default=None, ge=0, le=65535,
                                      description="the metrics server's port; unset: none; 0: a free port, logged")
     instance_name: str | None = Field(
-        default=None, max_length=100,
-        description="a stable name for this process (static group membership: a restart keeps its partitions)",
+        default=None, max_length=100, pattern=r"^[A-Za-z0-9._-]*$",
+        description="a stable name for this process (static group membership: a restart keeps its partitions); "
+                    "empty: dynamic membership",
     )
     session_ttl_s: float = Field(default=8 * 3600, gt=0, description="how long a page session lasts")
 

@@ -62,6 +62,7 @@ def settings(kafka_bootstrap: str, database_url: str) -> Settings:
         api_token=API_TOKEN,
         webhook_secret=WEBHOOK_SECRET,
         webhook_backoff_s=0.2,
+        instance_name=None,  # pipelines in one test process must never share a static member name
         _env_file=None,
     )
 
