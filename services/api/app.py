@@ -8,8 +8,6 @@ Every route but /healthz and the page's static files needs the API token: as `Au
 import base64
 import hmac
 import logging
-import secrets
-import time
 import uuid
 from pathlib import Path
 from typing import Annotated
@@ -32,6 +30,7 @@ from shared.settings import Settings
 
 from . import readside, reports
 from .errors import ApiError
+from .sessions import Sessions
 from .upload import read_upload
 
 __all__ = ["build_api", "ApiError"]
@@ -39,7 +38,6 @@ __all__ = ["build_api", "ApiError"]
 log = logging.getLogger("clients_import.api")
 STATIC = Path(__file__).parent / "static"
 SESSION_COOKIE = "clients_import_session"
-SESSION_SECONDS = 8 * 3600
 
 
 _UPLOAD_BODY = {
@@ -61,24 +59,6 @@ class SignIn(BaseModel):
     token: str
 
 
-class Sessions:
-    """Sessions of the page, in this process's memory: a restart signs everyone out."""
-
-    def __init__(self) -> None:
-        self._expiry: dict[str, float] = {}
-
-    def open(self) -> str:
-        session = secrets.token_urlsafe(32)
-        self._expiry[session] = time.monotonic() + SESSION_SECONDS
-        return session
-
-    def valid(self, session: str | None) -> bool:
-        return bool(session) and self._expiry.get(session, 0) > time.monotonic()
-
-    def close(self, session: str | None) -> None:
-        self._expiry.pop(session or "", None)
-
-
 def build_api(settings: Settings, engine: AsyncEngine, router: KafkaRouter) -> FastAPI:
     if not settings.api_token and not settings.api_dev_mode:
         raise RuntimeError("API_TOKEN is not set: the API refuses to start without it (API_DEV_MODE=true for development)")
@@ -92,7 +72,7 @@ def build_api(settings: Settings, engine: AsyncEngine, router: KafkaRouter) -> F
         redoc_url=None,
     )
     app.include_router(router)
-    sessions = Sessions()
+    sessions = Sessions(engine, settings.session_ttl_s)  # in the database: they outlive a restart
     reader = reading(engine) if engine is not None else None
 
     @app.exception_handler(ApiError)
@@ -111,7 +91,7 @@ def build_api(settings: Settings, engine: AsyncEngine, router: KafkaRouter) -> F
         code = {404: "unknown_route", 405: "method_not_allowed"}.get(error.status_code, "http_error")
         return JSONResponse({"code": code, "message": str(error.detail)}, status_code=error.status_code)
 
-    def caller(request: Request) -> str:
+    async def caller(request: Request) -> str:
         """Who is asking: 'api' (bearer token) or 'web' (a signed-in page). Anyone else gets 401."""
         if not settings.api_token:
             return "dev"
@@ -119,7 +99,7 @@ def build_api(settings: Settings, engine: AsyncEngine, router: KafkaRouter) -> F
         scheme, _, given = header.partition(" ")
         if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), settings.api_token.encode()):
             return request.headers.get("x-requested-by", "api")[:200]
-        if sessions.valid(request.cookies.get(SESSION_COOKIE)):
+        if await sessions.valid(request.cookies.get(SESSION_COOKIE)):
             return "web"
         if request.cookies.get(SESSION_COOKIE):
             raise ApiError(401, "unauthorized", "Your session has ended: sign in again.")
@@ -136,7 +116,7 @@ def build_api(settings: Settings, engine: AsyncEngine, router: KafkaRouter) -> F
         if not settings.api_token or not hmac.compare_digest(body.token.encode(), settings.api_token.encode()):
             raise ApiError(401, "invalid_token", "That token is not valid.")
         secure = request.url.scheme == "https" or request.headers.get("x-forwarded-proto") == "https"
-        response.set_cookie(SESSION_COOKIE, sessions.open(), max_age=SESSION_SECONDS, httponly=True,
+        response.set_cookie(SESSION_COOKIE, await sessions.open(), max_age=int(settings.session_ttl_s), httponly=True,
                             samesite="strict", path="/", secure=secure)
 
     @app.get("/session", tags=["session"])
@@ -145,7 +125,7 @@ def build_api(settings: Settings, engine: AsyncEngine, router: KafkaRouter) -> F
 
     @app.delete("/session", status_code=204, tags=["session"])
     async def sign_out(request: Request, response: Response) -> None:
-        sessions.close(request.cookies.get(SESSION_COOKIE))
+        await sessions.close(request.cookies.get(SESSION_COOKIE))
         response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
 
     @app.get("/settings", tags=["imports"])

@@ -1,8 +1,10 @@
 """The notifier: job and row events in, progress and one completion notification per job out."""
 
 import asyncio
+import contextlib
 import logging
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -24,10 +26,11 @@ from shared.events import (
     RowsWritten,
 )
 from shared.kafka import Publication
+from shared.metrics import JOBS, REQUEST_TO_NOTIFICATION, WEBHOOKS
 from shared.settings import Settings
 from shared.stage import Handled, Output, Publisher, Stage
 
-from . import aggregate, ledger, webhook
+from . import aggregate, ledger, outbox, webhook
 
 __all__ = ["STAGE", "Notifier", "count_results"]
 
@@ -38,6 +41,9 @@ _DECODERS = {
     topics.ROWS_WRITTEN: RowsWritten.model_validate_json,
 }
 NotifierInput = JobAccepted | JobRefused | JobRepeated | RowsRejected | RowsWritten
+NOT_SENT = "not sent: WEBHOOK_SECRET is not configured"
+_POLL_S = 5.0  # the outbox is looked at at least this often (a stopped notifier may have left deliveries)
+_MIN_WAIT_S = 0.05  # and at most this often while deliveries are due that another notifier holds
 
 
 def decode(record: ConsumerRecord) -> NotifierInput:
@@ -50,45 +56,68 @@ async def count_results(events: list[NotifierInput], notifier: "Notifier") -> Ha
 
 
 class Notifier:
-    """The notifier's I/O: its database, the webhook client, and when each job's progress was last sent."""
+    """The notifier's I/O: its database, the webhook client, when each job's progress was last sent, and
+    the webhook deliveries it is attempting right now (claimed from the outbox)."""
 
     def __init__(self, settings: Settings, engine: AsyncEngine, publish: Publisher) -> None:
         self.settings, self.engine, self.publish = settings, engine, publish
         self.progress_sent: dict[str, float] = {}
-        self.deliveries: set[asyncio.Task] = set()
+        self.claimed: dict[str, outbox.Delivery] = {}
         self.http = httpx.AsyncClient(timeout=settings.webhook_timeout_s, follow_redirects=False)
+        self._due = asyncio.Event()  # a notification just added a delivery: look at the outbox now
 
     @classmethod
     def open(cls, settings: Settings, engine: AsyncEngine, publish: Publisher) -> "Notifier":
         return cls(settings, engine, publish)
 
     async def record(self, events: list[NotifierInput]) -> list[ledger.JobState]:
-        """Count the events in one transaction; the states of the jobs they touched."""
+        """Count the events in one transaction; the states of the jobs they touched. A job that had
+        ended before and whose request came again is marked `repeat`: its notification is owed again,
+        but the job is not counted again in the metrics."""
         job_events = [e for e in events if isinstance(e, JobAccepted | JobRefused | JobRepeated)]
         rows = [e for e in events if isinstance(e, RowsRejected | RowsWritten)]
         async with self.engine.begin() as conn:
             touched = await ledger.record_jobs(conn, job_events) | await ledger.record_rows(conn, rows)
-            return await ledger.settle(conn, sorted(touched), datetime.now(UTC))
+            # Jobs of records counted before are settled too: if the notification of one was published
+            # but its `then` failed (not marked notified, no webhook delivery yet), the batch run again
+            # announces it again and `then` gets another chance; a job already notified says nothing.
+            touched |= {e.job_id for e in rows}
+            states = await ledger.settle(conn, sorted(touched), datetime.now(UTC))
+        repeated = {e.job_id for e in job_events if isinstance(e, JobRepeated)}
+        return [replace(s, repeat=True) if s.job_id in repeated and not s.ended else s for s in states]
 
     async def announcements(self, states: list[ledger.JobState]) -> Handled:
         """Progress, then the notification of each job that just ended (or was asked for again); once
-        they are published, the jobs are marked notified and their callbacks start."""
+        they are published, the jobs are marked notified and their webhook deliveries go in the outbox,
+        in one transaction (the delivery loop, `run_deliveries`, sends them)."""
         due = [s for s in states if s.notify]
         async with reading(self.engine).connect() as conn:
             notes = [await ledger.notification_for(conn, s, self.settings.first_errors) for s in due]
             callbacks = await ledger.callbacks(conn, [n.job_id for n in notes])
+            received = await ledger.received(conn, [s.job_id for s in due if not s.repeat])
         publications = [*self._progress(states), *(Publication(topics.NOTIFICATIONS, n, key=n.job_id) for n in notes)]
 
         async def then() -> None:
+            now = datetime.now(UTC)
             if notes:
                 async with self.engine.begin() as conn:
-                    await ledger.mark_notified(conn, [n.job_id for n in notes], datetime.now(UTC))
+                    await ledger.mark_notified(conn, [n.job_id for n in notes], now)
+                    for note in notes:
+                        if note.job_id not in callbacks:
+                            continue
+                        if self.settings.webhook_secret:
+                            await outbox.enqueue(conn, note.job_id, callbacks[note.job_id], note.model_dump_json(), now)
+                        else:
+                            await ledger.record_callback(conn, note.job_id, NOT_SENT)
             for note in notes:
                 self.progress_sent.pop(note.job_id, None)
                 log.info(note.message, extra={"step": "job.notified", "job_id": note.job_id,
                                               "status": note.status.value})
-                if note.job_id in callbacks:
-                    self._start_delivery(note, callbacks[note.job_id])
+                if note.job_id in received:  # once per job: not again for a repeated request
+                    JOBS.labels(status=note.status.value).inc()
+                    REQUEST_TO_NOTIFICATION.observe(max(0.0, (now - received[note.job_id]).total_seconds()))
+            if callbacks:
+                self._due.set()
 
         return Handled(publications, then)
 
@@ -110,25 +139,63 @@ class Notifier:
         await self.publish(handled.publications)
         await handled.then()
 
-    def _start_delivery(self, note: ImportNotification, url: str) -> None:
-        task = asyncio.create_task(self._deliver(note, url))
-        self.deliveries.add(task)
-        task.add_done_callback(self.deliveries.discard)
+    async def run_deliveries(self) -> None:
+        """The outbox's loop: attempt what is due, then wait until the next delivery is due, a new
+        notification adds one, or `_POLL_S` passed (a notifier that stopped may have left some)."""
+        while True:
+            self._due.clear()
+            try:
+                wait = await self.deliver_due()
+            except Exception:  # the loop must outlive a passing database error
+                log.exception("webhook deliveries failed", extra={"step": "job.callback"})
+                wait = _POLL_S
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self._due.wait()
 
-    async def _deliver(self, note: ImportNotification, url: str) -> None:
-        if not self.settings.webhook_secret:
-            outcome = "not sent: WEBHOOK_SECRET is not configured"
-        else:
-            outcome = await webhook.deliver(
-                self.http, url, note.model_dump_json().encode(), self.settings.webhook_secret,
-                self.settings.webhook_attempts, self.settings.webhook_backoff_s,
-            )
+    async def deliver_due(self) -> float:
+        """One pass: claim a batch of due deliveries (at most `outbox.BATCH`), attempt them side by side
+        (each within WEBHOOK_TIMEOUT_S), record each result. Seconds until the loop should look again."""
+        async with reading(self.engine).connect() as conn:
+            earliest = await outbox.next_due(conn)
+        now = datetime.now(UTC)
+        if earliest is None or earliest > now:
+            return _POLL_S if earliest is None else min(_POLL_S, max(_MIN_WAIT_S, (earliest - now).total_seconds()))
+        lease = self.settings.webhook_timeout_s + outbox.LEASE_MARGIN_S
         async with self.engine.begin() as conn:
-            await ledger.record_callback(conn, note.job_id, outcome)
-        log.info("callback", extra={"step": "job.callback", "job_id": note.job_id, "outcome": outcome})
+            claimed, closed = await outbox.claim(conn, now, outbox.BATCH, lease, self.settings.webhook_attempts)
+        for job_id, outcome in closed:
+            WEBHOOKS.labels(outcome="failed").inc()
+            log.warning("callback", extra={"step": "job.callback", "job_id": job_id, "outcome": outcome})
+        self.claimed.update((d.job_id, d) for d in claimed)
+        results = await asyncio.gather(*(self._attempt(d) for d in claimed), return_exceptions=True)
+        for delivery, error in zip(claimed, results, strict=True):
+            if isinstance(error, Exception):  # its lease runs out, and it is attempted again
+                log.error("could not record a webhook attempt", exc_info=error,
+                          extra={"step": "job.callback", "job_id": delivery.job_id})
+        return 0.0 if claimed or closed else _MIN_WAIT_S
+
+    async def _attempt(self, delivery: outbox.Delivery) -> None:
+        taken, answer = await webhook.attempt(self.http, delivery.url, delivery.body.encode(),
+                                              self.settings.webhook_secret or "", self.settings.webhook_timeout_s)
+        try:
+            async with self.engine.begin() as conn:
+                recorded = await outbox.record(conn, delivery, taken, answer, datetime.now(UTC),
+                                               self.settings.webhook_attempts, self.settings.webhook_backoff_s)
+        finally:
+            self.claimed.pop(delivery.job_id, None)
+        if recorded is None:
+            log.warning("webhook delivery taken over by another notifier",
+                        extra={"step": "job.callback", "job_id": delivery.job_id, "attempt": delivery.attempt})
+            return
+        result, outcome = recorded
+        WEBHOOKS.labels(outcome=result).inc()
+        log.info("callback", extra={"step": "job.callback", "job_id": delivery.job_id, "outcome": outcome})
 
     def background(self) -> list:
-        return [self.run_sweeper()]
+        """The deadline sweeper, and the webhook outbox's delivery loop (none without WEBHOOK_SECRET:
+        nothing can be signed, so pending deliveries wait for a notifier that has it)."""
+        return [self.run_sweeper(), *([self.run_deliveries()] if self.settings.webhook_secret else [])]
 
     async def run_sweeper(self) -> None:
         interval = max(0.5, min(self.settings.job_deadline_s / 4, 5.0))
@@ -140,8 +207,16 @@ class Notifier:
                 log.exception("sweep failed", extra={"step": "job.sweep"})
 
     async def close(self) -> None:
-        for task in list(self.deliveries):
-            task.cancel()
+        """After the background loops are stopped: deliveries whose attempt was cut short are handed back
+        to the outbox, due at once for the next notifier (their attempt stays counted)."""
+        if self.claimed:
+            try:
+                async with asyncio.timeout(5), self.engine.begin() as conn:
+                    await outbox.release(conn, list(self.claimed.values()), datetime.now(UTC))
+            except Exception:  # they are attempted again anyway once their lease runs out
+                log.warning("could not hand back webhook deliveries", exc_info=True,
+                            extra={"step": "job.callback", "job_ids": sorted(self.claimed)})
+            self.claimed.clear()
         await self.http.aclose()
 
     def _progress(self, states: list[ledger.JobState]) -> list[Publication]:

@@ -2,14 +2,14 @@
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared import jobs
-from shared.db import execute_many, insert_for
+from shared.db import as_utc, execute_many, insert_for
 from shared.events import (
     ImportNotification,
     Issue,
@@ -37,6 +37,10 @@ class JobState:
     status: JobStatus
     counts: JobCounts
     notify: bool
+    # The job reached its final status in this very settle (not a final job announced again).
+    ended: bool = field(default=False, compare=False)
+    # Its notification is owed again because the request was repeated (see Notifier.record).
+    repeat: bool = field(default=False, compare=False)
 
 
 _UPLOADER_WORD = ("status", "total", "warnings", "reason", "finished_at")
@@ -193,7 +197,7 @@ async def _settle_one(conn: AsyncConnection, job, tally: dict[str, int], now: da
             finished_at=now if status.is_final else None,
         )
     )
-    return JobState(job["id"], status, counts, notify=status.is_final)
+    return JobState(job["id"], status, counts, notify=status.is_final, ended=status.is_final)
 
 
 async def notification_for(conn: AsyncConnection, state: JobState, first_errors: int) -> ImportNotification:
@@ -211,6 +215,14 @@ async def callbacks(conn: AsyncConnection, job_ids: Sequence[str]) -> dict[str, 
         import_jobs.c.id.in_(job_ids), import_jobs.c.callback_url.is_not(None)
     )
     return {r.id: r.callback_url for r in await conn.execute(query)}
+
+
+async def received(conn: AsyncConnection, job_ids: Sequence[str]) -> dict[str, datetime]:
+    """When each job's request came in (for the request-to-notification time)."""
+    if not job_ids:
+        return {}
+    query = select(import_jobs.c.id, import_jobs.c.received_at).where(import_jobs.c.id.in_(job_ids))
+    return {r.id: as_utc(r.received_at) for r in await conn.execute(query)}
 
 
 async def mark_notified(conn: AsyncConnection, job_ids: Sequence[str], now: datetime) -> None:
