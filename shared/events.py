@@ -180,7 +180,16 @@ class JobRepeated(Event):
     job_id: str
 
 
-JobEvent = Annotated[JobAccepted | JobRefused | JobRepeated, Field(discriminator="event")]
+class JobOverdue(Event):
+    """clients.import.jobs: a notifier's sweeper found the job past its deadline. The notifier that
+    consumes it fails the job if it is still running: every announcement comes from that one consumer."""
+
+    event: Literal["job.overdue"] = "job.overdue"
+    job_id: str
+    reason: Issue
+
+
+JobEvent = Annotated[JobAccepted | JobRefused | JobRepeated | JobOverdue, Field(discriminator="event")]
 
 
 class Chunk(Event):

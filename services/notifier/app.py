@@ -20,6 +20,7 @@ from shared.events import (
     Issue,
     JobAccepted,
     JobEvent,
+    JobOverdue,
     JobRefused,
     JobRepeated,
     RowsRejected,
@@ -40,7 +41,7 @@ _DECODERS = {
     topics.ROWS_REJECTED: RowsRejected.model_validate_json,
     topics.ROWS_WRITTEN: RowsWritten.model_validate_json,
 }
-NotifierInput = JobAccepted | JobRefused | JobRepeated | RowsRejected | RowsWritten
+NotifierInput = JobAccepted | JobRefused | JobRepeated | JobOverdue | RowsRejected | RowsWritten
 NOT_SENT = "not sent: WEBHOOK_SECRET is not configured"
 _POLL_S = 5.0  # the outbox is looked at at least this often (a stopped notifier may have left deliveries)
 _MIN_WAIT_S = 0.05  # and at most this often while deliveries are due that another notifier holds
@@ -74,7 +75,7 @@ class Notifier:
         """Count the events in one transaction; the states of the jobs they touched. A job that had
         ended before and whose request came again is marked `repeat`: its notification is owed again,
         but the job is not counted again in the metrics."""
-        job_events = [e for e in events if isinstance(e, JobAccepted | JobRefused | JobRepeated)]
+        job_events = [e for e in events if isinstance(e, JobAccepted | JobRefused | JobRepeated | JobOverdue)]
         rows = [e for e in events if isinstance(e, RowsRejected | RowsWritten)]
         async with self.engine.begin() as conn:
             touched = await ledger.record_jobs(conn, job_events) | await ledger.record_rows(conn, rows)
@@ -122,22 +123,21 @@ class Notifier:
         return Handled(publications, then)
 
     async def sweep(self) -> None:
-        """Fail the jobs that outlived their deadline, so none runs forever."""
+        """Find the jobs that outlived their deadline and say so on the jobs topic, keyed by job: the
+        notifier consuming that partition fails and announces them, so a sweeper never races it into
+        a second notification."""
         now = datetime.now(UTC)
-        async with self.engine.begin() as conn:
+        async with reading(self.engine).connect() as conn:
             late = await ledger.overdue(conn, now - timedelta(seconds=self.settings.job_deadline_s))
-            if not late:
-                return
-            reason = Issue(
-                code="deadline_exceeded",
-                message=f"The import did not finish within {self.settings.job_deadline_s:.0f} seconds.",
-            )
-            await ledger.fail(conn, late, reason, now)
-            states = await ledger.settle(conn, late, now)
-        log.warning("jobs failed", extra={"step": "job.failed", "job_ids": late})
-        handled = await self.announcements(states)
-        await self.publish(handled.publications)
-        await handled.then()
+        if not late:
+            return
+        reason = Issue(
+            code="deadline_exceeded",
+            message=f"The import did not finish within {self.settings.job_deadline_s:.0f} seconds.",
+        )
+        await self.publish([Publication(topics.JOBS, JobOverdue(job_id=job_id, reason=reason), key=job_id)
+                            for job_id in late])
+        log.warning("jobs overdue", extra={"step": "job.overdue", "job_ids": late})
 
     async def run_deliveries(self) -> None:
         """The outbox's loop: attempt what is due, then wait until the next delivery is due, a new

@@ -3,7 +3,7 @@
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -15,6 +15,7 @@ from shared.events import (
     Issue,
     JobAccepted,
     JobCounts,
+    JobOverdue,
     JobRefused,
     JobRepeated,
     JobStatus,
@@ -59,11 +60,17 @@ def _awaiting_uploader():
     return import_jobs.c.total.is_(None) & import_jobs.c.status.in_(_RUNNING)
 
 
-async def record_jobs(conn: AsyncConnection, events: Iterable[JobAccepted | JobRefused | JobRepeated]) -> set[str]:
+async def record_jobs(
+    conn: AsyncConnection, events: Iterable[JobAccepted | JobRefused | JobRepeated | JobOverdue], now: datetime | None = None
+) -> set[str]:
     touched: set[str] = set()
     insert = insert_for(conn.dialect.name, import_jobs)
     for event in events:
         touched.add(event.job_id)
+        if isinstance(event, JobOverdue):
+            # A sweeper's word: fail the job if it still runs; a job that ended meanwhile stays as it ended.
+            await fail(conn, [event.job_id], event.reason, now or datetime.now(UTC))
+            continue
         if isinstance(event, JobRepeated):
             # The same idempotency key again: the requester gets the job's notification once more.
             await conn.execute(

@@ -24,6 +24,7 @@ from shared.events import (
     Issue,
     JobAccepted,
     JobCounts,
+    JobOverdue,
     JobRefused,
     JobRepeated,
     JobStatus,
@@ -105,10 +106,10 @@ async def apply(db, batch: list, announced: Announced | None = None) -> list[led
     """One consumed batch as the notifier applies it: record_jobs, record_rows and settle in one
     transaction; then, as its announcement does, the notification of each state to notify, and
     those jobs marked notified."""
-    jobs = [e for e in batch if isinstance(e, JobAccepted | JobRefused | JobRepeated)]
+    jobs = [e for e in batch if isinstance(e, JobAccepted | JobRefused | JobRepeated | JobOverdue)]
     rows = [e for e in batch if isinstance(e, RowsRejected | RowsWritten)]
     async with db.begin() as conn:
-        touched = await ledger.record_jobs(conn, jobs) | await ledger.record_rows(conn, rows)
+        touched = await ledger.record_jobs(conn, jobs, NOW) | await ledger.record_rows(conn, rows)
         states = await ledger.settle(conn, sorted(touched), NOW)
     due = [s for s in states if s.notify]
     notes = []
@@ -238,6 +239,30 @@ async def test_a_job_failed_at_its_deadline_is_not_reopened_by_a_late_job_accept
     assert [(s.status, s.notify) for s in failed] == [(JobStatus.FAILED, True)]
     assert [(s.status, s.notify) for s in late] == [(JobStatus.FAILED, False)]
     assert (await job_row(db, job))["status"] == "failed"
+
+
+async def test_sweepers_saying_twice_that_a_job_is_overdue_and_a_late_row_give_one_failed_notification(db):
+    """Sweepers only say so on the jobs topic; the consumer fails and announces: no race, one notification."""
+    job = str(uuid.uuid4())
+    await apply(db, [accepted(job, total=2), RowsWritten(job_id=job, results=(result(1, Outcome.CREATED),))])
+    overdue = JobOverdue(job_id=job, reason=Issue(code="deadline_exceeded", message="late"))
+    announced = Announced([], [])
+
+    for batch in ([overdue], [overdue], [RowsWritten(job_id=job, results=(result(2, Outcome.CREATED),))]):
+        await apply(db, batch, announced)
+
+    assert [n.status for n in announced.notes] == [JobStatus.FAILED]
+    assert announced.notes[0].reason.code == "deadline_exceeded"
+    assert (await job_row(db, job))["status"] == "failed"
+
+
+async def test_an_overdue_word_for_a_job_that_ended_changes_nothing(db):
+    job = str(uuid.uuid4())
+    await apply(db, [accepted(job, total=1), RowsWritten(job_id=job, results=(result(1, Outcome.CREATED),))])
+
+    late = await apply(db, [JobOverdue(job_id=job, reason=Issue(code="deadline_exceeded", message="late"))])
+
+    assert [(s.status, s.notify) for s in late] == [(JobStatus.COMPLETED, False)]
 
 
 # --- any interleaving, any redeliveries, any cut into batches --------------------------------------
