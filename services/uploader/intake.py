@@ -43,12 +43,9 @@ def repeated(job_id: str) -> list[Publication]:
 
 def refuse_unsigned(request: ImportRequest, job_id: str) -> list[Publication]:
     """A request naming a job id it did not get from us: refused under a job id of its own."""
-    reason = Issue(code="job_id_not_allowed", message=(
+    return _refuse_request(request, job_id, Issue(code="job_id_not_allowed", message=(
         "The request names a job_id, which only our own API and command line may set: leave job_id out "
-        "(use idempotency_key to make a request safe to repeat)."))
-    common = dict(job_id=job_id, file_name=request.file_name, source=Source.TOPIC, requested_by=request.requested_by,
-                  options=request.options, idempotency_key=request.idempotency_key)
-    return [_refused(common, reason)]
+        "(use idempotency_key to make a request safe to repeat).")))
 
 
 def content_digest(request: ImportRequest) -> str:
@@ -59,9 +56,13 @@ def content_digest(request: ImportRequest) -> str:
 
 def refuse_reused(request: ImportRequest, job_id: str) -> list[Publication]:
     """A request naming a job (by its idempotency key, or a signed id) that was taken for another file."""
-    reason = Issue(code="idempotency_key_reused", message=(
+    return _refuse_request(request, job_id, Issue(code="idempotency_key_reused", message=(
         "This idempotency key (or job id) was already used for a different file or options: nothing of this "
-        "request was imported. Use a new idempotency key for a new file."))
+        "request was imported. Use a new idempotency key for a new file.")))
+
+
+def _refuse_request(request: ImportRequest, job_id: str, reason: Issue) -> list[Publication]:
+    """A readable request refused whole, under `job_id` (always one of its own), saying what it asked for."""
     common = dict(job_id=job_id, file_name=request.file_name, source=Source.TOPIC, requested_by=request.requested_by,
                   options=request.options, idempotency_key=request.idempotency_key)
     return [_refused(common, reason)]

@@ -8,6 +8,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from clients_import.topology import STAGES
+from shared.kafka import ensure_topics
 from shared.settings import Settings
 
 # Which topics each stage's consumer group reads: the topology says.
@@ -88,3 +89,21 @@ async def _caught_up(settings: Settings, admin: AIOKafkaAdminClient, consumer: A
             if ends[tp] > 0 and (meta is None or meta.offset < ends[tp]):
                 return False
     return True
+
+
+async def start_groups_at_the_end(settings: Settings) -> None:
+    """A pipeline of fresh consumer groups on the session's broker would read every record of the earlier
+    tests again (auto_offset_reset=earliest): commit the topics' current ends for its groups first, so it
+    reads only what comes next."""
+    await ensure_topics(settings)
+    for stage in STAGES:
+        consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers,
+                                    group_id=settings.group(stage.name), enable_auto_commit=False)
+        await consumer.start()
+        try:
+            partitions = [TopicPartition(t, p) for t in stage.consumes for p in await _partitions(consumer, t)]
+            consumer.assign(partitions)
+            ends = await consumer.end_offsets(partitions)
+            await consumer.commit(dict(ends))
+        finally:
+            await consumer.stop()

@@ -7,8 +7,6 @@ import time
 import uuid
 
 import httpx
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -19,12 +17,11 @@ from clients_import.pipeline import Pipeline
 from clients_import.topology import STAGES
 from shared import jobs, topics
 from shared.events import ImportOptions, ImportRequest, Source
-from shared.kafka import ensure_topics
 from shared.metrics import REGISTRY
 from shared.settings import Settings
 
 from .conftest import unique_domain
-from .kafka_tools import wait_until_drained
+from .kafka_tools import start_groups_at_the_end, wait_until_drained
 
 Samples = dict[tuple[str, frozenset], float]
 
@@ -51,31 +48,6 @@ def lags(samples: Samples, prefix: str) -> dict[tuple[str, str, str], float]:
         if name == "clients_import_consumer_lag" and labels["group"].startswith(f"{prefix}."):
             found[(labels["group"], labels["topic"], labels["partition"])] = v
     return found
-
-
-async def start_groups_at_the_end(settings: Settings) -> None:
-    """A pipeline of fresh consumer groups on the session's broker would read every record of the earlier tests
-    again; commit the topics' current ends for its groups first, so it reads only what comes next."""
-    await ensure_topics(settings)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-    await admin.start()
-    try:
-        consumed = sorted({t for stage in STAGES for t in stage.consumes})
-        tps = [TopicPartition(t["topic"], p["partition"]) for t in await admin.describe_topics(consumed)
-               for p in t["partitions"]]
-    finally:
-        await admin.close()
-    for stage in STAGES:
-        consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers,
-                                    group_id=settings.group(stage.name), enable_auto_commit=False)
-        await consumer.start()
-        try:
-            own = [tp for tp in tps if tp.topic in stage.consumes]
-            consumer.assign(own)
-            ends = await consumer.end_offsets(own)
-            await consumer.commit({tp: ends[tp] for tp in own})
-        finally:
-            await consumer.stop()
 
 
 def signed_request(settings: Settings, text: str) -> ImportRequest:

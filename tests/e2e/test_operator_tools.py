@@ -18,7 +18,6 @@ from sqlalchemy import select, text
 
 from clients_import.client import ImportClient
 from clients_import.pipeline import Pipeline
-from clients_import.topology import STAGES
 from services.validator.routing import partition_for
 from shared import topics
 from shared.db import create_engine, create_tables
@@ -27,6 +26,7 @@ from shared.settings import Settings
 from shared.tables import import_jobs, row_outcomes
 
 from .conftest import Partner, clients_of, unique_domain
+from .kafka_tools import start_groups_at_the_end
 
 CLI = [sys.executable, "-m", "clients_import.cli"]
 ROOT = Path(__file__).parents[2]
@@ -78,24 +78,9 @@ async def _until(check, what: str, timeout: float = 60, every: float = 0.5):
 _seen: list = []  # the last status document a poll saw, for the failure message
 
 
-async def _start_groups_at_end(settings: Settings) -> None:
-    """Commit the current end of every topic for each stage's group: the test's pipelines read only what comes next."""
-    for stage in STAGES:
-        consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=settings.group(stage.name),
-                                    enable_auto_commit=False)
-        await consumer.start()
-        try:
-            partitions = [TopicPartition(t, p) for t in stage.consumes for p in range(settings.topic_partitions)]
-            consumer.assign(partitions)
-            ends = await consumer.end_offsets(partitions)
-            await consumer.commit({tp: end for tp, end in ends.items()})
-        finally:
-            await consumer.stop()
-
-
 async def test_status_shows_a_stages_lag_while_nothing_runs_it_and_none_once_it_has_caught_up(settings, engine, tmp_path):
     mine = _own(settings, tmp_path, job_deadline_s=600)
-    await _start_groups_at_end(mine)
+    await start_groups_at_the_end(mine)
     own_engine = create_engine(mine.database_url)
     try:
         async with Pipeline(mine, services=("uploader", "validator", "notifier"), engine=own_engine), \
@@ -159,7 +144,7 @@ async def test_status_names_a_job_unfinished_past_half_its_deadline(settings, en
                 status=JobStatus.RECEIVED.value, received_at=datetime.now(UTC), warnings=[]))
     finally:
         await own_engine.dispose()
-    await _start_groups_at_end(mine)
+    await start_groups_at_the_end(mine)
 
     code, document = await _status(mine)
     assert code == 1 and document["jobs"]["unfinished"] == 2
@@ -178,7 +163,7 @@ async def test_a_dead_letter_is_listed_with_its_reason_and_redriven_once_its_cau
     redrive sends nothing."""
     mine = _own(settings, tmp_path)
     started = datetime.now(UTC).isoformat()
-    await _start_groups_at_end(mine)
+    await start_groups_at_the_end(mine)
     own_engine = create_engine(mine.database_url)
     job_id, d = f"ops-dlq-{uuid.uuid4()}", unique_domain()
     email = f"dee@{d}"

@@ -9,26 +9,23 @@ import uuid
 
 import httpx
 import uvicorn
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.structs import OffsetAndMetadata
 from faststream.kafka.fastapi import KafkaRouter
 from sqlalchemy import select
 
 from clients_import.client import ImportClient
 from clients_import.local_kafka import free_port
 from clients_import.pipeline import Pipeline
-from clients_import.topology import STAGES
 from services.api.app import SESSION_COOKIE, build_api
 from shared import jobs
 from shared.db import create_engine
 from shared.events import ImportOptions, ImportRequest, Source
-from shared.kafka import broker_options, ensure_topics
+from shared.kafka import broker_options
 from shared.settings import Settings
 from shared.tables import import_jobs, page_sessions, webhook_deliveries
 
 from ..conftest import API_TOKEN
 from .conftest import unique_domain
+from .kafka_tools import start_groups_at_the_end
 
 
 class Receiver:
@@ -82,31 +79,6 @@ class Served:
         await self.task
 
 
-async def start_at_the_end(settings: Settings) -> None:
-    """A new consumer group reads from the beginning (auto_offset_reset=earliest): the whole session's
-    history. Commit the topics' current ends for this pipeline's groups, so it takes only what comes next."""
-    await ensure_topics(settings)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-    await admin.start()
-    try:
-        consumed = sorted({t for stage in STAGES for t in stage.consumes})
-        described = await admin.describe_topics(consumed)
-    finally:
-        await admin.close()
-    for stage in STAGES:
-        consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers,
-                                    group_id=settings.group(stage.name), enable_auto_commit=False)
-        await consumer.start()
-        try:
-            partitions = [TopicPartition(t["topic"], p["partition"]) for t in described if t["topic"] in stage.consumes
-                          for p in t["partitions"]]
-            consumer.assign(partitions)
-            ends = await consumer.end_offsets(partitions)
-            await consumer.commit({tp: OffsetAndMetadata(end, "") for tp, end in ends.items()})
-        finally:
-            await consumer.stop()
-
-
 async def until(check, timeout: float = 30.0, what: str = "the condition"):
     for _ in range(int(timeout / 0.05)):
         found = await check()
@@ -141,7 +113,7 @@ async def test_a_webhook_failing_until_the_notifier_restarts_is_delivered_once_w
             return await conn.scalar(select(import_jobs.c.callback_outcome).where(import_jobs.c.id == job_id))
 
     try:
-        await start_at_the_end(mine)
+        await start_groups_at_the_end(mine)
         job_id = str(uuid.uuid4())
         request = ImportRequest(
             job_id=job_id, job_signature=jobs.sign(mine.signing_key, job_id), requested_by="e2e-restarts",
