@@ -1,5 +1,6 @@
 """Engines and the one dialect-specific piece the services need: an upsert-capable INSERT."""
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -8,6 +9,7 @@ from typing import Any
 from sqlalchemy import Executable, Insert, Table, event, inspect
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from .tables import metadata
@@ -69,8 +71,17 @@ def as_utc(moment: datetime | None) -> datetime | None:
 
 
 async def create_tables(engine: AsyncEngine) -> None:
-    async with engine.begin() as connection:
-        await connection.run_sync(metadata.create_all)
+    """Create what is missing. Services started together race here: the loser of a race finds the
+    other's table made between its check and its CREATE, and simply checks again."""
+    for attempt in range(3):
+        try:
+            async with engine.begin() as connection:
+                await connection.run_sync(metadata.create_all)
+            return
+        except (OperationalError, ProgrammingError, IntegrityError):
+            if attempt == 2:
+                raise
+            await asyncio.sleep(0.2 * (attempt + 1))
 
 
 async def execute_many(conn: AsyncConnection, statement: Executable, rows: Sequence[Mapping[str, Any]]) -> None:
