@@ -86,7 +86,8 @@ async def take_request(request: Request, ports: UploaderPorts) -> list[Publicati
     job_id = jobs.job_id_for(request.event, request.origin, ports.signing_key)
     if job_id is None:
         return refuse_unsigned(request.event, jobs.origin_job_id(request.origin))
-    if await ports.take(job_id, content_digest(request.event)) != content_digest(request.event):
+    digest = content_digest(request.event)  # the whole file hashed once
+    if await ports.take(job_id, digest) != digest:
         log.info("job id reused", extra={"step": "job.reused", "job_id": job_id})
         return refuse_reused(request.event, jobs.origin_job_id(request.origin))
     status = await ports.job_status(job_id)

@@ -120,3 +120,13 @@ async def api(settings: Settings, engine: AsyncEngine, pipeline: Pipeline) -> As
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     await task
+
+
+async def asgi_body(receive) -> bytes:
+    """The whole body of a request to a test's own ASGI app (a webhook receiver, say)."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return body

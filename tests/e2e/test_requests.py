@@ -16,7 +16,7 @@ from shared.events import ImportNotification, ImportRequest, JobAccepted, JobSta
 from shared.tables import import_jobs
 
 from ..conftest import WEBHOOK_SECRET
-from .conftest import clients_of, unique_domain
+from .conftest import asgi_body, clients_of, unique_domain
 from .kafka_tools import of_job, read_topic, wait_until_drained
 
 
@@ -112,12 +112,7 @@ class Receiver:
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await asgi_body(receive)
         self.calls.append(({k.decode(): v.decode() for k, v in scope["headers"]}, body))
         status = 500 if len(self.calls) <= self.failures else 200
         await send({"type": "http.response.start", "status": status, "headers": []})

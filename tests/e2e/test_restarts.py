@@ -24,7 +24,7 @@ from shared.settings import Settings
 from shared.tables import import_jobs, page_sessions, webhook_deliveries
 
 from ..conftest import API_TOKEN
-from .conftest import unique_domain
+from .conftest import asgi_body, unique_domain
 from .kafka_tools import start_groups_at_the_end
 
 
@@ -40,12 +40,7 @@ class Receiver:
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await asgi_body(receive)
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
         expected = "sha256=" + hmac.new(self.secret.encode(), body, hashlib.sha256).hexdigest()
         status = 202
