@@ -39,6 +39,8 @@ def broker_options(settings: Settings) -> dict:
         max_request_size=settings.request_max_bytes,
         max_batch_size=1024 * 1024,
         linger_ms=2,
+        # A send retried after a broker restart lost its ack is written once, not twice.
+        enable_idempotence=True,
         logger=logging.getLogger("faststream"),
         log_level=logging.DEBUG,
     )
