@@ -34,6 +34,7 @@ from shared.kafka import (
     records_of,
     send_to_dlq,
 )
+from shared.readback import KafkaPublishedLog, MemoryPublishedLog
 from shared.settings import Settings
 from shared.stage import Stage, StageRunner
 from shared.tables import health_probe
@@ -127,7 +128,7 @@ class Pipeline:
     def _register_stage(self, broker: KafkaBroker, stage: Stage) -> None:
         for output in stage.publishes:
             broker.publisher(output.topic, schema=output.schema, title=output.title, description=output.description)
-        ports = stage.ports(self.settings, self.engine, self.publish)
+        ports = stage.ports(self.settings, self.engine, self.publish, **self._read_back(stage))
         runner = StageRunner(stage, ports, self.publish, self.dead_letter, self.healthy)
         self.ports[stage.name], self.runners[stage.name] = ports, runner
 
@@ -138,6 +139,11 @@ class Pipeline:
         options = self._consumer_options(stage)
         broker.subscriber(*stage.consumes, **options, decoder=_no_body, title=stage.name,
                           description=stage.description)(consume)
+
+    def _read_back(self, stage: Stage) -> dict:
+        if not stage.reads_back:
+            return {}
+        return {"published": MemoryPublishedLog(self.seen) if self.in_memory else KafkaPublishedLog(self.settings)}
 
     def _consumer_options(self, stage: Stage) -> dict:
         options = consumer_options(self.settings, stage.name)

@@ -178,6 +178,9 @@ class JobRepeated(Event):
 
     event: Literal["job.repeated"] = "job.repeated"
     job_id: str
+    # Where the repeating request came from (topic/partition/offset): a job.repeated delivered again
+    # for the same request owes nothing more. Absent from older publishers: each counts as a new request.
+    request: str | None = Field(default=None, max_length=300)
 
 
 class JobOverdue(Event):

@@ -68,6 +68,8 @@ class Stage:
     # Publications owed for a record that was dead-lettered (a `rejected` answer to its requester).
     refuse: Callable[[ConsumerRecord, BaseException], list[Publication]] | None = None
     max_records: int | None = None
+    # Topics whose publications the stage reads back (its ports get `published`, a PublishedLog).
+    reads_back: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

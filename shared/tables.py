@@ -126,6 +126,29 @@ webhook_deliveries = Table(
     Index("ix_webhook_deliveries_due", "done_at", "next_attempt_at"),
 )
 
+# The notifier's record of repeated requests: each one (known by where it came from) owes the job's
+# notification once more, however many times its job.repeated is delivered.
+job_repeats = Table(
+    "job_repeats",
+    metadata,
+    Column("job_id", String(64), nullable=False),
+    Column("request", String(300), nullable=False),
+    Column("seen_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("job_id", "request"),
+)
+
+# The notifier's notifications under way: where the notifications topic ended just before a job's
+# notification was first published. Until the job is marked notified, a notifier that runs the job's
+# records again (after a crash between publishing and recording) reads the topic from here and does
+# not publish a notification that is already there.
+notices_under_way = Table(
+    "notices_under_way",
+    metadata,
+    Column("job_id", String(64), primary_key=True),
+    Column("topic_ends", JSON, nullable=False),  # {partition: end offset} of the notifications topic
+    Column("started_at", DateTime(timezone=True), nullable=False),
+)
+
 # The page's sessions: a hash of each session token (never the token), until it expires or signs out.
 page_sessions = Table(
     "page_sessions",
@@ -157,6 +180,9 @@ job_requests = Table(
     Column("job_id", String(64), primary_key=True),
     Column("content_sha256", String(64), nullable=False),
     Column("taken_at", DateTime(timezone=True), nullable=False),
+    # Where the first request came from (topic/partition/offset): the same record delivered again
+    # after the job ended is not a repeated request, and answers nothing.
+    Column("origin", String(300)),
 )
 
 # One row the runners write when a stage fails in a way that may be the database's: a database that

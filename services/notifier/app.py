@@ -28,6 +28,7 @@ from shared.events import (
 )
 from shared.kafka import Publication
 from shared.metrics import JOBS, REQUEST_TO_NOTIFICATION, WEBHOOKS
+from shared.readback import PublishedLog
 from shared.settings import Settings
 from shared.stage import Handled, Output, Publisher, Stage
 
@@ -57,19 +58,20 @@ async def count_results(events: list[NotifierInput], notifier: "Notifier") -> Ha
 
 
 class Notifier:
-    """The notifier's I/O: its database, the webhook client, when each job's progress was last sent, and
-    the webhook deliveries it is attempting right now (claimed from the outbox)."""
+    """The notifier's I/O: its database, the notifications topic read back, the webhook client, when
+    each job's progress was last sent, and the webhook deliveries it is attempting right now (claimed
+    from the outbox)."""
 
-    def __init__(self, settings: Settings, engine: AsyncEngine, publish: Publisher) -> None:
-        self.settings, self.engine, self.publish = settings, engine, publish
+    def __init__(self, settings: Settings, engine: AsyncEngine, publish: Publisher, published: PublishedLog) -> None:
+        self.settings, self.engine, self.publish, self.published = settings, engine, publish, published
         self.progress_sent: dict[str, float] = {}
         self.claimed: dict[str, outbox.Delivery] = {}
         self.http = httpx.AsyncClient(timeout=settings.webhook_timeout_s, follow_redirects=False)
         self._due = asyncio.Event()  # a notification just added a delivery: look at the outbox now
 
     @classmethod
-    def open(cls, settings: Settings, engine: AsyncEngine, publish: Publisher) -> "Notifier":
-        return cls(settings, engine, publish)
+    def open(cls, settings: Settings, engine: AsyncEngine, publish: Publisher, published: PublishedLog) -> "Notifier":
+        return cls(settings, engine, publish, published)
 
     async def record(self, events: list[NotifierInput]) -> list[ledger.JobState]:
         """Count the events in one transaction; the states of the jobs they touched. A job that had
@@ -88,15 +90,17 @@ class Notifier:
         return [replace(s, repeat=True) if s.job_id in repeated and not s.ended else s for s in states]
 
     async def announcements(self, states: list[ledger.JobState]) -> Handled:
-        """Progress, then the notification of each job that just ended (or was asked for again); once
-        they are published, the jobs are marked notified and their webhook deliveries go in the outbox,
-        in one transaction (the delivery loop, `run_deliveries`, sends them)."""
+        """Progress, then the notification of each job that just ended (or was asked for again) unless it
+        is on the topic already; once they are published, the jobs are marked notified and their webhook
+        deliveries go in the outbox, in one transaction (the delivery loop, `run_deliveries`, sends them)."""
         due = [s for s in states if s.notify]
         async with reading(self.engine).connect() as conn:
             notes = [await ledger.notification_for(conn, s, self.settings.first_errors) for s in due]
             callbacks = await ledger.callbacks(conn, [n.job_id for n in notes])
             received = await ledger.received(conn, [s.job_id for s in due if not s.repeat])
-        publications = [*self._progress(states), *(Publication(topics.NOTIFICATIONS, n, key=n.job_id) for n in notes)]
+        on_topic = await self._already_published([n.job_id for n in notes])
+        publications = [*self._progress(states), *(Publication(topics.NOTIFICATIONS, n, key=n.job_id)
+                                                   for n in notes if n.job_id not in on_topic)]
 
         async def then() -> None:
             now = datetime.now(UTC)
@@ -121,6 +125,34 @@ class Notifier:
                 self._due.set()
 
         return Handled(publications, then)
+
+    async def _already_published(self, job_ids: list[str]) -> set[str]:
+        """Of these jobs, those whose notification is on the topic already: published by a notifier that
+        stopped before it marked them notified. A job seen for the first time gets a note of where the
+        topic ends now, committed before its notification is published, so any later attempt knows
+        where to look."""
+        if not job_ids:
+            return set()
+        async with reading(self.engine).connect() as conn:
+            under_way = await ledger.notices_under_way(conn, job_ids)
+        fresh = [j for j in job_ids if j not in under_way]
+        if fresh:
+            ends = await self.published.ends(topics.NOTIFICATIONS)
+            async with self.engine.begin() as conn:
+                await ledger.note_notices(conn, fresh, ends, datetime.now(UTC))
+                noted = await ledger.notices_under_way(conn, fresh)
+            # A note another notifier wrote a moment before ours is checked like an old one.
+            under_way |= {j: e for j, e in noted.items() if e != ends}
+        if not under_way:
+            return set()
+        since: dict[int, int] = {}
+        for ends in under_way.values():
+            for partition, offset in ends.items():
+                since[partition] = min(since.get(partition, offset), offset)
+        found = await self.published.keys_since(topics.NOTIFICATIONS, since, under_way)
+        if found:
+            log.warning("notifications already published", extra={"step": "job.notified", "job_ids": sorted(found)})
+        return found
 
     async def sweep(self) -> None:
         """Find the jobs that outlived their deadline and say so on the jobs topic, keyed by job: the
@@ -218,6 +250,7 @@ class Notifier:
                             extra={"step": "job.callback", "job_ids": sorted(self.claimed)})
             self.claimed.clear()
         await self.http.aclose()
+        await self.published.close()
 
     def _progress(self, states: list[ledger.JobState]) -> list[Publication]:
         out = []
@@ -248,4 +281,5 @@ STAGE = Stage(
     decode=decode,
     handle=count_results,
     ports=Notifier.open,
+    reads_back=(topics.NOTIFICATIONS,),
 )

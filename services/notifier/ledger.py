@@ -24,7 +24,8 @@ from shared.events import (
     RowsRejected,
     RowsWritten,
 )
-from shared.tables import import_jobs, job_parts, job_rows
+from shared.tables import import_jobs, job_parts, job_repeats, job_rows
+from shared.tables import notices_under_way as notices
 
 from . import aggregate
 
@@ -72,10 +73,13 @@ async def record_jobs(
             await fail(conn, [event.job_id], event.reason, now or datetime.now(UTC))
             continue
         if isinstance(event, JobRepeated):
-            # The same idempotency key again: the requester gets the job's notification once more.
-            await conn.execute(
-                update(import_jobs).where(import_jobs.c.id == event.job_id).values(notified_at=None)
-            )
+            # The same idempotency key again: the requester gets the job's notification once more, once
+            # per repeating request. (A notice under way stays: the notification it notes answers this
+            # request too.)
+            if await _first_word_of_request(conn, event, now or datetime.now(UTC)):
+                await conn.execute(
+                    update(import_jobs).where(import_jobs.c.id == event.job_id).values(notified_at=None)
+                )
             continue
         refused = isinstance(event, JobRefused)
         values = dict(
@@ -105,6 +109,15 @@ async def record_jobs(
         )
         await conn.execute(statement)
     return touched
+
+
+async def _first_word_of_request(conn: AsyncConnection, event: JobRepeated, now: datetime) -> bool:
+    """Whether this job.repeated is the first for its request (one without a request always is)."""
+    if event.request is None:
+        return True
+    insert = insert_for(conn.dialect.name, job_repeats).on_conflict_do_nothing()
+    result = await conn.execute(insert.values(job_id=event.job_id, request=event.request, seen_at=now))
+    return result.rowcount == 1
 
 
 async def overdue(conn: AsyncConnection, deadline: datetime) -> list[str]:
@@ -235,3 +248,26 @@ async def received(conn: AsyncConnection, job_ids: Sequence[str]) -> dict[str, d
 async def mark_notified(conn: AsyncConnection, job_ids: Sequence[str], now: datetime) -> None:
     if job_ids:
         await conn.execute(update(import_jobs).where(import_jobs.c.id.in_(job_ids)).values(notified_at=now))
+        await forget_notices(conn, job_ids)
+
+
+async def notices_under_way(conn: AsyncConnection, job_ids: Sequence[str]) -> dict[str, dict[int, int]]:
+    """The jobs whose notification may have been published already, each with where the notifications
+    topic ended just before (partition -> offset)."""
+    if not job_ids:
+        return {}
+    query = select(notices.c.job_id, notices.c.topic_ends).where(
+        notices.c.job_id.in_(job_ids))
+    return {r.job_id: {int(p): int(o) for p, o in r.topic_ends.items()} for r in await conn.execute(query)}
+
+
+async def note_notices(conn: AsyncConnection, job_ids: Sequence[str], topic_ends: dict[int, int], now: datetime) -> None:
+    """Before the jobs' notifications are first published: where the topic ends. A note already there
+    (another notifier's, a moment before) is kept."""
+    rows = [dict(job_id=j, topic_ends={str(p): o for p, o in topic_ends.items()}, started_at=now) for j in job_ids]
+    await execute_many(conn, insert_for(conn.dialect.name, notices).on_conflict_do_nothing(), rows)
+
+
+async def forget_notices(conn: AsyncConnection, job_ids: Sequence[str]) -> None:
+    if job_ids:
+        await conn.execute(notices.delete().where(notices.c.job_id.in_(job_ids)))

@@ -5,6 +5,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from aiokafka import ConsumerRecord
 from sqlalchemy import select
@@ -21,7 +22,7 @@ from shared.tables import import_jobs, job_requests
 from .intake import content_digest, plan_job, refuse_malformed, refuse_reused, refuse_unsigned, repeated
 from .reading import Limits
 
-__all__ = ["STAGE", "Request", "UploaderPorts", "take_requests"]
+__all__ = ["FirstRequest", "STAGE", "Request", "UploaderPorts", "take_requests"]
 
 log = logging.getLogger("clients_import.uploader")
 
@@ -42,6 +43,13 @@ def origin_of(record: ConsumerRecord) -> str:
     return f"{record.topic}/{record.partition}/{record.offset}"
 
 
+class FirstRequest(NamedTuple):
+    """The request a job id was first taken for: its content's digest and where it came from."""
+
+    digest: str
+    origin: str | None
+
+
 @dataclass(frozen=True)
 class UploaderPorts:
     limits: Limits
@@ -49,8 +57,8 @@ class UploaderPorts:
     chunk_max_bytes: int
     signing_key: str | None
     job_status: Callable[[str], Awaitable[JobStatus | None]]
-    # Binds a job id to a request's content the first time; answers the content it is bound to.
-    take: Callable[[str, str], Awaitable[str]]
+    # Binds a job id to a request's content and origin the first time; answers the first request's.
+    take: Callable[[str, str, str], Awaitable["FirstRequest"]]
 
     @classmethod
     def open(cls, settings: Settings, engine: AsyncEngine, _publish: object = None) -> "UploaderPorts":
@@ -59,12 +67,14 @@ class UploaderPorts:
                 status = await conn.scalar(select(import_jobs.c.status).where(import_jobs.c.id == job_id))
             return JobStatus(status) if status else None
 
-        async def take(job_id: str, digest: str) -> str:
+        async def take(job_id: str, digest: str, origin: str) -> FirstRequest:
             async with engine.begin() as conn:
                 insert = insert_for(conn.dialect.name, job_requests)
-                await conn.execute(insert.values(job_id=job_id, content_sha256=digest, taken_at=datetime.now(UTC))
+                await conn.execute(insert.values(job_id=job_id, content_sha256=digest, origin=origin,
+                                                 taken_at=datetime.now(UTC))
                                    .on_conflict_do_nothing(index_elements=[job_requests.c.job_id]))
-                return await conn.scalar(select(job_requests.c.content_sha256).where(job_requests.c.job_id == job_id))
+                first = select(job_requests.c.content_sha256, job_requests.c.origin).where(job_requests.c.job_id == job_id)
+                return FirstRequest(*(await conn.execute(first)).one())
 
         return cls(limits_of(settings), settings.chunk_rows, settings.chunk_max_bytes, settings.signing_key, job_status,
                    take)
@@ -87,13 +97,17 @@ async def take_request(request: Request, ports: UploaderPorts) -> list[Publicati
     if job_id is None:
         return refuse_unsigned(request.event, jobs.origin_job_id(request.origin))
     digest = content_digest(request.event)  # the whole file hashed once
-    if await ports.take(job_id, digest) != digest:
+    first = await ports.take(job_id, digest, request.origin)
+    if first.digest != digest:
         log.info("job id reused", extra={"step": "job.reused", "job_id": job_id})
         return refuse_reused(request.event, jobs.origin_job_id(request.origin))
     status = await ports.job_status(job_id)
     if status is not None and status.is_final:
+        if first.origin == request.origin:  # the job's own request, delivered again after it ended
+            log.info("request delivered again", extra={"step": "job.redelivered", "job_id": job_id})
+            return []
         log.info("repeated request", extra={"step": "job.repeated", "job_id": job_id})
-        return repeated(job_id)
+        return repeated(job_id, request.origin)
     # Reading a 10 MB file takes CPU time: off the event loop, so heartbeats and other work go on.
     publications = await asyncio.to_thread(
         plan_job, request.event, job_id, ports.limits, ports.chunk_rows, ports.chunk_max_bytes

@@ -37,8 +37,8 @@ def plan_job(
     ]
 
 
-def repeated(job_id: str) -> list[Publication]:
-    return [Publication(topics.JOBS, JobRepeated(job_id=job_id), key=job_id)]
+def repeated(job_id: str, request: str) -> list[Publication]:
+    return [Publication(topics.JOBS, JobRepeated(job_id=job_id, request=request), key=job_id)]
 
 
 def refuse_unsigned(request: ImportRequest, job_id: str) -> list[Publication]:

@@ -18,6 +18,7 @@ from shared import topics
 from shared.db import as_utc, create_engine
 from shared.events import ImportOptions, JobAccepted, JobRepeated, Outcome, RowResult, RowsWritten, Source
 from shared.metrics import REGISTRY
+from shared.readback import MemoryPublishedLog
 from shared.settings import Settings
 from shared.tables import import_jobs, webhook_deliveries
 
@@ -189,7 +190,7 @@ async def a_notifier(db, receiver: FakeReceiver, **settings) -> Notifier:
         return None
 
     options = dict(webhook_secret=SECRET, webhook_attempts=3, webhook_backoff_s=0, webhook_timeout_s=5) | settings
-    notifier = Notifier(Settings(_env_file=None, **options), db, publish)
+    notifier = Notifier(Settings(_env_file=None, **options), db, publish, MemoryPublishedLog({}))
     await notifier.http.aclose()
     notifier.http = httpx.AsyncClient(transport=httpx.MockTransport(receiver), follow_redirects=False)
     return notifier

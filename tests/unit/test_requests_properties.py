@@ -9,7 +9,7 @@ from aiokafka import ConsumerRecord
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.uploader.app import STAGE, UploaderPorts
+from services.uploader.app import STAGE, FirstRequest, UploaderPorts
 from services.uploader.reading import Limits
 from shared import topics
 from shared.events import JobRefused
@@ -23,10 +23,10 @@ async def _unknown(_job_id):
 
 
 def _ports() -> UploaderPorts:
-    taken: dict[str, str] = {}
+    taken: dict[str, FirstRequest] = {}
 
-    async def take(job_id: str, digest: str) -> str:
-        return taken.setdefault(job_id, digest)
+    async def take(job_id: str, digest: str, origin: str) -> FirstRequest:
+        return taken.setdefault(job_id, FirstRequest(digest, origin))
 
     return UploaderPorts(Limits(max_records=50, max_bytes=64 * 1024), 7, 64 * 1024, "key", _unknown, take)
 
