@@ -2,6 +2,7 @@
 comparison, and the guard over arbitrary headers (Hypothesis)."""
 
 import asyncio
+import json
 
 import httpx
 import pytest
@@ -146,3 +147,17 @@ def test_any_request_gets_an_answer_with_the_headers_and_a_cookie_write_from_els
                       or (origin is None and not page_header))
     refused = answer.status_code == 403 and answer.json()["code"] == "cross_site_request"
     assert refused == (method not in ("GET", "OPTIONS") and sent_cookie and not bearer and from_elsewhere), answer.text
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.one_of(st.binary(max_size=200), st.builds(lambda t: json.dumps({"token": t}).encode(), st.text(max_size=50))),
+       content_type=st.sampled_from(["application/json", "text/plain", "multipart/form-data", ""]))
+def test_any_sign_in_body_gets_a_clear_refusal_and_guessing_ends_in_429(app, body, content_type):
+    async def call() -> httpx.Response:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://testserver") as http:
+            return await http.post("/session", content=body, headers={"content-type": content_type} if content_type else {})
+
+    answer = asyncio.run(call())
+    assert 400 <= answer.status_code < 500 and set(answer.json()) == {"code", "message"}, answer.text
+    if answer.status_code == 429:
+        assert int(answer.headers["retry-after"]) >= 1
