@@ -44,8 +44,8 @@ SECURITY_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Frame-Options": "DENY",  # for browsers that predate frame-ancestors
     "X-Content-Type-Options": "nosniff",
-    # Not "no-referrer": with it, Chromium sends `Origin: null` on the page's own POSTs, and the cross-site
-    # check below could no longer tell the page from a stranger. Other sites get no Referer at all.
+    # Not "no-referrer": under it Chromium sends `Origin: null` on a same-origin form post (checked), and the
+    # cross-site check below could no longer tell the page from a stranger. Other sites get no Referer at all.
     "Referrer-Policy": "same-origin",
 }
 # Set by the page (api.js) on every call. A page of another origin cannot add it without a CORS preflight,

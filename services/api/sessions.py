@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shared.db import as_utc, reading
 from shared.tables import page_sessions
 
-__all__ = ["COOKIE", "Sessions", "cookie_name"]
+__all__ = ["COOKIE", "SECURE_COOKIE", "Sessions", "cookie_name"]
 
 _PURGE = 100  # expired sessions deleted per sign-in
 COOKIE = "clients_import_session"
