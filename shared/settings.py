@@ -61,6 +61,12 @@ class Settings(BaseSettings):
                     "empty: dynamic membership",
     )
     session_ttl_s: float = Field(default=8 * 3600, gt=0, description="how long a page session lasts")
+    signin_attempts: int = Field(default=10, ge=1, description="failed sign-ins per client address per window; then 429")
+    signin_window_s: float = Field(default=60.0, gt=0, description="the window failed sign-ins are counted in")
+    signin_addresses: int = Field(
+        default=10_000, ge=1,
+        description="client addresses whose failed sign-ins are tracked at once; beyond, new addresses share one budget",
+    )
 
     log_level: str = "INFO"
 

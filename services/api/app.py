@@ -28,16 +28,16 @@ from shared.events import ImportOptions, ImportRequest, JobStatus, Mode, Source
 from shared.fields import FIELDS, REQUIRED
 from shared.settings import Settings
 
-from . import readside, reports
+from . import guards, readside, reports
 from .errors import ApiError
-from .sessions import Sessions
+from .sessions import COOKIE as SESSION_COOKIE
+from .sessions import Sessions, cookie_name
 from .upload import read_upload
 
-__all__ = ["build_api", "ApiError"]
+__all__ = ["build_api", "ApiError", "SESSION_COOKIE"]
 
 log = logging.getLogger("clients_import.api")
 STATIC = Path(__file__).parent / "static"
-SESSION_COOKIE = "clients_import_session"
 
 
 _UPLOAD_BODY = {
@@ -74,6 +74,7 @@ def build_api(settings: Settings, engine: AsyncEngine, router: KafkaRouter) -> F
     app.include_router(router)
     sessions = Sessions(engine, settings.session_ttl_s)  # in the database: they outlive a restart
     reader = reading(engine) if engine is not None else None
+    sign_ins = guards.SignInLimiter(settings.signin_attempts, settings.signin_window_s, settings.signin_addresses)
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, error: ApiError) -> JSONResponse:
@@ -97,11 +98,15 @@ def build_api(settings: Settings, engine: AsyncEngine, router: KafkaRouter) -> F
             return "dev"
         header = request.headers.get("authorization", "")
         scheme, _, given = header.partition(" ")
-        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), settings.api_token.encode()):
-            return request.headers.get("x-requested-by", "api")[:200]
-        if await sessions.valid(request.cookies.get(SESSION_COOKIE)):
+        if scheme.lower() == "bearer":
+            # A wrong bearer is refused, never rescued by the cookie: the cross-site guard lets bearer calls by.
+            if hmac.compare_digest(given.strip().encode(), settings.api_token.encode()):
+                return request.headers.get("x-requested-by", "api")[:200]
+            raise ApiError(401, "unauthorized", "That API token is not valid (Authorization: Bearer <token>).")
+        cookie = request.cookies.get(session_cookie(request))
+        if await sessions.valid(cookie):
             return "web"
-        if request.cookies.get(SESSION_COOKIE):
+        if cookie:
             raise ApiError(401, "unauthorized", "Your session has ended: sign in again.")
         raise ApiError(401, "unauthorized", "Sign in with the API token (Authorization: Bearer <token>).")
 
@@ -111,13 +116,20 @@ def build_api(settings: Settings, engine: AsyncEngine, router: KafkaRouter) -> F
     async def health() -> dict:
         return {"status": "ok"}
 
-    @app.post("/session", status_code=204, tags=["session"])
-    async def sign_in(body: SignIn, request: Request, response: Response) -> None:
+    @app.post("/session", status_code=204, tags=["session"], response_model=None)
+    async def sign_in(body: SignIn, request: Request, response: Response) -> Response | None:
+        """Failed attempts are limited per client address (SIGNIN_ATTEMPTS per SIGNIN_WINDOW_S): past
+        that, 429 with Retry-After, whatever the token."""
+        address = guards.client_key(request.client.host if request.client else None)
+        if wait_s := sign_ins.wait_s(address):
+            return guards.too_many_attempts(wait_s)
         if not settings.api_token or not hmac.compare_digest(body.token.encode(), settings.api_token.encode()):
+            sign_ins.failed(address)
             raise ApiError(401, "invalid_token", "That token is not valid.")
-        secure = request.url.scheme == "https" or request.headers.get("x-forwarded-proto") == "https"
-        response.set_cookie(SESSION_COOKIE, await sessions.open(), max_age=int(settings.session_ttl_s), httponly=True,
-                            samesite="strict", path="/", secure=secure)
+        https = is_https(request)
+        response.set_cookie(cookie_name(https), await sessions.open(), max_age=int(settings.session_ttl_s), httponly=True,
+                            samesite="strict", path="/", secure=https)
+        return None
 
     @app.get("/session", tags=["session"])
     async def session(who: Caller) -> dict:
@@ -125,8 +137,9 @@ def build_api(settings: Settings, engine: AsyncEngine, router: KafkaRouter) -> F
 
     @app.delete("/session", status_code=204, tags=["session"])
     async def sign_out(request: Request, response: Response) -> None:
-        await sessions.close(request.cookies.get(SESSION_COOKIE))
-        response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+        await sessions.close(request.cookies.get(session_cookie(request)))
+        https = is_https(request)
+        response.delete_cookie(cookie_name(https), path="/", httponly=True, samesite="strict", secure=https)
 
     @app.get("/settings", tags=["imports"])
     async def import_settings(_: Caller) -> dict:
@@ -215,14 +228,29 @@ def build_api(settings: Settings, engine: AsyncEngine, router: KafkaRouter) -> F
 
     @app.get("/docs", include_in_schema=False)
     async def openapi_page(_: Caller) -> Response:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="Client Import API")
+        html = get_swagger_ui_html(openapi_url="/openapi.json", title="Client Import API")
+        html.headers["Content-Security-Policy"] = guards.docs_policy(html.body)
+        return html
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_exception_handler(Exception, guards.internal_error)
+    # Added last, so outermost: every answer, other middlewares' included, carries the security headers.
+    app.add_middleware(guards.FrontDoor, cookie_names=(cookie_name(False), cookie_name(True)))
     return app
+
+
+def is_https(request: Request) -> bool:
+    """The scheme the browser used: uvicorn takes it from X-Forwarded-Proto only when the proxy's address is
+    in FORWARDED_ALLOW_IPS (loopback by default), never from any client."""
+    return request.scope.get("scheme") == "https"
+
+
+def session_cookie(request: Request) -> str:
+    return cookie_name(is_https(request))
 
 
 def import_settings_document(settings: Settings) -> dict:

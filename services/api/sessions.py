@@ -5,6 +5,10 @@ The cookie holds a random token; the table holds only its SHA-256 (a copy of the
 nobody in) and when it expires: `SESSION_TTL_S` after sign-in, whatever the activity. Expired rows
 are deleted on each sign-in, a bounded number at a time (more than a sign-in adds), so the table
 holds about the live sessions.
+
+Over HTTPS the cookie is `__Host-clients_import_session`: the browser keeps it only if it is Secure, has
+Path=/ and no Domain, so no sibling subdomain can set or overwrite it (cookie tossing). Over plain HTTP
+(development on loopback) it is `clients_import_session`. Each scheme reads only its own name.
 """
 
 import hashlib
@@ -17,9 +21,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shared.db import as_utc, reading
 from shared.tables import page_sessions
 
-__all__ = ["Sessions"]
+__all__ = ["COOKIE", "SECURE_COOKIE", "Sessions", "cookie_name"]
 
 _PURGE = 100  # expired sessions deleted per sign-in
+COOKIE = "clients_import_session"
+SECURE_COOKIE = f"__Host-{COOKIE}"
+
+
+def cookie_name(https: bool) -> str:
+    return SECURE_COOKIE if https else COOKIE
 
 
 def token_hash(token: str) -> str:

@@ -78,7 +78,14 @@ def server(browser_kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 
 @pytest.fixture
-def page() -> Iterator[Page]:
+def csp_violations() -> list[str]:
+    """What Chromium refused under a Content-Security-Policy during the test. The page fixture fails the test
+    on any: the page must work under its own policy. A test that provokes violations on purpose clears it."""
+    return []
+
+
+@pytest.fixture
+def page(csp_violations: list[str]) -> Iterator[Page]:
     """A fresh Chromium per test, with no cookies carried over and downloads allowed.
 
     Playwright is started and stopped around each test, not once per session: its sync API keeps
@@ -95,6 +102,12 @@ def page() -> Iterator[Page]:
         # "Failed to load resource: 401" before signing in are expected and not counted.)
         script_errors: list[str] = []
         page.on("pageerror", lambda error: script_errors.append(str(error)))
+
+        def refused_by_policy(message) -> None:  # Chromium reports each refusal as a console error
+            if message.type == "error" and "Content Security Policy" in message.text:
+                csp_violations.append(message.text)
+
+        page.on("console", refused_by_policy)
         try:
             yield page
         finally:
@@ -102,3 +115,5 @@ def page() -> Iterator[Page]:
             browser.close()
     if script_errors:
         pytest.fail("the page threw: " + "; ".join(script_errors))
+    if csp_violations:
+        pytest.fail("Chromium refused under the Content-Security-Policy: " + "; ".join(csp_violations))
