@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared import jobs, topics
+from shared.callbacks import CallbackPolicy, CallbackRefused, check_url
 from shared.db import insert_for, reading
 from shared.events import Chunk, ImportRequest, JobEvent, JobStatus
 from shared.kafka import Publication
@@ -18,7 +19,15 @@ from shared.settings import Settings
 from shared.stage import Output, Stage
 from shared.tables import import_jobs, job_requests
 
-from .intake import content_digest, plan_job, refuse_malformed, refuse_reused, refuse_unsigned, repeated
+from .intake import (
+    content_digest,
+    plan_job,
+    refuse_callback,
+    refuse_malformed,
+    refuse_reused,
+    refuse_unsigned,
+    repeated,
+)
 from .reading import Limits
 
 __all__ = ["STAGE", "Request", "UploaderPorts", "take_requests"]
@@ -51,6 +60,7 @@ class UploaderPorts:
     job_status: Callable[[str], Awaitable[JobStatus | None]]
     # Binds a job id to a request's content the first time; answers the content it is bound to.
     take: Callable[[str, str], Awaitable[str]]
+    callbacks: CallbackPolicy = CallbackPolicy()
 
     @classmethod
     def open(cls, settings: Settings, engine: AsyncEngine, _publish: object = None) -> "UploaderPorts":
@@ -67,7 +77,7 @@ class UploaderPorts:
                 return await conn.scalar(select(job_requests.c.content_sha256).where(job_requests.c.job_id == job_id))
 
         return cls(limits_of(settings), settings.chunk_rows, settings.chunk_max_bytes, settings.signing_key, job_status,
-                   take)
+                   take, CallbackPolicy.of(settings))
 
 
 def limits_of(settings: Settings) -> Limits:
@@ -86,6 +96,11 @@ async def take_request(request: Request, ports: UploaderPorts) -> list[Publicati
     job_id = jobs.job_id_for(request.event, request.origin, ports.signing_key)
     if job_id is None:
         return refuse_unsigned(request.event, jobs.origin_job_id(request.origin))
+    if (refusal := callback_refusal(request.event, ports.callbacks)) is not None:
+        # Under the id our own API or CLI signed (its caller waits on it); else under one of its own, so a
+        # corrected request with the same idempotency key is a new job, not a repeat of this refusal.
+        named = job_id if request.event.job_id is not None else jobs.origin_job_id(request.origin)
+        return refuse_callback(request.event, named, refusal)
     digest = content_digest(request.event)  # the whole file hashed once
     if await ports.take(job_id, digest) != digest:
         log.info("job id reused", extra={"step": "job.reused", "job_id": job_id})
@@ -101,6 +116,17 @@ async def take_request(request: Request, ports: UploaderPorts) -> list[Publicati
     log.info("job received", extra={"step": "job.received", "job_id": job_id, "file_name": request.event.file_name,
                                     "event": publications[0].event.event, "chunks": len(publications) - 1})
     return publications
+
+
+def callback_refusal(request: ImportRequest, policy: CallbackPolicy) -> str | None:
+    """Why this deployment will not call the request's callback URL back, or None (no URL, or a fine one)."""
+    if request.options.callback_url is None:
+        return None
+    try:
+        check_url(request.options.callback_url, policy)
+    except CallbackRefused as refused:
+        return str(refused)
+    return None
 
 
 def refuse(record: ConsumerRecord, error: BaseException) -> list[Publication]:
