@@ -107,9 +107,7 @@ class Sender:
                     status = response.status_code
         except (TimeoutError, httpx.TimeoutException) as error:
             return Answer(False, "timeout", type(error).__name__)
-        except (httpx.TransportError, OSError) as error:  # refused, reset, TLS (a certificate not for the name)
-            return Answer(False, "connection failed", f"{type(error).__name__}: {error}"[:300])
-        except Exception as error:  # whatever else goes wrong (a URL httpx will not send) fails this attempt
+        except Exception as error:  # refused, reset, TLS (a certificate not for the name), whatever else: failed
             return Answer(False, "connection failed", f"{type(error).__name__}: {error}"[:300])
         return Answer(200 <= status < 300, _status_class(status), f"HTTP {status}")
 
