@@ -12,6 +12,7 @@ from typing import Annotated, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from .callbacks import check_form
 from .fields import BY_COLUMN, USERNAME_MAX, USERNAME_MIN
 
 
@@ -122,6 +123,15 @@ class ImportRequest(Event):
     def _one_content(self) -> "ImportRequest":
         if (self.content is None) == (self.content_base64 is None):
             raise ValueError("give exactly one of content and content_base64")
+        return self
+
+    @model_validator(mode="after")
+    def _callback_form(self) -> "ImportRequest":
+        # What a callback URL is anywhere (https or http, a host, no credentials); which destinations this
+        # deployment calls is checked where the request is taken (shared/callbacks.py). The job events that
+        # carry the options after it stay as lenient as before: an event already on a topic still reads.
+        if self.options.callback_url is not None:
+            check_form(self.options.callback_url)
         return self
 
     def file_bytes(self) -> bytes:

@@ -2,9 +2,10 @@
 
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .callbacks import parse_destinations
 from .fields import CLIENT_TYPES
 
 
@@ -43,6 +44,12 @@ class Settings(BaseSettings):
     webhook_attempts: int = Field(default=5, ge=1)
     webhook_backoff_s: float = Field(default=0.5, ge=0, description="first retry delay; doubles each time")
     webhook_timeout_s: float = Field(default=10.0, gt=0)
+    webhook_allow_http: bool = Field(default=False, description="accept plain http:// callback URLs (development only)")
+    webhook_allowed_destinations: str = Field(
+        default="", max_length=10_000,
+        description="comma-separated host or host:port called back whatever their address (a receiver on a "
+                    "private network, 127.0.0.1 in tests); every other callback must resolve to public addresses",
+    )
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
@@ -69,6 +76,12 @@ class Settings(BaseSettings):
     )
 
     log_level: str = "INFO"
+
+    @field_validator("webhook_allowed_destinations")
+    @classmethod
+    def _destinations_parse(cls, value: str) -> str:
+        parse_destinations(value)  # a mistyped entry stops the process rather than silently matching nothing
+        return value
 
     @property
     def signing_key(self) -> str | None:

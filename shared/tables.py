@@ -123,6 +123,7 @@ webhook_deliveries = Table(
     Column("next_attempt_at", DateTime(timezone=True), nullable=False),
     Column("outcome", String(500)),
     Column("done_at", DateTime(timezone=True)),
+    Column("delivery_id", String(64), nullable=False),  # signed into every attempt: receivers refuse one seen twice
     Index("ix_webhook_deliveries_due", "done_at", "next_attempt_at"),
 )
 

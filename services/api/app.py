@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared import jobs, topics
+from shared.callbacks import CallbackPolicy, CallbackRefused, check_url
 from shared.db import reading
 from shared.events import ImportOptions, ImportRequest, JobStatus, Mode, Source
 from shared.fields import FIELDS, REQUIRED
@@ -160,7 +161,7 @@ def build_api(settings: Settings, engine: AsyncEngine, router: KafkaRouter) -> F
         upload = await read_upload(request.headers.get("content-type", ""), request.stream(), settings.max_bytes)
         if not upload.file_name.lower().endswith(".csv"):
             raise ApiError(415, "not_csv_name", f"“{upload.file_name}” is not a .csv file: only CSV files can be imported.")
-        options = _options(upload.fields)
+        options = _options(upload.fields, CallbackPolicy.of(settings))
         key = request.headers.get("idempotency-key") or None
         # The same Idempotency-Key from the same caller is the same job; the uploader honours the id we sign.
         job_id = jobs.idempotent_job_id("api", who, key) if key else str(uuid.uuid4())
@@ -280,11 +281,16 @@ def import_settings_document(settings: Settings) -> dict:
     }
 
 
-def _options(fields: dict[str, str]) -> ImportOptions:
+def _options(fields: dict[str, str], callbacks: CallbackPolicy) -> ImportOptions:
+    callback_url = fields.get("callback_url") or None
+    if callback_url is not None:
+        try:
+            check_url(callback_url, callbacks)
+        except CallbackRefused as refused:
+            raise ApiError(422, "invalid_options", str(refused)) from None
     mode = fields.get("mode") or Mode.UPSERT.value
     if mode not in {m.value for m in Mode}:
         raise ApiError(422, "invalid_options", f"mode must be one of {', '.join(Mode)}, not “{mode[:40]}”.")
-    callback_url = fields.get("callback_url") or None
     try:
         return ImportOptions(
             mode=Mode(mode),

@@ -7,7 +7,6 @@ import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-import httpx
 from aiokafka import ConsumerRecord
 from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -66,7 +65,7 @@ class Notifier:
         self.settings, self.engine, self.publish, self.published = settings, engine, publish, published
         self.progress_sent: dict[str, float] = {}
         self.claimed: dict[str, outbox.Delivery] = {}
-        self.http = httpx.AsyncClient(timeout=settings.webhook_timeout_s, follow_redirects=False)
+        self.webhooks = webhook.Sender.of(settings)
         self._due = asyncio.Event()  # a notification just added a delivery: look at the outbox now
 
     @classmethod
@@ -208,11 +207,10 @@ class Notifier:
         return 0.0 if claimed or closed else _MIN_WAIT_S
 
     async def _attempt(self, delivery: outbox.Delivery) -> None:
-        taken, answer = await webhook.attempt(self.http, delivery.url, delivery.body.encode(),
-                                              self.settings.webhook_secret or "", self.settings.webhook_timeout_s)
+        answer = await self.webhooks.send(delivery.url, delivery.delivery_id, delivery.body.encode())
         try:
             async with self.engine.begin() as conn:
-                recorded = await outbox.record(conn, delivery, taken, answer, datetime.now(UTC),
+                recorded = await outbox.record(conn, delivery, answer, datetime.now(UTC),
                                                self.settings.webhook_attempts, self.settings.webhook_backoff_s)
         finally:
             self.claimed.pop(delivery.job_id, None)
@@ -222,7 +220,8 @@ class Notifier:
             return
         result, outcome = recorded
         WEBHOOKS.labels(outcome=result).inc()
-        log.info("callback", extra={"step": "job.callback", "job_id": delivery.job_id, "outcome": outcome})
+        log.info("callback", extra={"step": "job.callback", "job_id": delivery.job_id, "outcome": outcome,
+                                    "detail": answer.detail})  # what the receiver said: for the operator only
 
     def background(self) -> list:
         """The deadline sweeper, and the webhook outbox's delivery loop (none without WEBHOOK_SECRET:
@@ -249,7 +248,7 @@ class Notifier:
                 log.warning("could not hand back webhook deliveries", exc_info=True,
                             extra={"step": "job.callback", "job_ids": sorted(self.claimed)})
             self.claimed.clear()
-        await self.http.aclose()
+        await self.webhooks.aclose()
         await self.published.close()
 
     def _progress(self, states: list[ledger.JobState]) -> list[Publication]:

@@ -11,6 +11,7 @@ the claim and the record of the attempt's result are compare-and-sets on the att
 notifier whose lease ran out (and whose delivery another took over) changes nothing.
 """
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -38,13 +39,15 @@ class Delivery:
     url: str
     body: str
     attempt: int  # this attempt's number, counted when it was claimed
+    delivery_id: str  # the same on every attempt of this delivery, new for the next one
 
 
 async def enqueue(conn: AsyncConnection, job_id: str, url: str, body: str, now: datetime) -> None:
     """The job's delivery, due now. While one is pending this changes nothing (a `then` run again after
     a failure does not double it); once it is done, the job's next notification (a repeated request)
-    replaces it with a fresh delivery of the new body, attempts from zero."""
-    fresh = dict(url=url, body=body, attempts=0, next_attempt_at=now, outcome=None, done_at=None)
+    replaces it with a fresh delivery of the new body, attempts from zero, under a new delivery id."""
+    fresh = dict(url=url, body=body, attempts=0, next_attempt_at=now, outcome=None, done_at=None,
+                 delivery_id=str(uuid.uuid4()))
     insert = insert_for(conn.dialect.name, deliveries)
     await conn.execute(insert.values(job_id=job_id, **fresh).on_conflict_do_update(
         index_elements=[deliveries.c.job_id], set_=fresh, where=deliveries.c.done_at.is_not(None),
@@ -64,7 +67,7 @@ async def claim(
     delivery that has had all its attempts (the last one cut short by a stop) is closed as failed
     instead. The claimed deliveries, and the (job, outcome) of those closed."""
     query = (
-        select(deliveries.c.job_id, deliveries.c.url, deliveries.c.body, deliveries.c.attempts)
+        select(deliveries.c.job_id, deliveries.c.url, deliveries.c.body, deliveries.c.attempts, deliveries.c.delivery_id)
         .where(deliveries.c.done_at.is_(None), deliveries.c.next_attempt_at <= now)
         .order_by(deliveries.c.next_attempt_at)
         .limit(limit)
@@ -83,23 +86,26 @@ async def claim(
         taken = await _settle(conn, row.job_id, row.attempts, attempts=row.attempts + 1,
                               next_attempt_at=now + timedelta(seconds=lease_s))
         if taken:
-            claimed.append(Delivery(row.job_id, row.url, row.body, row.attempts + 1))
+            claimed.append(Delivery(row.job_id, row.url, row.body, row.attempts + 1, row.delivery_id))
     return claimed, closed
 
 
 async def record(
-    conn: AsyncConnection, delivery: Delivery, taken: bool, answer: str, now: datetime,
+    conn: AsyncConnection, delivery: Delivery, answer: webhook.Answer, now: datetime,
     max_attempts: int, first_backoff_s: float,
 ) -> tuple[Result, str] | None:
     """The attempt's result: delivered, or failed with another attempt after the back-off, or failed for
-    good. A final outcome goes on the job too. None when the delivery is no longer this claim's."""
-    if taken:
+    good (all attempts made, or the URL refused). A final outcome goes on the job too, in the answer's
+    words (its class, never what the receiver said). None when the delivery is no longer this claim's."""
+    if answer.taken:
         result: Result = "delivered"
-        outcome = webhook.delivered(delivery.attempt, answer)
+        outcome = webhook.delivered(delivery.attempt)
+    elif answer.final:
+        result, outcome = "failed", webhook.not_sent(answer.outcome)
     elif delivery.attempt >= max_attempts:
-        result, outcome = "failed", webhook.failed(delivery.attempt, answer)
+        result, outcome = "failed", webhook.failed(delivery.attempt, answer.outcome)
     else:
-        result, outcome = "retried", f"attempt {delivery.attempt} failed ({answer}); retrying"
+        result, outcome = "retried", f"attempt {delivery.attempt} failed ({answer.outcome}); retrying"
     if result == "retried":
         wait = timedelta(seconds=webhook.backoff(delivery.attempt, first_backoff_s))
         values = dict(outcome=outcome, next_attempt_at=now + wait)

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared import jobs, topics
+from shared.callbacks import CallbackPolicy, CallbackRefused, check_url
 from shared.db import insert_for, reading
 from shared.events import Chunk, ImportRequest, JobEvent, JobStatus
 from shared.kafka import Publication
@@ -19,7 +20,15 @@ from shared.settings import Settings
 from shared.stage import Output, Stage
 from shared.tables import import_jobs, job_requests
 
-from .intake import content_digest, plan_job, refuse_malformed, refuse_reused, refuse_unsigned, repeated
+from .intake import (
+    content_digest,
+    plan_job,
+    refuse_callback,
+    refuse_malformed,
+    refuse_reused,
+    refuse_unsigned,
+    repeated,
+)
 from .reading import Limits
 
 __all__ = ["FirstRequest", "STAGE", "Request", "UploaderPorts", "take_requests"]
@@ -59,6 +68,7 @@ class UploaderPorts:
     job_status: Callable[[str], Awaitable[JobStatus | None]]
     # Binds a job id to a request's content and origin the first time; answers the first request's.
     take: Callable[[str, str, str], Awaitable["FirstRequest"]]
+    callbacks: CallbackPolicy = CallbackPolicy()
 
     @classmethod
     def open(cls, settings: Settings, engine: AsyncEngine, _publish: object = None) -> "UploaderPorts":
@@ -77,7 +87,7 @@ class UploaderPorts:
                 return FirstRequest(*(await conn.execute(first)).one())
 
         return cls(limits_of(settings), settings.chunk_rows, settings.chunk_max_bytes, settings.signing_key, job_status,
-                   take)
+                   take, CallbackPolicy.of(settings))
 
 
 def limits_of(settings: Settings) -> Limits:
@@ -96,6 +106,11 @@ async def take_request(request: Request, ports: UploaderPorts) -> list[Publicati
     job_id = jobs.job_id_for(request.event, request.origin, ports.signing_key)
     if job_id is None:
         return refuse_unsigned(request.event, jobs.origin_job_id(request.origin))
+    if (refusal := callback_refusal(request.event, ports.callbacks)) is not None:
+        # Under the id our own API or CLI signed (its caller waits on it); else under one of its own, so a
+        # corrected request with the same idempotency key is a new job, not a repeat of this refusal.
+        named = job_id if request.event.job_id is not None else jobs.origin_job_id(request.origin)
+        return refuse_callback(request.event, named, refusal)
     digest = content_digest(request.event)  # the whole file hashed once
     first = await ports.take(job_id, digest, request.origin)
     if first.digest != digest:
@@ -115,6 +130,17 @@ async def take_request(request: Request, ports: UploaderPorts) -> list[Publicati
     log.info("job received", extra={"step": "job.received", "job_id": job_id, "file_name": request.event.file_name,
                                     "event": publications[0].event.event, "chunks": len(publications) - 1})
     return publications
+
+
+def callback_refusal(request: ImportRequest, policy: CallbackPolicy) -> str | None:
+    """Why this deployment will not call the request's callback URL back, or None (no URL, or a fine one)."""
+    if request.options.callback_url is None:
+        return None
+    try:
+        check_url(request.options.callback_url, policy)
+    except CallbackRefused as refused:
+        return str(refused)
+    return None
 
 
 def refuse(record: ConsumerRecord, error: BaseException) -> list[Publication]:

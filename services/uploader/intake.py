@@ -48,6 +48,15 @@ def refuse_unsigned(request: ImportRequest, job_id: str) -> list[Publication]:
         "(use idempotency_key to make a request safe to repeat).")))
 
 
+def refuse_callback(request: ImportRequest, job_id: str, refusal: str) -> list[Publication]:
+    """A request whose callback URL this deployment will not call: refused whole, so the requester is not
+    left waiting for a call that never comes; the refusal is not sent to that URL either."""
+    options = request.options.model_copy(update={"callback_url": None})
+    common = dict(job_id=job_id, file_name=request.file_name, source=request.source, requested_by=request.requested_by,
+                  options=options, idempotency_key=request.idempotency_key)
+    return [_refused(common, Issue(code="invalid_request", message=f"The import request is not valid: {refusal}"))]
+
+
 def content_digest(request: ImportRequest) -> str:
     """What a job id is bound to: the file and how to import it."""
     body = request.model_dump_json(include={"file_name", "content", "content_base64", "options"})

@@ -4,18 +4,23 @@ import asyncio
 import hashlib
 import hmac
 import json
+import time
 import uuid
 
+import httpx
 import uvicorn
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import select
+from starlette.datastructures import Headers
 
 from clients_import.local_kafka import free_port
+from services.notifier.webhook import DELIVERY_HEADER
 from shared import topics
 from shared.events import ImportNotification, ImportRequest, JobAccepted, JobStatus, Source
 from shared.tables import import_jobs
 
 from ..conftest import WEBHOOK_SECRET
+from ..webhook_recipe import verify_webhook
 from .conftest import asgi_body, clients_of, unique_domain
 from .kafka_tools import of_job, read_topic, wait_until_drained
 
@@ -103,23 +108,40 @@ async def test_a_dry_run_reports_everything_and_writes_nothing(partner, engine):
 
 
 class Receiver:
-    """A local webhook receiver that fails its first call, then accepts."""
+    """A partner's webhook receiver doing what the README's recipe says: it verifies each call (refusing a
+    forged or stale one with 400, taking a delivery id once), fails its first `failures` deliveries as a
+    receiver whose processing broke would (forgetting their id, answering 500), then accepts."""
 
     def __init__(self, failures: int) -> None:
         self.failures = failures
-        self.calls: list[tuple[dict, bytes]] = []
+        self.seen: set = set()
+        self.now: float | None = None  # the receiver's clock; None: the real one
+        self.calls: list[tuple[dict, bytes, int]] = []  # (headers, body, the status answered)
+        self.processed: list[bytes] = []
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return
         body = await asgi_body(receive)
-        self.calls.append(({k.decode(): v.decode() for k, v in scope["headers"]}, body))
-        status = 500 if len(self.calls) <= self.failures else 200
+        headers = Headers(scope=scope)
+        try:
+            fresh = verify_webhook(WEBHOOK_SECRET, headers, body, self.seen, now=self.now)
+        except ValueError:
+            status = 400
+        else:
+            status = 200
+            if fresh and self.failures > 0:
+                self.failures -= 1
+                self.seen.discard(headers[DELIVERY_HEADER])
+                status = 500
+            elif fresh:
+                self.processed.append(body)
+        self.calls.append(({k: v for k, v in headers.items()}, body, status))
         await send({"type": "http.response.start", "status": status, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
 
-async def test_the_notification_is_posted_to_the_callback_signed_and_retried_after_a_failure(partner, engine):
+async def test_the_notification_is_posted_signed_retried_after_a_failure_and_a_replay_is_refused(partner, engine):
     receiver = Receiver(failures=1)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(receiver, host="127.0.0.1", port=port, log_config=None))
@@ -131,14 +153,24 @@ async def test_the_notification_is_posted_to_the_callback_signed_and_retried_aft
             if len(receiver.calls) >= 2:
                 break
             await asyncio.sleep(0.1)
+        assert [status for _, _, status in receiver.calls] == [500, 200]
+        headers, body, _ = receiver.calls[-1]
+        assert receiver.calls[0][0][DELIVERY_HEADER.lower()] == headers[DELIVERY_HEADER.lower()]  # one delivery, retried
+
+        # Someone who captured the call sends it again: taken once only, and refused once it is old.
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as attacker:
+            again = await attacker.post("/hook", content=body, headers=headers)
+            receiver.seen.clear()  # a receiver that forgot its ids (they need keeping for the tolerance only)
+            receiver.now = time.time() + 301
+            later = await attacker.post("/hook", content=body, headers=headers)
     finally:
         server.should_exit = True
         await task
 
-    assert len(receiver.calls) == 2
-    headers, body = receiver.calls[-1]
+    assert (again.status_code, later.status_code) == (200, 400)
+    assert receiver.processed == [body]  # the notification was processed exactly once
     expected = "sha256=" + hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
-    assert hmac.compare_digest(headers["x-clients-import-signature"], expected)
+    assert hmac.compare_digest(headers["x-clients-import-signature"], expected)  # the first version's header, kept
     assert json.loads(body)["job_id"] == note.job_id and json.loads(body)["created"] == 1
     for _ in range(50):
         async with engine.connect() as conn:
@@ -146,7 +178,20 @@ async def test_the_notification_is_posted_to_the_callback_signed_and_retried_aft
         if outcome:
             break
         await asyncio.sleep(0.1)
-    assert outcome == "delivered on attempt 2 (HTTP 200)"
+    assert outcome == "delivered on attempt 2"
+
+
+async def test_a_callback_to_a_local_address_is_refused_with_the_request_and_never_called(partner, engine):
+    d = unique_domain()
+    for url in ("https://169.254.169.254/latest/meta-data/", "https://2130706433/", "https://[::ffff:10.0.0.1]/",
+                "http://127.0.0.2:9/", "https://localhost/hook"):
+        note = await partner.run(f"firstName,email\nNo,no@{d}\n", callback_url=url)
+        assert (note.status, note.reason.code) == (JobStatus.REJECTED, "invalid_request"), url
+        assert "callback_url must name a public host" in note.reason.message
+        async with engine.connect() as conn:
+            stored = await conn.scalar(select(import_jobs.c.callback_url).where(import_jobs.c.id == note.job_id))
+        assert stored is None  # nothing left to call, nor to tell the refusal to
+    assert await clients_of(engine, d) == {}
 
 
 async def test_a_malformed_request_goes_to_the_dlq_gets_a_rejected_notification_and_the_next_is_imported(partner, settings):

@@ -13,8 +13,9 @@ from sqlalchemy import select
 
 from services.notifier import ledger, outbox
 from services.notifier.app import Notifier
-from services.notifier.webhook import SIGNATURE_HEADER
+from services.notifier.webhook import DELIVERY_HEADER, SIGNATURE_HEADER, TIMED_SIGNATURE_HEADER, Answer, Sender
 from shared import topics
+from shared.callbacks import CallbackPolicy
 from shared.db import as_utc, create_engine
 from shared.events import ImportOptions, JobAccepted, JobRepeated, Outcome, RowResult, RowsWritten, Source
 from shared.metrics import REGISTRY
@@ -24,7 +25,10 @@ from shared.tables import import_jobs, webhook_deliveries
 
 SECRET = "outbox-test-secret"
 URL = "https://partner.example/hooks/import"
+PARTNER_ADDRESS = "93.184.216.34"  # what partner.example resolves to here (a public address; nothing is contacted)
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
+TAKEN = Answer(True, "2xx", "HTTP 200")
+UNAVAILABLE = Answer(False, "5xx", "HTTP 503")
 
 
 async def a_job(db, callback_url: str | None = URL) -> str:
@@ -58,9 +62,9 @@ async def claim(db, now: datetime, max_attempts: int = 3, lease_s: float = 15.0,
     return claimed, closed
 
 
-async def record(db, delivery_: outbox.Delivery, taken: bool, answer: str, now: datetime, max_attempts: int = 3):
+async def record(db, delivery_: outbox.Delivery, answer: Answer, now: datetime, max_attempts: int = 3):
     async with db.begin() as conn:
-        return await outbox.record(conn, delivery_, taken, answer, now, max_attempts, 0.5)
+        return await outbox.record(conn, delivery_, answer, now, max_attempts, 0.5)
 
 
 def mine(claimed: list[outbox.Delivery], job: str) -> list[outbox.Delivery]:
@@ -75,7 +79,7 @@ async def test_a_delivery_is_added_once_and_again_only_after_it_is_done(db):
     assert (row["body"], row["attempts"], row["done_at"], row["next_attempt_at"]) == ('{"n": 1}', 0, None, NOW)
 
     [taken] = mine((await claim(db, NOW))[0], job)
-    assert await record(db, taken, True, "HTTP 204", NOW) == ("delivered", "delivered on attempt 1 (HTTP 204)")
+    assert await record(db, taken, TAKEN, NOW) == ("delivered", "delivered on attempt 1")
 
     later = NOW + timedelta(minutes=5)
     await enqueued(db, job, '{"n": 3}', later)  # the request was repeated: the job is delivered again
@@ -98,11 +102,10 @@ async def test_a_claim_counts_the_attempt_and_holds_the_delivery_until_its_lease
     [resumed] = mine((await claim(db, NOW + timedelta(seconds=15)))[0], job)
     assert resumed.attempt == 2
     # The first notifier's late answer no longer counts.
-    assert await record(db, first, True, "HTTP 200", NOW + timedelta(seconds=16)) is None
+    assert await record(db, first, TAKEN, NOW + timedelta(seconds=16)) is None
     assert (await delivery(db, job))["done_at"] is None
-    assert await record(db, resumed, True, "HTTP 200", NOW + timedelta(seconds=16)) == (
-        "delivered", "delivered on attempt 2 (HTTP 200)")
-    assert await callback_outcome(db, job) == "delivered on attempt 2 (HTTP 200)"
+    assert await record(db, resumed, TAKEN, NOW + timedelta(seconds=16)) == ("delivered", "delivered on attempt 2")
+    assert await callback_outcome(db, job) == "delivered on attempt 2"
 
 
 async def test_failures_back_off_doubling_and_the_last_one_is_the_outcome(db):
@@ -112,7 +115,7 @@ async def test_failures_back_off_doubling_and_the_last_one_is_the_outcome(db):
     for attempt in (1, 2):
         [taken] = mine((await claim(db, now))[0], job)
         assert taken.attempt == attempt
-        assert await record(db, taken, False, "HTTP 503", now) == ("retried", f"attempt {attempt} failed (HTTP 503); retrying")
+        assert await record(db, taken, UNAVAILABLE, now) == ("retried", f"attempt {attempt} failed (5xx); retrying")
         row = await delivery(db, job)
         waits.append(row["next_attempt_at"] - now)
         assert mine((await claim(db, row["next_attempt_at"] - timedelta(milliseconds=1)))[0], job) == []
@@ -121,10 +124,11 @@ async def test_failures_back_off_doubling_and_the_last_one_is_the_outcome(db):
     assert await callback_outcome(db, job) is None  # nothing final yet
 
     [last] = mine((await claim(db, now))[0], job)
-    assert await record(db, last, False, "ConnectError", now) == ("failed", "failed after 3 attempts (last: ConnectError)")
+    refused = Answer(False, "connection failed", "ConnectError: [Errno 111] Connection refused")
+    assert await record(db, last, refused, now) == ("failed", "failed after 3 attempts (last: connection failed)")
     row = await delivery(db, job)
-    assert (row["attempts"], row["done_at"], row["outcome"]) == (3, now, "failed after 3 attempts (last: ConnectError)")
-    assert await callback_outcome(db, job) == "failed after 3 attempts (last: ConnectError)"
+    assert (row["attempts"], row["done_at"], row["outcome"]) == (3, now, "failed after 3 attempts (last: connection failed)")
+    assert await callback_outcome(db, job) == "failed after 3 attempts (last: connection failed)"
     assert mine((await claim(db, now + timedelta(days=1)))[0], job) == []
 
 
@@ -191,9 +195,14 @@ async def a_notifier(db, receiver: FakeReceiver, **settings) -> Notifier:
 
     options = dict(webhook_secret=SECRET, webhook_attempts=3, webhook_backoff_s=0, webhook_timeout_s=5) | settings
     notifier = Notifier(Settings(_env_file=None, **options), db, publish, MemoryPublishedLog({}))
-    await notifier.http.aclose()
-    notifier.http = httpx.AsyncClient(transport=httpx.MockTransport(receiver), follow_redirects=False)
+    await notifier.webhooks.aclose()
+    notifier.webhooks = Sender(SECRET, CallbackPolicy(), notifier.settings.webhook_timeout_s, resolver=partner_resolver,
+                               client=httpx.AsyncClient(transport=httpx.MockTransport(receiver), follow_redirects=False))
     return notifier
+
+
+async def partner_resolver(host: str, port: int) -> list[str]:
+    return [PARTNER_ADDRESS] if host == "partner.example" else []
 
 
 async def deliver_until_done(notifier: Notifier, db, job: str) -> dict:
@@ -237,12 +246,20 @@ async def test_a_notified_job_is_delivered_once_signed_and_retried_and_a_repeate
         await outbox.enqueue(conn, job, URL, "{}", datetime.now(UTC))
     row = await deliver_until_done(notifier, db, job)
 
-    assert (row["attempts"], row["outcome"]) == (2, "delivered on attempt 2 (HTTP 200)")
-    assert await callback_outcome(db, job) == "delivered on attempt 2 (HTTP 200)"
+    assert (row["attempts"], row["outcome"]) == (2, "delivered on attempt 2")
+    assert await callback_outcome(db, job) == "delivered on attempt 2"
     assert len(receiver.calls) == 2
-    body = receiver.calls[-1].content
-    assert receiver.calls[-1].headers[SIGNATURE_HEADER] == "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-    assert f'"job_id":"{job}"' in body.decode() and str(receiver.calls[-1].url) == URL
+    last = receiver.calls[-1]
+    body = last.content
+    assert last.headers[SIGNATURE_HEADER] == "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    # One delivery, one id, on every attempt; each attempt signs its own time with it.
+    delivery_id = last.headers[DELIVERY_HEADER]
+    assert receiver.calls[0].headers[DELIVERY_HEADER] == delivery_id == row["delivery_id"]
+    stamp = int(last.headers[TIMED_SIGNATURE_HEADER].split(",")[0].removeprefix("t="))
+    signed = hmac.new(SECRET.encode(), f"{stamp}.{delivery_id}.".encode() + body, hashlib.sha256).hexdigest()
+    assert last.headers[TIMED_SIGNATURE_HEADER] == f"t={stamp},v1={signed}"
+    assert f'"job_id":"{job}"' in body.decode()
+    assert (str(last.url), last.headers["host"]) == (URL.replace("partner.example", PARTNER_ADDRESS), "partner.example")
     assert delta(before) == {"completed": 1, "timed": 1, "retried": 1, "delivered": 1}
 
     before = metrics()
@@ -250,8 +267,9 @@ async def test_a_notified_job_is_delivered_once_signed_and_retried_and_a_repeate
     assert [p.event.job_id for p in handled.publications if p.topic == topics.NOTIFICATIONS] == [job]
     await handled.then()
     row = await deliver_until_done(notifier, db, job)
-    assert (row["attempts"], row["outcome"]) == (1, "delivered on attempt 1 (HTTP 200)")
+    assert (row["attempts"], row["outcome"]) == (1, "delivered on attempt 1")
     assert len(receiver.calls) == 3
+    assert receiver.calls[-1].headers[DELIVERY_HEADER] == row["delivery_id"] != delivery_id  # a new delivery
     assert delta(before) == {"delivered": 1}  # a repeated request is not another job
     await notifier.close()
 
@@ -270,7 +288,7 @@ async def test_a_restarted_notifier_resumes_the_delivery_with_its_attempts_count
     await asyncio.sleep(0.06)
     row = await deliver_until_done(second, db, job)
     await second.close()
-    assert (row["attempts"], row["outcome"]) == (3, "delivered on attempt 3 (HTTP 200)")
+    assert (row["attempts"], row["outcome"]) == (3, "delivered on attempt 3")
     assert len(receiver.calls) == 2
 
 
@@ -298,8 +316,8 @@ async def test_an_attempt_cut_short_by_a_stop_is_handed_back_and_at_most_the_all
     restarted = await a_notifier(db, receiver, webhook_attempts=2)
     row = await deliver_until_done(restarted, db, job)
     await restarted.close()
-    assert (row["attempts"], row["outcome"], len(receiver.calls)) == (2, "failed after 2 attempts (last: HTTP 502)", 1)
-    assert await callback_outcome(db, job) == "failed after 2 attempts (last: HTTP 502)"
+    assert (row["attempts"], row["outcome"], len(receiver.calls)) == (2, "failed after 2 attempts (last: 5xx)", 1)
+    assert await callback_outcome(db, job) == "failed after 2 attempts (last: 5xx)"
 
 
 async def test_redirects_are_not_followed_and_a_slow_receiver_times_out(db):
@@ -311,12 +329,57 @@ async def test_redirects_are_not_followed_and_a_slow_receiver_times_out(db):
         return httpx.Response(302, headers={"Location": "https://elsewhere.example/"})
 
     notifier = await a_notifier(db, answer, webhook_attempts=1, webhook_timeout_s=0.2)
+    notifier.webhooks.client = httpx.AsyncClient(transport=httpx.MockTransport(answer), follow_redirects=True)  # even so
     async with db.begin() as conn:
         await outbox.enqueue(conn, job, URL, "{}", datetime.now(UTC))
         await outbox.enqueue(conn, slow_job, URL + "/slow", "{}", datetime.now(UTC))
-    assert (await deliver_until_done(notifier, db, job))["outcome"] == "failed after 1 attempts (last: HTTP 302)"
-    assert (await deliver_until_done(notifier, db, slow_job))["outcome"] == "failed after 1 attempts (last: TimeoutError)"
+    assert (await deliver_until_done(notifier, db, job))["outcome"] == (
+        "failed after 1 attempts (last: 3xx (redirects are not followed))")
+    assert (await deliver_until_done(notifier, db, slow_job))["outcome"] == "failed after 1 attempts (last: timeout)"
     await notifier.close()
+
+
+async def test_the_job_says_only_how_the_delivery_went_never_what_the_receiver_answered(db):
+    def tell(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(418, headers={"Server": "internal-admin/1.2"}, text="root:x:0:0:root:/root:/bin/bash")
+
+    notifier = await a_notifier(db, tell, webhook_attempts=1)
+    job = await a_job(db)
+    async with db.begin() as conn:
+        await outbox.enqueue(conn, job, URL, "{}", datetime.now(UTC))
+    row = await deliver_until_done(notifier, db, job)
+    await notifier.close()
+    assert row["outcome"] == await callback_outcome(db, job) == "failed after 1 attempts (last: 4xx)"
+
+
+async def test_a_callback_to_a_local_address_is_never_made_and_the_job_says_it_was_refused(db):
+    """URLs taken before the rule (or under a wider one) are checked again at delivery; a name is resolved
+    then, and refused when it resolves to a local address."""
+    calls: list[httpx.Request] = []
+    notifier = await a_notifier(db, FakeReceiver())
+    notifier.webhooks.client = httpx.AsyncClient(transport=httpx.MockTransport(lambda r: calls.append(r) or httpx.Response(200)))
+    resolved: list[str] = []
+
+    async def rebinding(host: str, port: int) -> list[str]:
+        resolved.append(host)
+        return {"partner.example": [PARTNER_ADDRESS, "10.0.0.7"], "hooks.partner.example": ["::ffff:169.254.169.254"]}[host]
+
+    notifier.webhooks.resolver = rebinding
+    by_text = {url: await a_job(db) for url in ("https://169.254.169.254/latest/meta-data/", "https://2130706433/",
+                                                "https://[::ffff:7f00:1]/", "http://partner.example/", "https://u:p@partner.example/")}
+    by_address = {url: await a_job(db) for url in (URL, "https://hooks.partner.example/")}
+    async with db.begin() as conn:
+        for url, job in {**by_text, **by_address}.items():
+            await outbox.enqueue(conn, job, url, "{}", datetime.now(UTC))
+    for url, job in by_text.items():
+        row = await deliver_until_done(notifier, db, job)
+        assert row["attempts"] == 1 and row["outcome"].startswith("not sent: refused URL: callback_url must"), (url, row)
+    for job in by_address.values():
+        row = await deliver_until_done(notifier, db, job)
+        assert (row["attempts"], row["outcome"]) == (3, "failed after 3 attempts (last: refused address)")
+    await notifier.close()
+    assert calls == []
+    assert sorted(set(resolved)) == ["hooks.partner.example", "partner.example"]  # literal addresses: never resolved
 
 
 async def test_without_a_webhook_secret_nothing_is_sent_and_the_job_says_so(db):

@@ -50,3 +50,10 @@ def test_the_readme_topology_table_is_the_one_the_code_declares():
     from clients_import.topology import describe
 
     assert describe() in (ROOT / "README.md").read_text()
+
+
+def test_the_readme_webhook_recipe_is_the_tested_one():
+    """Receivers copy the verification function from the README: it must be examples/verify_webhook.py, which
+    the webhook tests run against real deliveries."""
+    recipe = (ROOT / "examples" / "verify_webhook.py").read_text()
+    assert f"```python\n{recipe}```" in (ROOT / "README.md").read_text()

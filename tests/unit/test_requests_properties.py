@@ -9,26 +9,18 @@ from aiokafka import ConsumerRecord
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.uploader.app import STAGE, FirstRequest, UploaderPorts
-from services.uploader.reading import Limits
+from services.uploader.app import STAGE, UploaderPorts
 from shared import topics
 from shared.events import JobRefused
 from shared.stage import RetryPolicy, StageRunner
 
+from .uploader_fakes import memory_ports
+
 FAST = RetryPolicy(attempts=2, first_backoff_s=0.0, max_backoff_s=0.0, attempt_timeout_s=5)
 
 
-async def _unknown(_job_id):
-    return None
-
-
 def _ports() -> UploaderPorts:
-    taken: dict[str, FirstRequest] = {}
-
-    async def take(job_id: str, digest: str, origin: str) -> FirstRequest:
-        return taken.setdefault(job_id, FirstRequest(digest, origin))
-
-    return UploaderPorts(Limits(max_records=50, max_bytes=64 * 1024), 7, 64 * 1024, "key", _unknown, take)
+    return memory_ports()
 
 
 def _run(values: list[bytes]) -> tuple[list, list]:

@@ -4,23 +4,11 @@ idempotency key) is a repeat, and says which request it is."""
 
 import base64
 
-from services.uploader.app import FirstRequest, Request, UploaderPorts, take_requests
-from services.uploader.reading import Limits
+from services.uploader.app import Request, take_requests
 from shared import topics
 from shared.events import ImportOptions, ImportRequest, JobAccepted, JobRepeated, JobStatus, Source
 
-
-def ports_with(statuses: dict[str, JobStatus]) -> UploaderPorts:
-    """Ports whose jobs have the statuses the test gives them."""
-    taken: dict[str, FirstRequest] = {}
-
-    async def take(job_id: str, digest: str, origin: str) -> FirstRequest:
-        return taken.setdefault(job_id, FirstRequest(digest, origin))
-
-    async def job_status(job_id: str) -> JobStatus | None:
-        return statuses.get(job_id)
-
-    return UploaderPorts(Limits(max_records=50, max_bytes=64 * 1024), 7, 64 * 1024, "key", job_status, take)
+from .uploader_fakes import memory_ports
 
 
 def a_request(origin: str) -> Request:
@@ -33,7 +21,7 @@ def a_request(origin: str) -> Request:
 
 async def test_a_request_delivered_again_after_its_job_ended_answers_nothing_and_a_new_one_is_a_repeat():
     statuses: dict[str, JobStatus] = {}
-    ports = ports_with(statuses)
+    ports = memory_ports(statuses)
     first = await take_requests([a_request(f"{topics.REQUESTS}/0/41")], ports)
     job_id = first[0].event.job_id
     assert isinstance(first[0].event, JobAccepted)
