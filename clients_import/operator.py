@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from services.api import readside
+from services.api import readside, reports
 from shared.db import create_engine, has_tables, reading
 from shared.events import ImportProgress, ImportRequest, JobStatus, Outcome
 from shared.settings import Settings
@@ -92,7 +92,7 @@ async def write_report(settings: Settings, job_id: str, kind: str, output: Path 
     await engine.dispose()
     if found is None:
         raise LookupError(f"no import with id {job_id} in {settings.database_url} (use the DATABASE_URL that `serve` uses)")
-    path = output or Path(found[0])
+    path = output or Path(reports.download_name(found[0], f"-{kind}.csv"))  # the stored name is anyone's text
     path.write_text(found[1], encoding="utf-8")
     return path
 
