@@ -135,3 +135,14 @@ def test_status_prints_stored_names_ending_in_a_backslash_or_holding_closing_tag
     assert "/10.0.0.1[/i]\\ (1 partitions)" in shown
     assert "[/b]j1 ([/bold] a\\), is processing" in shown
     assert shown.count("[/bold] a\\") >= 3 and "a\\\\" not in shown  # the reason, the file name, the problem
+
+
+def test_errors_writes_the_report_under_the_safe_download_name(tmp_path, monkeypatch):
+    url = f"sqlite+aiosqlite:///{tmp_path / 'jobs.db'}"
+    stored_jobs(url, ["../../\u202eevil\x1b[2J.csv"])
+    monkeypatch.chdir(tmp_path)
+
+    path = asyncio.run(operator.write_report(Settings(database_url=url, _env_file=None), "[/b]job-0", "errors", None))
+
+    assert path.resolve() == tmp_path / "evil[2J-errors.csv"  # in the current folder, no control or bidi character
+    assert path.read_text(encoding="utf-8").startswith("\ufeffrow,line,errors")
