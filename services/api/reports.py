@@ -72,7 +72,8 @@ def template_csv() -> str:
 # control or format character (CR, LF, NUL, bidi overrides), a path separator, or anything but ASCII, so
 # the header cannot be broken or extended, and the saved name always ends in the report's own suffix.
 
-NAME_MAX = 100  # characters kept of the uploaded name's stem: file systems take 255 bytes, UTF-8 up to 4 a character
+NAME_MAX = 60  # characters kept of the uploaded name's stem: at 4 UTF-8 bytes each, plus the suffix, within the
+# 255 bytes a file system takes for a name
 FALLBACK_STEM = "import"  # when nothing of the uploaded name is left
 _DROPPED = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})  # control, format, surrogate, private, unassigned
 _REPLACED = frozenset('"\\/:*?<>|')  # quotes, path separators, and what Windows refuses in a file name
@@ -96,9 +97,10 @@ def content_disposition(name: str, suffix: str) -> str:
 def _visible_stem(stem: str) -> str:
     kept = []
     for char in unicodedata.normalize("NFC", stem):
-        if unicodedata.category(char) in _DROPPED:
-            continue
-        kept.append("_" if char in _REPLACED else " " if char.isspace() else char)
+        if char.isspace():  # tab, CR, LF, line separators too: a space, so words stay apart
+            kept.append(" ")
+        elif unicodedata.category(char) not in _DROPPED:
+            kept.append("_" if char in _REPLACED else char)
     visible = " ".join("".join(kept).split()).strip(_EDGES)
     return visible[:NAME_MAX].strip(_EDGES)
 

@@ -107,4 +107,4 @@ async def test_a_stored_name_with_cr_lf_is_a_download_not_a_broken_response(api,
 
     name, fallback = saved_name(answer)
     assert "set-cookie" not in answer.headers and not answer.cookies
-    assert (name, fallback) == ("aSet-Cookie_ pwned=1x-errors.csv", "aSet-Cookie_ pwned=1x-errors.csv")
+    assert (name, fallback) == ("a Set-Cookie_ pwned=1 x-errors.csv", "a Set-Cookie_ pwned=1 x-errors.csv")
