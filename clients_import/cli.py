@@ -16,6 +16,7 @@ from shared.events import ImportNotification, ImportOptions, ImportRequest, JobS
 from shared.settings import Settings, get_settings
 
 from .client import ImportClient
+from .dlq import printable
 from .local_kafka import LocalKafka
 from .operator import progress_display, show_jobs, watch, write_report
 from .pipeline import Pipeline
@@ -167,11 +168,13 @@ async def _run(
 
 
 def summary(note: ImportNotification) -> str:
+    """Plain text for a terminal: the file's name and the values quoted in messages are anyone's text, so
+    control characters (an escape sequence, a bidi override) are shown as escapes, never sent to the terminal."""
     mark = {JobStatus.COMPLETED: "✔", JobStatus.VALIDATED: "✔", JobStatus.COMPLETED_WITH_ERRORS: "!"}.get(note.status, "✘")
     lines = [f"{mark} {note.message}  [{note.status.value}, job {note.job_id}]"]
     lines += [f"    warning: {w.message}" for w in note.warnings]
     lines += [f"    row {e.row} (line {e.line}){' ' + e.field if e.field else ''}: {e.message}" for e in note.errors]
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)
 
 
 def cmd_jobs(args: argparse.Namespace, settings: Settings) -> int:

@@ -31,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
+from rich.text import Text
 from sqlalchemy import inspect, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -43,7 +44,7 @@ from shared.tables import redriven_letters
 from .topology import STAGES
 
 __all__ = [
-    "Letter", "Filters", "DlqReader", "parse_since", "parse_rate", "parse_coordinates", "printable",
+    "Letter", "Filters", "DlqReader", "parse_since", "parse_rate", "parse_coordinates", "printable", "plain",
     "list_letters", "find_letter", "redrive",
 ]
 
@@ -183,6 +184,12 @@ def parse_coordinates(text: str) -> tuple[str | None, int, int]:
     except ValueError:
         pass
     raise ValueError(f"{text!r}: give PARTITION:OFFSET of the dead letter on {DLQ}, or TOPIC:PARTITION:OFFSET")
+
+
+def plain(text: object, limit: int | None = None, one_line: bool = True) -> Text:
+    """Stored or user text as a rich renderable that is never read as markup (`[/bold]` stays `[/bold]`),
+    made printable. Every stored value a command prints goes through here (rich parses a plain str)."""
+    return Text(printable(str(text), limit, one_line))
 
 
 def printable(text: str, limit: int | None = None, one_line: bool = True) -> str:
@@ -585,7 +592,8 @@ def _iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-# What the command line prints. Stored text (keys, reasons, values) is made printable and escaped: never markup.
+# What the command line prints. Stored text (keys, reasons, values) is made printable and printed as rich Text
+# (`plain`), never as markup: a reason holding `[/bold]` is shown, not parsed.
 
 UNREACHABLE = 3  # exit code: the broker or the database did not answer in time (2 is a usage error)
 _UNREACHABLE_ERRORS = (TimeoutError, KafkaError, OSError, SQLAlchemyError)
@@ -627,7 +635,6 @@ async def run_list(settings: Settings, filters: Filters, limit: int, scan: int, 
                               "redrive_of": listing.redrive_of.get(place)}, ensure_ascii=False))
     else:
         from rich.console import Console
-        from rich.markup import escape
         from rich.table import Table
 
         table = Table(title=f"Dead letters on {DLQ}: {len(listing.letters)} shown, newest first "
@@ -640,11 +647,13 @@ async def run_list(settings: Settings, filters: Filters, limit: int, scan: int, 
             again = listing.redrive_of.get((letter.partition, letter.offset))
             key = "" if letter.key is None else letter.key.decode("utf-8", "replace")
             table.add_row(
-                letter.coordinates, _iso(letter.timestamp)[:19].replace("T", " "), escape(printable(letter.stage, 40)),
-                escape(printable(letter.original, 200)), escape(printable(key, 60)),
-                escape(printable(letter.reason, 160)) + (" [dim](excerpt: cannot be redriven)[/]" if letter.excerpt else "")
-                + (f" [dim](a redriven copy of {again['partition']}:{again['offset']} that failed again)[/]" if again else ""),
-                f"{redriven['at'][:19].replace('T', ' ')} → {escape(to['topic'])}:{to['partition']}:{to['offset']}" if redriven else "",
+                plain(letter.coordinates), plain(_iso(letter.timestamp)[:19].replace("T", " ")), plain(letter.stage, 40),
+                plain(letter.original, 200), plain(key, 60),
+                Text.assemble(plain(letter.reason, 160), (" (excerpt: cannot be redriven)" if letter.excerpt else "", "dim"),
+                              (f" (a redriven copy of {again['partition']}:{again['offset']} that failed again)"
+                               if again else "", "dim")),
+                plain(f"{redriven['at'][:19].replace('T', ' ')} → {to['topic']}:{to['partition']}:{to['offset']}"
+                      if redriven else ""),
             )
         Console().print(table)
     _notes("dlq list", listing.cut, listing.timed_out, scan)
@@ -681,27 +690,27 @@ async def run_show(settings: Settings, coordinates: tuple[str | None, int, int],
         print(json.dumps(document, ensure_ascii=False))
         return 0
     from rich.console import Console
-    from rich.markup import escape
 
     console = Console(highlight=False)
-    console.print(f"[bold]{DLQ}:{letter.coordinates}[/] at {_iso(letter.timestamp)}, {letter.size:,} bytes"
-                  + (f" [dim](the newest of {count} dead letters of {escape(printable(letter.original, 200))})[/]" if count > 1 else ""))
-    key = "(none)" if letter.key is None else printable(letter.key[:1024].decode("utf-8", "backslashreplace"), 300)
-    console.print(f"[bold]key[/] {escape(key)}")
+    console.print(Text.assemble((f"{DLQ}:{letter.coordinates}", "bold"), f" at {_iso(letter.timestamp)}, {letter.size:,} bytes",
+                                Text.assemble(f" (the newest of {count} dead letters of ", plain(letter.original, 200), ")",
+                                              style="dim") if count > 1 else ""))
+    key = "(none)" if letter.key is None else letter.key[:1024].decode("utf-8", "backslashreplace")
+    console.print(Text.assemble(("key", "bold"), " ", plain(key, 300)))
     for name, header in letter.headers.items():
-        console.print(f"[bold]{escape(printable(name, 100))}[/] {escape(printable(header, 2000))}")
+        console.print(Text.assemble((printable(name, 100), "bold"), " ", plain(header, 2000)))
     text, cut = value_text(value, max_chars)
-    console.print("[bold]value[/]" + (f" [dim](the first {max_chars:,} characters; --max-chars N for more)[/]" if cut else ""))
-    console.print(escape(text), soft_wrap=True)
+    console.print(Text.assemble(("value", "bold"),
+                                (f" (the first {max_chars:,} characters; --max-chars N for more)" if cut else "", "dim")))
+    console.print(Text(text), soft_wrap=True)  # value_text has made it printable already
     if letter.excerpt:
-        console.print("[yellow]This letter is an excerpt of a larger record: it cannot be redriven.[/]")
+        console.print(Text("This letter is an excerpt of a larger record: it cannot be redriven.", style="yellow"))
     return 0
 
 
 async def run_redrive(settings: Settings, filters: Filters, limit: int, *, dry_run: bool, rate: float, again: bool,
                       scan: int, timeout: float, as_json: bool) -> int:
     from rich.console import Console
-    from rich.markup import escape
 
     console = Console(highlight=False)
 
@@ -710,14 +719,15 @@ async def run_redrive(settings: Settings, filters: Filters, limit: int, *, dry_r
             print(json.dumps(outcome.document(), ensure_ascii=False), flush=True)
             return
         letter = outcome.letter
-        head = f"{DLQ}:{letter.coordinates} {escape(printable(letter.stage or '?', 40))}: {escape(printable(letter.reason, 120))}"
+        head = Text.assemble(f"{DLQ}:{letter.coordinates} ", plain(letter.stage or "?", 40), ": ", plain(letter.reason, 120))
         if outcome.action == "sent":
             to = outcome.to
-            console.print(f"[green]sent[/]       {head}\n           → {escape(to['topic'])}:{to['partition']}:{to['offset']}")
+            console.print(Text.assemble(("sent", "green"), "       ", head, "\n           → ",
+                                        plain(f"{to['topic']}:{to['partition']}:{to['offset']}")))
         elif outcome.action == "would_send":
-            console.print(f"[cyan]would send[/] {head}\n           → {escape(printable(letter.original, 200))}")
+            console.print(Text.assemble(("would send", "cyan"), " ", head, "\n           → ", plain(letter.original, 200)))
         else:
-            console.print(f"[yellow]skipped[/]    {head}\n           {escape(printable(outcome.why, 300))}")
+            console.print(Text.assemble(("skipped", "yellow"), "    ", head, "\n           ", plain(outcome.why, 300)))
 
     try:
         run = await redrive(settings, filters, limit, dry_run=dry_run, rate=rate, again=again, scan=scan, timeout=timeout,
@@ -733,6 +743,6 @@ async def run_redrive(settings: Settings, filters: Filters, limit: int, *, dry_r
 
         print(f"clients-import dlq redrive: {summary}", file=sys.stderr)
     else:
-        console.print(summary)
+        console.print(Text(summary))
     _notes("dlq redrive", run.cut, run.timed_out, scan)
     return 0

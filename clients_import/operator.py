@@ -6,16 +6,17 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
-from services.api import readside
+from services.api import readside, reports
 from shared.db import create_engine, has_tables, reading
 from shared.events import ImportProgress, ImportRequest, JobStatus, Outcome
 from shared.settings import Settings
 
 from .client import ImportClient
+from .dlq import plain, printable
 
 _TONE_STYLE = {"good": "green", "partial": "yellow", "bad": "red", "running": "cyan"}
 STATUS_STYLE = {status.value: _TONE_STYLE[status.text.tone] for status in JobStatus}
@@ -38,11 +39,15 @@ async def show_jobs(settings: Settings, limit: int, as_json: bool) -> None:
     table.add_column("job", no_wrap=True)
     for column in ("file", "status", "rows", *(o.value for o in Outcome), "by", "received at"):
         table.add_column(column, overflow="fold")
-    for j in items:
-        table.add_row(j["job_id"], escape(j["file_name"]), f"[{STATUS_STYLE.get(j['status'], '')}]{j['status']}",
-                      f"{j['processed']}/{j['total']}", *(str(j[o.value]) for o in Outcome),
-                      escape(j["requested_by"]), f"{j['received_at']:%Y-%m-%d %H:%M:%S}")
+    for j in items:  # every cell plain text: a file named `[/bold].csv` is shown, not parsed as markup
+        table.add_row(plain(j["job_id"]), plain(j["file_name"]), _status(j["status"]),
+                      plain(f"{j['processed']}/{j['total']}"), *(plain(j[o.value]) for o in Outcome),
+                      plain(j["requested_by"]), plain(f"{j['received_at']:%Y-%m-%d %H:%M:%S}"))
     Console().print(table)
+
+
+def _status(status: str) -> Text:
+    return Text(printable(status), style=STATUS_STYLE.get(status, ""))
 
 
 async def watch(settings: Settings, job_id: str | None) -> None:
@@ -51,15 +56,17 @@ async def watch(settings: Settings, job_id: str | None) -> None:
 
     def on_progress(progress: ImportProgress) -> None:
         if job_id in (None, progress.job_id):
-            console.print(f"{progress.at:%H:%M:%S} {progress.job_id} [{STATUS_STYLE.get(progress.status, '')}]"
-                          f"{progress.status}[/] {progress.processed}/{progress.total} rows")
+            console.print(Text.assemble(f"{progress.at:%H:%M:%S} ", plain(progress.job_id), " ", _status(progress.status),
+                                        f" {progress.processed}/{progress.total} rows"))
 
     if job_id and (ended := await _ended(settings, job_id)):
-        console.print(f"job {job_id} already ended: [bold]{ended['status']}[/] — {ended['created']} created, "
-                      f"{ended['updated']} updated, {ended['unchanged']} unchanged, {ended['rejected']} rejected")
+        console.print(Text.assemble("job ", plain(job_id), " already ended: ", (printable(ended["status"]), "bold"),
+                                    f" — {ended['created']} created, {ended['updated']} updated, "
+                                    f"{ended['unchanged']} unchanged, {ended['rejected']} rejected"))
         return
     async with ImportClient(settings) as client:
-        console.print(f"watching {'job ' + job_id if job_id else 'every job'} on {settings.kafka_bootstrap_servers}")
+        console.print(Text.assemble("watching ", Text.assemble("job ", plain(job_id)) if job_id else "every job", " on ",
+                                    plain(settings.kafka_bootstrap_servers)))
         while True:
             before = set(client.notifications)
             try:
@@ -68,7 +75,8 @@ async def watch(settings: Settings, job_id: str | None) -> None:
                 continue
             for note_id in set(client.notifications) - before:
                 note = client.notifications[note_id]
-                console.print(f"[bold]{escape(note.message)}[/] [{STATUS_STYLE.get(note.status, '')}]{note.status}[/] ({note.job_id})")
+                console.print(Text.assemble((printable(note.message), "bold"), " ", _status(note.status), " (",
+                                            plain(note.job_id), ")"))
             if job_id and job_id in client.notifications:
                 return
 
@@ -92,7 +100,7 @@ async def write_report(settings: Settings, job_id: str, kind: str, output: Path 
     await engine.dispose()
     if found is None:
         raise LookupError(f"no import with id {job_id} in {settings.database_url} (use the DATABASE_URL that `serve` uses)")
-    path = output or Path(found[0])
+    path = output or Path(reports.download_name(found[0], f"-{kind}.csv"))  # the stored name is anyone's text
     path.write_text(found[1], encoding="utf-8")
     return path
 
@@ -101,9 +109,12 @@ def progress_display(requests: list[ImportRequest], enabled: bool) -> tuple[Abst
     """A bar per file on a terminal; nothing when the output is JSON or not a terminal."""
     if not enabled or not sys.stderr.isatty():
         return nullcontext(), lambda _: None
-    bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
-                    TimeElapsedColumn(), console=Console(stderr=True), transient=False)
-    tasks = {r.job_id: bars.add_task(r.file_name, total=None, status=JobStatus.RECEIVED.value) for r in requests}
+    # markup=False: the description is a file's name, shown as it is (rich would parse `[/bold]` in it and fail).
+    bars = Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[status]}", markup=False), TimeElapsedColumn(), console=Console(stderr=True),
+                    transient=False)
+    tasks = {r.job_id: bars.add_task(printable(r.file_name, 60), total=None, status=JobStatus.RECEIVED.value)
+             for r in requests}
 
     def update(progress: ImportProgress) -> None:
         if progress.job_id in tasks:

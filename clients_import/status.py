@@ -15,8 +15,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.errors import KafkaError
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -25,7 +25,7 @@ from shared.events import JobStatus
 from shared.settings import Settings
 from shared.tables import import_jobs
 
-from .dlq import CALL_TIMEOUT_S, DLQ, SCAN_TIMEOUTS, DlqReader, describe_error, letter_of, printable, started
+from .dlq import CALL_TIMEOUT_S, DLQ, SCAN_TIMEOUTS, DlqReader, describe_error, letter_of, plain, printable, started
 from .topology import STAGES
 
 __all__ = ["collect_status", "show_status", "HEALTHY", "UNHEALTHY", "UNREACHABLE"]
@@ -206,54 +206,57 @@ async def show_status(settings: Settings, as_json: bool, newest: int = NEWEST_LE
 
 
 def render(document: dict, console: Console, deadline_s: float) -> None:
-    console.print(f"[bold]Consumer groups[/] on {escape(document['kafka'] or '')}")
+    """The document for a person. Every stored or broker-given value is `plain` text: never read as markup."""
+    console.print(Text.assemble(("Consumer groups", "bold"), " on ", plain(document["kafka"] or "")))
     groups = Table()
     for column in ("stage", "group", "state", "members", "lag", "waiting on"):
         groups.add_column(column, overflow="fold", justify="right" if column == "lag" else "left")
     for g in document["groups"]:
-        members = "\n".join(f"{escape(printable(m['host'], 60))} ({len(m['partitions'])} partitions)"
-                            for m in g["members"]) or "[red]none[/]"
+        members = Text("\n").join(Text.assemble(plain(m["host"], 60), f" ({len(m['partitions'])} partitions)")
+                                  for m in g["members"]) or Text("none", style="red")
         waiting = ", ".join(f"{p['topic'].removeprefix('clients.import.')}:{p['partition']}={p['lag']}"
                             for p in g["partitions"] if p["lag"]) or "—"
         if g["missing_topics"]:
             waiting += f" (missing topics: {', '.join(g['missing_topics'])})"
         lag_style = "red" if g["lag"] and not g["members"] else ("yellow" if g["lag"] else "green")
-        groups.add_row(g["stage"], escape(g["group"]), escape(g["state"]), members, f"[{lag_style}]{g['lag']}[/]", waiting)
+        groups.add_row(plain(g["stage"]), plain(g["group"]), plain(g["state"]), members,
+                       Text(str(g["lag"]), style=lag_style), plain(waiting))
     console.print(groups)
 
     dlq = document["dlq"]
-    console.print(f"[bold]Dead letters[/] on {dlq['topic']}: {dlq['count']}"
-                  + (f"; the newest {len(dlq['newest'])}:" if dlq["newest"] else ""))
+    console.print(Text.assemble(("Dead letters", "bold"), " on ", plain(dlq["topic"]), f": {dlq['count']}",
+                                f"; the newest {len(dlq['newest'])}:" if dlq["newest"] else ""))
     letters = Table()
     for column in ("dlq", "at", "stage", "from", "reason"):
         letters.add_column(column, overflow="fold")
     for letter in dlq["newest"]:
         o = letter["original"]
-        letters.add_row(f"{letter['dlq']['partition']}:{letter['dlq']['offset']}", (letter["at"] or "")[:19].replace("T", " "),
-                        escape(printable(letter["stage"], 40)),
-                        escape(printable(f"{o['topic']}:{o['partition']}:{o['offset']}", 120)),
-                        escape(printable(letter["reason"], 160)) + (" [dim](excerpt)[/]" if letter["excerpt"] else ""))
+        letters.add_row(plain(f"{letter['dlq']['partition']}:{letter['dlq']['offset']}"),
+                        plain((letter["at"] or "")[:19].replace("T", " ")), plain(letter["stage"], 40),
+                        plain(f"{o['topic']}:{o['partition']}:{o['offset']}", 120),
+                        Text.assemble(plain(letter["reason"], 160), (" (excerpt)" if letter["excerpt"] else "", "dim")))
     if dlq["newest"]:
         console.print(letters)
 
     jobs = document["jobs"]
     oldest = jobs["oldest"]
+    heading = ("Unfinished jobs", "bold")
     if oldest:
-        console.print(f"[bold]Unfinished jobs[/]: {jobs['unfinished']}; the oldest, {escape(oldest['job_id'])} "
-                      f"({escape(printable(oldest['file_name'], 100))}), is {escape(oldest['status'])} since "
-                      f"{oldest['received_at'][:19].replace('T', ' ')} UTC: {_duration(oldest['age_s'])} "
-                      f"(deadline {_duration(deadline_s)})")
+        console.print(Text.assemble(heading, f": {jobs['unfinished']}; the oldest, ", plain(oldest["job_id"]), " (",
+                                    plain(oldest["file_name"], 100), "), is ", plain(oldest["status"]), " since ",
+                                    plain(oldest["received_at"][:19].replace("T", " ")),
+                                    f" UTC: {_duration(oldest['age_s'])} (deadline {_duration(deadline_s)})"))
     elif jobs.get("error"):
-        console.print("[bold]Unfinished jobs[/]: unknown (the database did not answer)")
+        console.print(Text.assemble(heading, ": unknown (the database did not answer)"))
     else:
-        console.print("[bold]Unfinished jobs[/]: none")
+        console.print(Text.assemble(heading, ": none"))
     if document["problems"]:
-        console.print("[bold red]Unhealthy:[/]")
+        console.print(Text("Unhealthy:", style="bold red"))
         for problem in document["problems"]:
-            console.print(f"  • {escape(printable(problem, 1000))}")
+            console.print(Text.assemble("  • ", plain(problem, 1000)))
     else:
-        console.print("[bold green]Healthy[/]: every group with records waiting has a member, and no job is past "
-                      "half its deadline")
+        console.print(Text.assemble(("Healthy", "bold green"), ": every group with records waiting has a member, "
+                                    "and no job is past half its deadline"))
 
 
 def _duration(seconds: float) -> str:

@@ -351,6 +351,24 @@ CASES: list[Case] = [
         errors={n: ["formula_injection"] for n in range(1, 7)},
     ),
     Case(
+        "formula_behind_full_width_or_invisible_signs",
+        text(
+            "firstName,lastName,email,project,desk",
+            "\uff1d1+2,Lee,ann@wideformula.example.com,,",
+            "Bob,\uff0b4,bob@wideformula.example.com,,",
+            "Cid,Lee,cid@wideformula.example.com,\uff0d2+3,",
+            "Dee,Lee,dee@wideformula.example.com,,\uff20SUM(2)",
+            "\u3000\uff1d5,Lee,eve@wideformula.example.com,,",
+            "\u200b=6,Lee,fay@wideformula.example.com,,",
+            "\u00a0@7,Lee,gus@wideformula.example.com,,",
+            "Hal,Lee,hal@wideformula.example.com,Desk\uff1d1,A\uff0bB",
+        ),
+        "the full-width signs (＝ ＋ － ＠), and any sign behind leading invisible characters, are refused as formulas",
+        created=1,
+        rejected=7,
+        errors={n: ["formula_injection"] for n in range(1, 8)},
+    ),
+    Case(
         "markup_and_control_characters",
         text(
             "firstName,lastName,email,project",

@@ -203,7 +203,7 @@ def build_api(settings: Settings, engine: AsyncEngine, router: KafkaRouter) -> F
             found = await readside.report(conn, job_id, kind)
         if found is None:
             raise ApiError(404, "unknown_import", "There is no import with that id.")
-        return _csv(found[1], found[0])
+        return _csv(found[1], found[0], suffix=f"-{kind}.csv")
 
     @app.get("/imports/{job_id}/errors.csv", tags=["imports"])
     async def errors_report(job_id: str, _: Caller) -> Response:
@@ -301,8 +301,8 @@ def _options(fields: dict[str, str], callbacks: CallbackPolicy) -> ImportOptions
         raise ApiError(422, "invalid_options", "callback_url must be an http:// or https:// URL.") from error
 
 
-def _csv(text: str, file_name: str) -> Response:
+def _csv(text: str, file_name: str, suffix: str = ".csv") -> Response:
     return Response(
         text.encode("utf-8"), media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{file_name}"', "X-Content-Type-Options": "nosniff"},
+        headers={"Content-Disposition": reports.content_disposition(file_name, suffix), "X-Content-Type-Options": "nosniff"},
     )

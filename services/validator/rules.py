@@ -16,7 +16,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from shared.events import AcceptedRow, Chunk, ClientValues, Issue, RejectedRow
 from shared.fields import CLIENT_TYPES, FIELDS, USERNAME_MAX, USERNAME_MIN, ClientField
-from shared.formulas import FORMULA_SIGNS, starts_formula
+from shared.formulas import ESCAPE, formula_sign
 
 USERNAME_PATTERN = re.compile(rf"[A-Za-z0-9._-]{{{USERNAME_MIN},{USERNAME_MAX}}}")
 _MARKUP = re.compile(r"<\s*[a-zA-Z!/?]|javascript\s*:", re.IGNORECASE)
@@ -78,13 +78,13 @@ def check_safe(name: str, value: str) -> Iterable[Issue]:
     if not trimmed:
         return
     # A formula escaped by our own reports ('=...) comes back unfixed when errors.csv is re-uploaded.
-    unescaped = trimmed[1:] if trimmed.startswith("'") else trimmed
-    if starts_formula(value.lstrip(" ")) or unescaped[:1] in FORMULA_SIGNS:
+    sign = formula_sign(value) or (formula_sign(trimmed[1:]) if trimmed.startswith(ESCAPE) else None)
+    if sign:
         yield Issue(
             code="formula_injection",
             field=name,
-            message=f"The {name} value “{_show(trimmed)}” starts with {trimmed[0]!r}, which a spreadsheet would run "
-            "as a formula: remove that first character.",
+            message=f"The {name} value “{_show(trimmed)}” starts with {sign!r}, which a spreadsheet would run "
+            "as a formula: remove that character.",
         )
     if _MARKUP.search(trimmed):
         yield Issue(

@@ -171,7 +171,7 @@ def test_bad_rows_are_counted_and_errors_csv_downloads(page: Page, server, outpu
     download = download_info.value
     saved = output_dir / download.suggested_filename
     download.save_as(saved)
-    assert download.suggested_filename.endswith("errors.csv")
+    assert download.suggested_filename == f"bad-rows-{tag}-errors.csv", download.suggested_filename
     rows = list(csv.DictReader(io.StringIO(saved.read_text(encoding="utf-8-sig"))))
     assert "errors" in rows[0]
     assert {row["email"] for row in rows} == {f"{tag}noname@example.com", f"{tag}-not-an-email"}

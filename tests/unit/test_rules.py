@@ -204,6 +204,30 @@ def test_a_value_a_spreadsheet_would_run_is_refused(column: str, value: str):
     assert column in issue.message and "formula" in issue.message
 
 
+@pytest.mark.parametrize(
+    "value",
+    ["\uff1d1+2", "\uff0b4", "\uff0d2+3", "\uff20SUM(2)", "\ufe66HYPERLINK(1)", "\u22121", "\u3000=1", "\u00a0@x",
+     "\u200b=1", "\ufeff+1", "\u2800=1", "\u3164=1", "\ufe0f-1", " \u3000\uff1d1"],
+    ids=["full-width =", "full-width +", "full-width -", "full-width @", "small =", "minus sign", "ideographic space",
+         "no-break space", "zero-width space", "BOM", "braille blank", "hangul filler", "variation selector", "mixed"],
+)
+def test_a_formula_behind_a_full_width_sign_or_invisible_characters_is_refused(value: str):
+    issue, = rejected(row(lastName=value)).errors
+
+    assert (issue.code, issue.field) == ("formula_injection", "lastName")
+    assert "formula" in issue.message
+
+
+@pytest.mark.parametrize("value", ["\u2066=1", "\x01=1", "\x00@x", "\u202e+1"])
+def test_a_formula_behind_a_control_character_is_refused_as_a_formula_too(value: str):
+    assert codes(row(desk=value)) == ["control_characters", "formula_injection"]
+
+
+@pytest.mark.parametrize("value", ["Ann\uff1dLee", "\u00e9=1", "Jos\u00e9 \uff0b", "\uff21nn", "\u0301=x"])
+def test_a_full_width_sign_inside_a_value_or_behind_a_visible_character_is_fine(value: str):
+    assert accepted(row(lastName=value))
+
+
 @pytest.mark.parametrize("field, value", [("lastName", "Smith-Jones"), ("project", "A=B"), ("desk", "Desk +1"),
                                           ("email", "ann+crm@x.com"), ("lastName", "a@b")])
 def test_formula_characters_inside_a_value_are_fine(field: str, value: str):
@@ -327,4 +351,6 @@ def test_a_chunk_is_split_into_accepted_and_rejected_rows_numbered_from_its_firs
 def test_a_formula_escaped_by_a_report_and_uploaded_again_is_still_refused_but_an_apostrophe_name_is_not():
     assert [e.code for e in rejected(row(lastName="'=SUM(A1)")).errors] == ["formula_injection"]
     assert [e.code for e in rejected(row(lastName="'@cmd")).errors] == ["formula_injection"]
+    assert [e.code for e in rejected(row(lastName="'\uff1d1+2")).errors] == ["formula_injection"]
+    assert [e.code for e in rejected(row(lastName="' =1")).errors] == ["formula_injection"]
     assert accepted(row(lastName="'t Hooft")).last_name == "'t Hooft"

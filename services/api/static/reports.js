@@ -13,13 +13,13 @@ export function reportLinks(job) {
   const found = [];
   const errors = safePath(links.errors_csv);
   const results = safePath(links.results_csv);
-  if (job.rejected > 0 && errors) found.push(download(errors, "Download errors.csv", job, "errors"));
-  if (written > 0 && results) found.push(download(results, "Download results.csv", job, "results"));
+  if (job.rejected > 0 && errors) found.push(download(errors, "Download errors.csv"));
+  if (written > 0 && results) found.push(download(results, "Download results.csv"));
   return found;
 }
 
-function download(href, text, job, kind) {
-  // The file name says which import it belongs to, so two downloads don't both become "errors.csv".
-  const base = (job.file_name || "import").replace(/\.csv$/i, "");
-  return el("a", { href, download: `${base}-${kind}.csv`, class: "report-link" }, text);
+function download(href, text) {
+  // The server names the file (Content-Disposition: the upload's name, made safe, then -errors.csv or
+  // -results.csv), so two downloads don't both become "errors.csv" and a hostile name never reaches the disk.
+  return el("a", { href, download: true, class: "report-link" }, text);
 }
