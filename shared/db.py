@@ -11,6 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.schema import CreateColumn
 
 from .tables import metadata
 
@@ -77,6 +78,7 @@ async def create_tables(engine: AsyncEngine) -> None:
         try:
             async with engine.begin() as connection:
                 await connection.run_sync(metadata.create_all)
+                await connection.run_sync(_add_missing_columns)
             return
         except (OperationalError, ProgrammingError, IntegrityError):
             if attempt == 2:
@@ -107,3 +109,18 @@ async def execute_many(conn: AsyncConnection, statement: Executable, rows: Seque
         sql,
         [tuple(convert[n](row[n]) if n in convert else row[n] for n in names) for row in rows],
     )
+
+
+def _add_missing_columns(connection) -> None:
+    """A database made by an earlier version gets the columns added since: tables only ever gain
+    nullable columns (the upgrade path the project promises), added here with ALTER TABLE."""
+    inspector = inspect(connection)
+    for table in metadata.sorted_tables:
+        if not inspector.has_table(table.name):
+            continue
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        for column in (c for c in table.columns if c.name not in present):
+            if not column.nullable:
+                raise RuntimeError(f"{table.name}.{column.name} is missing and cannot be added: it may not be empty")
+            spec = CreateColumn(column).compile(dialect=connection.dialect)
+            connection.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {spec}")

@@ -123,7 +123,9 @@ webhook_deliveries = Table(
     Column("next_attempt_at", DateTime(timezone=True), nullable=False),
     Column("outcome", String(500)),
     Column("done_at", DateTime(timezone=True)),
-    Column("delivery_id", String(64), nullable=False),  # signed into every attempt: receivers refuse one seen twice
+    # Signed into every attempt: receivers refuse one seen twice. Rows written before it existed have
+    # none: their job id stands in.
+    Column("delivery_id", String(64)),
     Index("ix_webhook_deliveries_due", "done_at", "next_attempt_at"),
 )
 

@@ -86,7 +86,7 @@ async def claim(
         taken = await _settle(conn, row.job_id, row.attempts, attempts=row.attempts + 1,
                               next_attempt_at=now + timedelta(seconds=lease_s))
         if taken:
-            claimed.append(Delivery(row.job_id, row.url, row.body, row.attempts + 1, row.delivery_id))
+            claimed.append(Delivery(row.job_id, row.url, row.body, row.attempts + 1, row.delivery_id or row.job_id))
     return claimed, closed
 
 
