@@ -23,11 +23,12 @@ class ImportClient:
         self.progress: dict[str, ImportProgress] = {}
 
     async def __aenter__(self) -> "ImportClient":
-        await start_client(self.producer, self.settings)  # BrokerAccessError when Kafka refuses us
         try:
+            await start_client(self.producer, self.settings)  # BrokerAccessError when Kafka refuses us
             await start_client(self.consumer, self.settings)
         except BaseException:
             await self.producer.stop()
+            await self.consumer.stop()
             raise
         partitions = []
         for topic in (topics.NOTIFICATIONS, topics.PROGRESS):

@@ -36,6 +36,7 @@ from aiokafka.errors import (
     for_code,
 )
 from aiokafka.protocol.api import Request, RequestStruct, Response
+from aiokafka.protocol.metadata import MetadataRequest
 from aiokafka.protocol.types import Array, Int16, Int32, Schema, String
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
@@ -179,7 +180,10 @@ async def access_problem(settings: Settings, timeout: float | None = None) -> Br
         try:
             async with asyncio.timeout(timeout):
                 connection = await create_conn(host, port, request_timeout_ms=int(timeout * 1000), **options)
-            connection.close()
+                try:  # what a client asks first: a listener that wants a login hangs up here on one without
+                    await connection.send(MetadataRequest([]))
+                finally:
+                    connection.close()
             return None
         except (KafkaError, OSError, TimeoutError) as error:
             first = first or explain(error, f"{host}:{port}", settings, timeout)

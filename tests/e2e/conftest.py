@@ -1,8 +1,15 @@
 """The whole pipeline on the session's real broker and database, and a partner's client to drive it."""
 
 import base64
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from typing import NamedTuple
 
 import pytest
 from sqlalchemy import select
@@ -130,3 +137,44 @@ async def asgi_body(receive) -> bytes:
         body += message.get("body", b"")
         if not message.get("more_body"):
             return body
+
+
+class SecuredKafka(NamedTuple):
+    bootstrap: str
+    username: str
+    password: str
+
+
+@pytest.fixture(scope="session")
+def secured_kafka() -> Iterator[SecuredKafka]:
+    """A local broker that takes only SCRAM logins (SASL_PLAINTEXT), started as an operator would:
+    `clients-import broker --sasl`, which makes a user and prints the settings to log in with."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KAFKA_")}
+    errors = tempfile.TemporaryFile("w+")
+    process = subprocess.Popen([sys.executable, "-m", "clients_import.cli", "broker", "--sasl"], env=env,
+                               stdout=subprocess.PIPE, stderr=errors, text=True)
+    printed: dict[str, str] = {}
+
+    def read() -> None:
+        for line in process.stdout:
+            key, _, value = line.strip().partition("=")
+            printed[key] = value
+            if key == "KAFKA_SASL_PASSWORD":
+                return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout=180)
+    try:
+        errors.seek(0)
+        assert "KAFKA_SASL_PASSWORD" in printed, f"the secured broker did not start: {errors.read()[-3000:]}"
+        assert printed["KAFKA_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT"
+        yield SecuredKafka(printed["KAFKA_BOOTSTRAP_SERVERS"], printed["KAFKA_SASL_USERNAME"], printed["KAFKA_SASL_PASSWORD"])
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        errors.close()
