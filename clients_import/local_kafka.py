@@ -10,6 +10,9 @@ and SCRAM-SHA-512 logins (a company or managed Kafka's usual set-up, without TLS
 (both mechanisms) are written into the cluster metadata when the storage is formatted (KIP-900), as a salt
 and a salted password computed here: the password itself never reaches the JVM's command line. The
 controller listener stays PLAINTEXT, on loopback.
+
+With `tls=TlsFiles(...)` the client listener speaks TLS too (SSL, or SASL_SSL with `scram`), with the given PEM
+key and certificate chain; `client_auth` makes it require a client certificate signed by the given CA (mTLS).
 """
 
 import atexit
@@ -38,6 +41,15 @@ SCRAM_MECHANISMS = {"SCRAM-SHA-256": "sha256", "SCRAM-SHA-512": "sha512"}
 SCRAM_ITERATIONS = 4096  # Kafka's default, and the least it accepts
 _SCRAM_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")  # no character the --add-scram syntax would need quoted
 _BROKER_USER = "local-broker"  # the broker's own login to its SASL listener
+
+
+class TlsFiles(NamedTuple):
+    """The broker's TLS: its key and certificate chain in one PEM file (unencrypted PKCS#8 key first), and the CA
+    it trusts for client certificates (and for its own connections to itself)."""
+
+    keystore: Path
+    ca: Path
+    client_auth: bool = False
 
 
 class ScramUser(NamedTuple):
@@ -106,7 +118,7 @@ class LocalKafka:
 
     def __init__(
         self, heap: str = "512m", max_message_bytes: int = 16 * 1024 * 1024, partitions: int = 4,
-        data_dir: Path | str | None = None, scram: ScramUser | None = None,
+        data_dir: Path | str | None = None, scram: ScramUser | None = None, tls: TlsFiles | None = None,
     ) -> None:
         if scram is not None and not _SCRAM_NAME.fullmatch(scram.name):
             raise BrokerError(f"SCRAM user name {scram.name!r}: use 1 to 64 letters, digits, '.', '_' or '-'")
@@ -114,7 +126,7 @@ class LocalKafka:
             raise BrokerError("a SCRAM user needs a password")
         if scram is not None and scram.name == _BROKER_USER:
             raise BrokerError(f"SCRAM user name {_BROKER_USER!r} is the local broker's own: choose another")
-        self.scram = scram
+        self.scram, self.tls = scram, tls
         self.heap = heap
         self.max_message_bytes = max_message_bytes
         self.partitions = partitions
@@ -182,7 +194,7 @@ class LocalKafka:
     @property
     def security_protocol(self) -> str:
         """What a client must speak on `bootstrap`."""
-        return "SASL_PLAINTEXT" if self.scram else "PLAINTEXT"
+        return ("SASL_" if self.scram else "") + ("SSL" if self.tls else "PLAINTEXT")
 
     def _broker_password(self) -> str:
         if not hasattr(self, "_own_password"):
@@ -230,7 +242,16 @@ class LocalKafka:
             settings |= {
                 "sasl.enabled.mechanisms": ",".join(SCRAM_MECHANISMS),
                 "sasl.mechanism.inter.broker.protocol": "SCRAM-SHA-512",
-                **{f"listener.name.sasl_plaintext.{m.lower()}.sasl.jaas.config": login for m in SCRAM_MECHANISMS},
+                **{f"listener.name.{client.lower()}.{m.lower()}.sasl.jaas.config": login for m in SCRAM_MECHANISMS},
+            }
+        if self.tls:
+            settings |= {
+                "ssl.keystore.type": "PEM",
+                "ssl.keystore.location": str(self.tls.keystore),
+                "ssl.truststore.type": "PEM",
+                "ssl.truststore.location": str(self.tls.ca),
+                # With the listener's prefix: on a SASL_SSL listener Kafka ignores the plain setting.
+                f"listener.name.{client.lower()}.ssl.client.auth": "required" if self.tls.client_auth else "none",
             }
         return "".join(f"{key}={value}\n" for key, value in settings.items())
 

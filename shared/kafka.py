@@ -193,6 +193,8 @@ async def access_problem(settings: Settings, timeout: float | None = None) -> Br
 def explain(error: BaseException, where: str, settings: Settings, timeout: float) -> BrokerAccessError:
     """One connection's failure in the operator's terms: what happened and which setting to look at."""
     protocol, mechanism = settings.kafka_security_protocol, settings.kafka_sasl_mechanism
+    if isinstance(error, KafkaConnectionError) and isinstance(error.__cause__, ssl.SSLError):
+        error = error.__cause__  # TLS 1.3 refuses a client certificate after the handshake, on the first read
     if isinstance(error, SaslAuthenticationFailed | AuthenticationFailedError):
         said = f" (the broker said: {error.args[0]})" if error.args and isinstance(error.args[0], str) else ""
         return BrokerAccessError(
