@@ -11,7 +11,8 @@ from .fields import CLIENT_TYPES
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+    # hide_input_in_errors: a refused setting's message never repeats the values (a password, a DATABASE_URL's).
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True, hide_input_in_errors=True)
 
     kafka_bootstrap_servers: str | None = Field(
         default=None, description="Kafka to use; unset means `clients-import run` starts a local broker"

@@ -2,6 +2,7 @@
 
 import base64
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -21,6 +22,8 @@ from shared import jobs, topics
 from shared.events import ImportNotification, ImportOptions, ImportRequest, Source
 from shared.settings import Settings
 from shared.tables import clients
+
+from .tls import Certificates
 
 
 @pytest.fixture(scope="session")
@@ -145,10 +148,11 @@ class SecuredKafka(NamedTuple):
     password: str
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def secured_kafka() -> Iterator[SecuredKafka]:
     """A local broker that takes only SCRAM logins (SASL_PLAINTEXT), started as an operator would:
-    `clients-import broker --sasl`, which makes a user and prints the settings to log in with."""
+    `clients-import broker --sasl`, which makes a user and prints the settings to log in with.
+    For the module that asks for it only (never two extra brokers at once)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("KAFKA_")}
     errors = tempfile.TemporaryFile("w+")
     process = subprocess.Popen([sys.executable, "-m", "clients_import.cli", "broker", "--sasl"], env=env,
@@ -178,3 +182,25 @@ def secured_kafka() -> Iterator[SecuredKafka]:
             process.kill()
             process.wait()
         errors.close()
+
+
+class TlsKafka(NamedTuple):
+    bootstrap: str
+    username: str
+    password: str
+    certificates: Certificates
+
+
+@pytest.fixture(scope="module")
+def tls_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsKafka]:
+    """A local broker on SASL_SSL: TLS with a test CA's certificate for 127.0.0.1, a client certificate
+    required (mTLS), then a SCRAM login."""
+    from clients_import.local_kafka import LocalKafka, ScramUser, TlsFiles
+
+    from .tls import make_certificates
+
+    certificates = make_certificates(tmp_path_factory.mktemp("tls"))
+    user = ScramUser("crm-import", secrets.token_urlsafe(24))
+    tls = TlsFiles(certificates.broker_keystore, certificates.ca, client_auth=True)
+    with LocalKafka(scram=user, tls=tls) as kafka:
+        yield TlsKafka(kafka.bootstrap, user.name, user.password, certificates)

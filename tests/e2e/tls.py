@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 
-class TestCertificates(NamedTuple):
+class Certificates(NamedTuple):
     ca: Path  # the CA's certificate: what clients trust (KAFKA_SSL_CA_FILE)
     broker_keystore: Path  # the broker's key (PKCS#8) then its certificate, as Kafka's PEM keystore wants
     client_cert: Path
@@ -43,7 +43,7 @@ def _signed(folder: Path, name: str, subject: str, ca: tuple[Path, Path], extens
     return key, cert
 
 
-def make_certificates(folder: Path) -> TestCertificates:
+def make_certificates(folder: Path) -> Certificates:
     ca = _ca(folder, "test-ca")
     _, other = _ca(folder, "other-ca")
     broker_key, broker_cert = _signed(folder, "broker", "/CN=127.0.0.1", ca,
@@ -51,4 +51,4 @@ def make_certificates(folder: Path) -> TestCertificates:
     client_key, client_cert = _signed(folder, "client", "/CN=crm-import", ca, "extendedKeyUsage=clientAuth\n")
     keystore = folder / "broker-keystore.pem"
     keystore.write_text(broker_key.read_text() + broker_cert.read_text())
-    return TestCertificates(ca[1], keystore, client_cert, client_key, other)
+    return Certificates(ca[1], keystore, client_cert, client_key, other)

@@ -11,6 +11,9 @@ import aiokafka.client
 import pytest
 from faststream.kafka.fastapi import KafkaRouter
 from faststream.kafka.security import parse_security
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from clients_import.cli import main
@@ -80,6 +83,9 @@ def test_empty_variables_mean_unset_as_docker_compose_passes_them():
 def test_the_password_is_never_shown_by_the_settings():
     settings = _settings(**SCRAM_OVER_TLS)
     assert "pa55" not in repr(settings) and "pa55" not in str(settings.model_dump())
+    with pytest.raises(ValidationError) as refused:  # a setting refused: its message repeats no value
+        _settings(kafka_security_protocol="SASL_SSL", kafka_sasl_password="supersecret")
+    assert "supersecret" not in str(refused.value)
 
 
 def test_a_command_run_with_broken_settings_says_which_setting_and_exits_2(monkeypatch, capsys):
@@ -232,3 +238,31 @@ def test_the_local_broker_with_scram_listens_on_sasl_plaintext_only_and_never_pu
 def test_a_scram_user_name_the_format_tool_would_misread_is_refused(name):
     with pytest.raises(RuntimeError):
         LocalKafka(scram=ScramUser(name, "p"))
+
+
+# Any combination an operator may write: refused when read, or refused when used, or the same for every client.
+
+@hypothesis_settings(max_examples=200, deadline=None)
+@given(protocol=st.sampled_from(["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL", "TLS", ""]),
+       mechanism=st.sampled_from(["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "GSSAPI", "scram-sha-256"]),
+       username=st.one_of(st.none(), st.text(max_size=300)), password=st.one_of(st.none(), st.text(max_size=50)),
+       ca=st.sampled_from([None, "", SYSTEM_CAS, "/nowhere/ca.pem", "/etc/hostname"]),
+       check_hostname=st.booleans())
+def test_any_broker_settings_are_refused_plainly_or_reach_every_client_alike(protocol, mechanism, username, password,
+                                                                            ca, check_hostname):
+    try:
+        configured = _settings(kafka_security_protocol=protocol, kafka_sasl_mechanism=mechanism,
+                               kafka_sasl_username=username, kafka_sasl_password=password, kafka_ssl_ca_file=ca,
+                               kafka_ssl_check_hostname=check_hostname)
+    except ValidationError as refused:
+        assert not password or len(password) < 8 or password not in str(refused)
+        return
+    try:
+        plain = security_options(configured)
+    except BrokerAccessError as refused:
+        assert "KAFKA_SSL_CA_FILE" in str(refused)
+        return
+    assert _comparable(parse_security(broker_security(configured)) or {"security_protocol": "PLAINTEXT"}) == \
+        _comparable(plain)
+    if protocol.startswith("SASL_"):
+        assert (plain["sasl_plain_username"], plain["sasl_plain_password"]) == (username, password)
