@@ -156,9 +156,10 @@ def local_broker(settings: Settings) -> LocalKafka:
     if settings.kafka_security_protocol == "SASL_PLAINTEXT" and settings.kafka_sasl_mechanism.startswith("SCRAM-"):
         user = ScramUser(settings.kafka_sasl_username, settings.kafka_sasl_password.get_secret_value())
         return LocalKafka(max_message_bytes=settings.request_max_bytes, scram=user)
+    asked = settings.kafka_security_protocol + (f" with {settings.kafka_sasl_mechanism}"
+                                                 if settings.kafka_security_protocol.startswith("SASL_") else "")
     raise SystemExit(f"clients-import: the local broker speaks PLAINTEXT, or SASL_PLAINTEXT with SCRAM logins, not "
-                     f"{settings.kafka_security_protocol} with {settings.kafka_sasl_mechanism}: set "
-                     "KAFKA_BOOTSTRAP_SERVERS to the cluster these settings are for")
+                     f"{asked}: set KAFKA_BOOTSTRAP_SERVERS to the cluster these settings are for")
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:

@@ -81,7 +81,8 @@ def ssl_context(settings: Settings) -> ssl.SSLContext:
                                 "the Kafka TLS settings cannot be used") from error
     context.check_hostname = settings.kafka_ssl_check_hostname
     if settings.kafka_ssl_cert_file:
-        password = settings.kafka_ssl_key_password.get_secret_value() if settings.kafka_ssl_key_password else None
+        # Never None: OpenSSL would then ask for an encrypted key's password on the terminal, and a service would hang.
+        password = settings.kafka_ssl_key_password.get_secret_value() if settings.kafka_ssl_key_password else _no_password
         try:
             context.load_cert_chain(settings.kafka_ssl_cert_file, settings.kafka_ssl_key_file, password)
         except (OSError, ssl.SSLError) as error:
@@ -219,8 +220,7 @@ def explain(error: BaseException, where: str, settings: Settings, timeout: float
             "and does it want a client certificate (KAFKA_SSL_CERT_FILE)?", "the TLS handshake with Kafka failed")
     if isinstance(error, TimeoutError):
         return BrokerAccessError(f"Kafka at {where} did not let us in within {timeout:g} s: is it up, and does that "
-                                 f"listener speak {protocol} (KAFKA_SECURITY_PROTOCOL)?",
-                                 )
+                                 f"listener speak {protocol} (KAFKA_SECURITY_PROTOCOL)?")
     if isinstance(error, KafkaConnectionError | ConnectionResetError):  # the broker hung up on what we said
         return BrokerAccessError(
             f"Kafka at {where} closed the connection during the handshake: its listener wants another "
@@ -231,6 +231,10 @@ def explain(error: BaseException, where: str, settings: Settings, timeout: float
                                  "(KAFKA_BOOTSTRAP_SERVERS)")
     return BrokerAccessError(f"Kafka at {where} did not let us in: {type(error).__name__}: {error}",
                              "the Kafka broker did not let us in")
+
+
+def _no_password() -> bytes:
+    return b""
 
 
 def _os_reason(error: BaseException) -> str:

@@ -151,6 +151,10 @@ def test_a_wrong_key_password_or_a_missing_ca_file_is_said_plainly_without_the_p
     with pytest.raises(BrokerAccessError, match="KAFKA_SSL_KEY_PASSWORD") as refused:
         security_options(wrong)
     assert "not-the-key-secret" not in str(refused.value)
+    without = _settings(kafka_security_protocol="SSL", kafka_ssl_cert_file=client_certificate["cert"],
+                        kafka_ssl_key_file=client_certificate["key"])  # an encrypted key: refused, never a prompt
+    with pytest.raises(BrokerAccessError, match="KAFKA_SSL_KEY_PASSWORD"):
+        security_options(without)
     with pytest.raises(BrokerAccessError, match="KAFKA_SSL_CA_FILE /nowhere/ca.pem cannot be used: No such file"):
         security_options(_settings(kafka_security_protocol="SSL", kafka_ssl_ca_file="/nowhere/ca.pem"))
 
