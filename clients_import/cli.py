@@ -11,28 +11,49 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from shared import jobs, logs
 from shared.events import ImportNotification, ImportOptions, ImportRequest, JobStatus, Mode, Source
 from shared.settings import Settings, get_settings
 
 from .client import ImportClient
 from .dlq import printable
-from .local_kafka import LocalKafka
+from .local_kafka import LocalKafka, ScramUser
 from .operator import progress_display, show_jobs, watch, write_report
 from .pipeline import Pipeline
 from .topology import SERVICES, STAGE_NAMES
 
 IMPORTED = {JobStatus.COMPLETED, JobStatus.COMPLETED_WITH_ERRORS, JobStatus.VALIDATED}
+REFUSED = 3  # exit code: Kafka could not be reached or refused us (as `status` and `dlq` say for no answer)
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pydantic import ValidationError
+
     args = parser().parse_args(argv)
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ValidationError as error:  # one line per setting, never the values (a password may be one)
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])).upper() or 'settings'}: {e['msg']}" for e in error.errors())
+        print(f"clients-import: the settings are not usable: {problems}", file=sys.stderr)
+        return 2
     logs.configure(args.log_level or settings.log_level)
     try:
         return args.command(args, settings)
     except KeyboardInterrupt:
         return 130
+    except Exception as error:
+        from shared.kafka import BrokerAccessError
+
+        if not isinstance(error, BrokerAccessError):
+            raise
+        print(f"clients-import {_command_name(args)}: {error}", file=sys.stderr)  # never a password: see explain()
+        return REFUSED
+
+
+def _command_name(args: argparse.Namespace) -> str:
+    return args.command.__name__.removeprefix("cmd_").replace("_", " ")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -49,6 +70,9 @@ def parser() -> argparse.ArgumentParser:
     run.set_defaults(command=cmd_run)
 
     broker = commands.add_parser("broker", help="start a local Kafka broker in the foreground")
+    broker.add_argument("--sasl", action="store_true",
+                        help="take only SCRAM-SHA-256/512 logins (SASL_PLAINTEXT), as KAFKA_SASL_USERNAME and "
+                             "KAFKA_SASL_PASSWORD say, else as a user and password it makes and prints")
     broker.set_defaults(command=cmd_broker)
 
     jobs = commands.add_parser("jobs", help="list recent imports from the database")
@@ -122,8 +146,21 @@ def broker_for(settings: Settings) -> Iterator[Settings]:
     if settings.kafka_bootstrap_servers:
         yield settings
         return
-    with LocalKafka(max_message_bytes=settings.request_max_bytes) as kafka:
+    with local_broker(settings) as kafka:
         yield settings.model_copy(update={"kafka_bootstrap_servers": kafka.bootstrap})
+
+
+def local_broker(settings: Settings) -> LocalKafka:
+    """A local broker that takes the logins the settings make: none (PLAINTEXT) or SCRAM (SASL_PLAINTEXT)."""
+    if settings.kafka_security_protocol == "PLAINTEXT":
+        return LocalKafka(max_message_bytes=settings.request_max_bytes)
+    if settings.kafka_security_protocol == "SASL_PLAINTEXT" and settings.kafka_sasl_mechanism.startswith("SCRAM-"):
+        user = ScramUser(settings.kafka_sasl_username, settings.kafka_sasl_password.get_secret_value())
+        return LocalKafka(max_message_bytes=settings.request_max_bytes, scram=user)
+    asked = settings.kafka_security_protocol + (f" with {settings.kafka_sasl_mechanism}"
+                                                 if settings.kafka_security_protocol.startswith("SASL_") else "")
+    raise SystemExit(f"clients-import: the local broker speaks PLAINTEXT, or SASL_PLAINTEXT with SCRAM logins, not "
+                     f"{asked}: set KAFKA_BOOTSTRAP_SERVERS to the cluster these settings are for")
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
@@ -208,9 +245,19 @@ def cmd_contract(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
+    made = None
+    if args.sasl and settings.kafka_security_protocol == "PLAINTEXT":  # no credentials given: make some
+        made = secrets.token_urlsafe(24)
+        settings = settings.model_copy(update={
+            "kafka_security_protocol": "SASL_PLAINTEXT", "kafka_sasl_mechanism": "SCRAM-SHA-512",
+            "kafka_sasl_username": "clients-import", "kafka_sasl_password": SecretStr(made)})
     stopping = _stop_on_signals()
-    with LocalKafka(max_message_bytes=settings.request_max_bytes) as kafka:
+    with local_broker(settings) as kafka:
         print(kafka.bootstrap, flush=True)
+        if kafka.scram:  # what the services and commands need to log in
+            print(f"KAFKA_BOOTSTRAP_SERVERS={kafka.bootstrap}\nKAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT\n"
+                  f"KAFKA_SASL_MECHANISM={settings.kafka_sasl_mechanism}\nKAFKA_SASL_USERNAME={kafka.scram.name}\n"
+                  f"KAFKA_SASL_PASSWORD={made or '(yours, as given)'}", flush=True)
         while not stopping:
             signal.pause()
     return 0
@@ -277,16 +324,21 @@ async def _serve_with_api(settings: Settings, services: tuple[str, ...]) -> None
     from faststream.kafka.fastapi import KafkaRouter
 
     from services.api.app import build_api
-    from shared.kafka import broker_options, leave_groups, static_memberships
+    from shared.kafka import BrokerAccessError, broker_options, leave_groups, static_memberships
 
     pipeline = Pipeline(settings, services)
+    refused: list[BrokerAccessError] = []  # uvicorn logs a failed start and returns: the command must still fail
 
     @contextlib.asynccontextmanager
     async def lifespan(app):  # the pipeline's, then its static members leave their groups (see _serve)
         members = []
-        async with pipeline.lifespan(app):
-            yield
-            members = static_memberships(pipeline.broker)
+        try:
+            async with pipeline.lifespan(app):
+                yield
+                members = static_memberships(pipeline.broker)
+        except BrokerAccessError as error:
+            refused.append(error)
+            raise
         await leave_groups(settings, members)
 
     # The router's broker publishes the API's requests; the stages (if any here) consume on the pipeline's own,
@@ -297,6 +349,8 @@ async def _serve_with_api(settings: Settings, services: tuple[str, ...]) -> None
     print(f"serving {', '.join(services)} on {settings.kafka_bootstrap_servers}; "
           f"API and Clients page on http://{settings.api_host}:{settings.api_port}/", flush=True)
     await uvicorn.Server(config).serve()
+    if refused:
+        raise refused[0]
 
 
 def _stop_on_signals() -> list:

@@ -7,6 +7,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from shared import topics
 from shared.events import ImportNotification, ImportProgress, ImportRequest
+from shared.kafka import client_options, start_client
 from shared.settings import Settings
 
 
@@ -15,19 +16,20 @@ class ImportClient:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap_servers, max_request_size=settings.request_max_bytes, linger_ms=2
-        )
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap_servers, group_id=None, enable_auto_commit=False,
-            fetch_max_wait_ms=20,
-        )
+        self.producer = AIOKafkaProducer(**client_options(settings), max_request_size=settings.request_max_bytes, linger_ms=2)
+        self.consumer = AIOKafkaConsumer(**client_options(settings), group_id=None, enable_auto_commit=False,
+                                         fetch_max_wait_ms=20)
         self.notifications: dict[str, ImportNotification] = {}
         self.progress: dict[str, ImportProgress] = {}
 
     async def __aenter__(self) -> "ImportClient":
-        await self.producer.start()
-        await self.consumer.start()
+        try:
+            await start_client(self.producer, self.settings)  # BrokerAccessError when Kafka refuses us
+            await start_client(self.consumer, self.settings)
+        except BaseException:
+            await self.producer.stop()
+            await self.consumer.stop()
+            raise
         partitions = []
         for topic in (topics.NOTIFICATIONS, topics.PROGRESS):
             for p in self.consumer.partitions_for_topic(topic) or await self._partitions(topic):

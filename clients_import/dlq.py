@@ -38,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared import topics
 from shared.db import as_utc, create_engine, create_tables, insert_for, reading
+from shared.kafka import client_options, start_client
 from shared.settings import Settings
 from shared.tables import redriven_letters
 
@@ -213,7 +214,7 @@ class DlqReader:
     def __init__(self, settings: Settings, timeout: float = CALL_TIMEOUT_S) -> None:
         self.settings, self.timeout = settings, timeout
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap_servers, group_id=None, enable_auto_commit=False,
+            **client_options(settings), group_id=None, enable_auto_commit=False,
             request_timeout_ms=int(timeout * 1000) + 1000, fetch_max_wait_ms=100,
             max_partition_fetch_bytes=settings.request_max_bytes, fetch_max_bytes=max(50 * 1024 * 1024, settings.request_max_bytes),
         )
@@ -221,7 +222,7 @@ class DlqReader:
         self.timed_out = False
 
     async def __aenter__(self) -> "DlqReader":
-        await started(self.consumer, self.timeout)
+        await started(self.consumer, self.timeout, self.settings)
         try:
             self.partitions = [TopicPartition(DLQ, p) for p in sorted(await partitions_of(self.settings, DLQ, self.timeout))]
         except BaseException:
@@ -287,21 +288,16 @@ class DlqReader:
                         self.consumer.pause(tp)
 
 
-async def started(client, timeout: float):
-    """A Kafka client (consumer, producer or admin) started within `timeout`, or closed again."""
-    try:
-        async with asyncio.timeout(timeout):
-            await client.start()
-    except BaseException:
-        await (client.close() if isinstance(client, AIOKafkaAdminClient) else client.stop())
-        raise
-    return client
+async def started(client, timeout: float, settings: Settings):
+    """A Kafka client (consumer, producer or admin) started within `timeout`, or closed again; a refusal
+    (a wrong password, an untrusted certificate) raises shared.kafka.BrokerAccessError, saying which."""
+    return await start_client(client, settings, timeout)
 
 
 async def partitions_of(settings: Settings, topic: str, timeout: float = CALL_TIMEOUT_S) -> set[int]:
     """The partitions of a topic; none when it does not exist (yet)."""
-    admin = await started(AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers,
-                                              request_timeout_ms=int(timeout * 1000)), timeout)
+    admin = await started(AIOKafkaAdminClient(**client_options(settings), request_timeout_ms=int(timeout * 1000)),
+                          timeout, settings)
     try:
         async with asyncio.timeout(timeout):
             described = await admin.describe_topics([topic])
@@ -477,8 +473,8 @@ async def redrive(
             async with asyncio.timeout(timeout):
                 await create_tables(engine)
             producer = await started(AIOKafkaProducer(
-                bootstrap_servers=settings.kafka_bootstrap_servers, max_request_size=settings.request_max_bytes,
-                request_timeout_ms=int(timeout * 1000), acks="all", enable_idempotence=True), timeout)
+                **client_options(settings), max_request_size=settings.request_max_bytes,
+                request_timeout_ms=int(timeout * 1000), acks="all", enable_idempotence=True), timeout, settings)
         partition_counts: dict[str, int] = {}
         pause = 1 / rate if rate else 0.0
         sent = 0

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from shared.kafka import client_options
 from shared.metrics import CONSUMER_LAG
 from shared.settings import Settings
 
@@ -95,9 +96,8 @@ class LagSampler:
     async def _clients(self) -> tuple[AIOKafkaAdminClient, AIOKafkaConsumer]:
         if self._admin is None or self._consumer is None:
             await self.close()
-            bootstrap = self.settings.kafka_bootstrap_servers
-            admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=_REQUEST_TIMEOUT_MS)
-            consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+            admin = AIOKafkaAdminClient(**client_options(self.settings), request_timeout_ms=_REQUEST_TIMEOUT_MS)
+            consumer = AIOKafkaConsumer(**client_options(self.settings), group_id=None, enable_auto_commit=False,
                                         request_timeout_ms=_REQUEST_TIMEOUT_MS)
             self._admin, self._consumer = admin, consumer
             await admin.start()

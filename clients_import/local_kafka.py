@@ -4,6 +4,15 @@ The jars come from Maven Central through the pom beside this file, into ~/.cache
 the log directory is a fresh temporary folder, removed on stop, or `data_dir`, kept: a broker
 started again on it (`restart()`, or a new LocalKafka given the same folder) has the same ports,
 cluster id, topics, records and committed offsets. The JVM dies with the process that started it.
+
+With `scram=ScramUser(name, password)` the client listener is SASL_PLAINTEXT and takes only SCRAM-SHA-256
+and SCRAM-SHA-512 logins (a company or managed Kafka's usual set-up, without TLS); the user's credentials
+(both mechanisms) are written into the cluster metadata when the storage is formatted (KIP-900), as a salt
+and a salted password computed here: the password itself never reaches the JVM's command line. The
+controller listener stays PLAINTEXT, on loopback.
+
+With `tls=TlsFiles(...)` the client listener speaks TLS too (SSL, or SASL_SSL with `scram`), with the given PEM
+key and certificate chain; `client_auth` makes it require a client certificate signed by the given CA (mTLS).
 """
 
 import atexit
@@ -11,7 +20,10 @@ import base64
 import contextlib
 import ctypes
 import fcntl
+import hashlib
 import os
+import re
+import secrets
 import shutil
 import signal
 import socket
@@ -21,9 +33,30 @@ import time
 import uuid
 from importlib import resources
 from pathlib import Path
+from typing import NamedTuple
 
 KAFKA_VERSION = "4.4.0"
 READY_LINE = "Kafka Server started"
+SCRAM_MECHANISMS = {"SCRAM-SHA-256": "sha256", "SCRAM-SHA-512": "sha512"}
+SCRAM_ITERATIONS = 4096  # Kafka's default, and the least it accepts
+_SCRAM_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")  # no character the --add-scram syntax would need quoted
+_BROKER_USER = "local-broker"  # the broker's own login to its SASL listener
+
+
+class TlsFiles(NamedTuple):
+    """The broker's TLS: its key and certificate chain in one PEM file (unencrypted PKCS#8 key first), and the CA
+    it trusts for client certificates (and for its own connections to itself)."""
+
+    keystore: Path
+    ca: Path
+    client_auth: bool = False
+
+
+class ScramUser(NamedTuple):
+    """A SCRAM login the local broker accepts."""
+
+    name: str
+    password: str
 
 
 class BrokerError(RuntimeError):
@@ -85,8 +118,15 @@ class LocalKafka:
 
     def __init__(
         self, heap: str = "512m", max_message_bytes: int = 16 * 1024 * 1024, partitions: int = 4,
-        data_dir: Path | str | None = None,
+        data_dir: Path | str | None = None, scram: ScramUser | None = None, tls: TlsFiles | None = None,
     ) -> None:
+        if scram is not None and not _SCRAM_NAME.fullmatch(scram.name):
+            raise BrokerError(f"SCRAM user name {scram.name!r}: use 1 to 64 letters, digits, '.', '_' or '-'")
+        if scram is not None and not scram.password:
+            raise BrokerError("a SCRAM user needs a password")
+        if scram is not None and scram.name == _BROKER_USER:
+            raise BrokerError(f"SCRAM user name {_BROKER_USER!r} is the local broker's own: choose another")
+        self.scram, self.tls = scram, tls
         self.heap = heap
         self.max_message_bytes = max_message_bytes
         self.partitions = partitions
@@ -129,7 +169,8 @@ class LocalKafka:
             self.cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
             fmt = subprocess.run(
                 ["java", "-cp", classpath, *self._logging(), "kafka.tools.StorageTool", "format",
-                 f"--cluster-id={self.cluster_id}", "-c", str(props)],  # '=': an id may start with '-'
+                 f"--cluster-id={self.cluster_id}", "-c", str(props),  # '=': an id may start with '-'
+                 *self._scram_arguments()],
                 capture_output=True, text=True,
             )
             if fmt.returncode != 0:
@@ -150,14 +191,36 @@ class LocalKafka:
         with resources.as_file(resources.files("clients_import") / "kafka" / "log4j2.properties") as config:
             return [f"-Dlog4j2.configurationFile={config}", "-Dlog4j2.disable.jmx=true"]
 
+    @property
+    def security_protocol(self) -> str:
+        """What a client must speak on `bootstrap`."""
+        return ("SASL_" if self.scram else "") + ("SSL" if self.tls else "PLAINTEXT")
+
+    def _broker_password(self) -> str:
+        if not hasattr(self, "_own_password"):
+            self._own_password = secrets.token_hex(24)
+        return self._own_password
+
+    def _scram_arguments(self) -> list[str]:
+        """`--add-scram` for each mechanism and user: the salted password, as Kafka stores it (RFC 5802's Hi)."""
+        if self.scram is None:
+            return []
+        arguments = []
+        for user in (self.scram, ScramUser(_BROKER_USER, self._broker_password())):
+            for mechanism, digest in SCRAM_MECHANISMS.items():
+                arguments += ["--add-scram", f"{mechanism}={_salted(user, digest)}"]
+        return arguments
+
     def _properties(self, port: int, controller: int) -> str:
+        client = self.security_protocol
         settings = {
             "process.roles": "broker,controller",
             "node.id": "1",
-            "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+            "listeners": f"{client}://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}",
+            "advertised.listeners": f"{client}://127.0.0.1:{port}",
+            "inter.broker.listener.name": client,
             "controller.listener.names": "CONTROLLER",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "listener.security.protocol.map": f"{client}:{client},CONTROLLER:PLAINTEXT",
             "controller.quorum.voters": f"1@127.0.0.1:{controller}",
             "log.dirs": str(self.workdir / "data"),
             "num.partitions": str(self.partitions),
@@ -172,6 +235,24 @@ class LocalKafka:
             "message.max.bytes": str(self.max_message_bytes),
             "replica.fetch.max.bytes": str(self.max_message_bytes),
         }
+        if self.scram:
+            # Kafka insists on an inter-broker login even on one node: the broker's own user, not the client's.
+            login = (f'org.apache.kafka.common.security.scram.ScramLoginModule required '
+                     f'username="{_BROKER_USER}" password="{self._broker_password()}";')
+            settings |= {
+                "sasl.enabled.mechanisms": ",".join(SCRAM_MECHANISMS),
+                "sasl.mechanism.inter.broker.protocol": "SCRAM-SHA-512",
+                **{f"listener.name.{client.lower()}.{m.lower()}.sasl.jaas.config": login for m in SCRAM_MECHANISMS},
+            }
+        if self.tls:
+            settings |= {
+                "ssl.keystore.type": "PEM",
+                "ssl.keystore.location": str(self.tls.keystore),
+                "ssl.truststore.type": "PEM",
+                "ssl.truststore.location": str(self.tls.ca),
+                # With the listener's prefix: on a SASL_SSL listener Kafka ignores the plain setting.
+                f"listener.name.{client.lower()}.ssl.client.auth": "required" if self.tls.client_auth else "none",
+            }
         return "".join(f"{key}={value}\n" for key, value in settings.items())
 
     def _wait_ready(self, port: int, timeout: float) -> None:
@@ -229,12 +310,20 @@ def _read_properties(text: str) -> dict[str, str]:
 
 
 def _ports(properties: str) -> tuple[int, int]:
-    """The broker's and the controller's ports, from the listeners of a server.properties we wrote."""
+    """The clients' and the controller's ports, from the listeners of a server.properties we wrote."""
     listeners = dict(
         (name, int(address.rsplit(":", 1)[1]))
         for name, address in (item.split("://", 1) for item in _read_properties(properties)["listeners"].split(","))
     )
-    return listeners["PLAINTEXT"], listeners["CONTROLLER"]
+    controller = listeners.pop("CONTROLLER")
+    return next(iter(listeners.values())), controller
+
+
+def _salted(user: ScramUser, digest: str) -> str:
+    salt = os.urandom(32)
+    salted = hashlib.pbkdf2_hmac(digest, user.password.encode(), salt, SCRAM_ITERATIONS)
+    return (f'[name={user.name},iterations={SCRAM_ITERATIONS},salt="{base64.b64encode(salt).decode()}",'
+            f'saltedpassword="{base64.b64encode(salted).decode()}"]')
 
 
 def _answers(port: int) -> bool:

@@ -27,6 +27,7 @@ from shared.events import ImportRequest
 from shared.kafka import (
     DeadLetter,
     Publication,
+    access_problem,
     build_broker,
     consumer_options,
     ensure_topics,
@@ -48,6 +49,7 @@ __all__ = ["Pipeline"]
 log = logging.getLogger("clients_import.pipeline")
 _IN_MEMORY = "in-memory:9092"
 _CHECK_TIMEOUT_S = 5.0  # each of the database and the broker
+_WHY_TIMEOUT_S = 0.8  # after a failed broker check, to tell a refusal from silence (within /readyz's own bound)
 
 
 class Pipeline:
@@ -201,7 +203,9 @@ class Pipeline:
         if self.in_memory:
             return None
         if self.broker is None or not await self.broker.ping(timeout=_CHECK_TIMEOUT_S):
-            return "the Kafka broker does not answer"
+            # Why, when Kafka answers but refuses us (a password changed, a certificate expired): one more short try.
+            problem = await access_problem(self.settings, _WHY_TIMEOUT_S)
+            return problem.reason if problem else "the Kafka broker does not answer"
         return None
 
     async def stop(self) -> None:

@@ -22,6 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from shared.db import as_utc, create_engine, has_tables, reading
 from shared.events import JobStatus
+from shared.kafka import client_options
 from shared.settings import Settings
 from shared.tables import import_jobs
 
@@ -81,11 +82,11 @@ def _lag_by_topic(group: dict) -> dict[str, int]:
 
 
 async def _groups_and_letters(settings: Settings, newest: int, timeout: float) -> tuple[list[dict], tuple[int, list[dict]]]:
-    admin = await started(AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers,
-                                              request_timeout_ms=int(timeout * 1000)), timeout)
+    admin = await started(AIOKafkaAdminClient(**client_options(settings), request_timeout_ms=int(timeout * 1000)),
+                          timeout, settings)
     try:
-        consumer = await started(AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=None,
-                                                  enable_auto_commit=False, request_timeout_ms=int(timeout * 1000) + 1000), timeout)
+        consumer = await started(AIOKafkaConsumer(**client_options(settings), group_id=None, enable_auto_commit=False,
+                                                  request_timeout_ms=int(timeout * 1000) + 1000), timeout, settings)
         try:
             wanted = sorted({t for stage in STAGES for t in stage.consumes})
             async with asyncio.timeout(timeout):

@@ -1,4 +1,13 @@
-"""How every service talks to Kafka: one broker factory, one topic set-up, one DLQ."""
+"""How every service talks to Kafka: one broker factory, one topic set-up, one DLQ.
+
+Every Kafka client of every service and command, FastStream's broker and router as well as the plain
+aiokafka producers, consumers and admin clients of the CLI, connects with `client_options(settings)` (or
+`broker_options`, FastStream's form of the same): the bootstrap servers, TLS (`ssl_context`) and SASL
+(PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) from the KAFKA_* settings. A client that cannot get in is started
+with `start_client`, which says why in one sentence (`BrokerAccessError`): a refused login, a certificate
+we do not trust, a listener that speaks another protocol, no answer in time. aiokafka itself only says
+"Unable to bootstrap", after logging the reason.
+"""
 
 import asyncio
 import fcntl
@@ -6,6 +15,7 @@ import hashlib
 import logging
 import re
 import socket
+import ssl
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -14,13 +24,24 @@ from typing import NamedTuple, TypeVar
 from aiokafka import ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.client import AIOKafkaClient, CoordinationType
+from aiokafka.conn import collect_hosts, create_conn
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
+from aiokafka.errors import (
+    AuthenticationFailedError,
+    KafkaConnectionError,
+    KafkaError,
+    SaslAuthenticationFailed,
+    TopicAlreadyExistsError,
+    UnsupportedSaslMechanismError,
+    for_code,
+)
 from aiokafka.protocol.api import Request, RequestStruct, Response
+from aiokafka.protocol.metadata import MetadataRequest
 from aiokafka.protocol.types import Array, Int16, Int32, Schema, String
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.message import StreamMessage
+from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 from pydantic import BaseModel
 
 from . import topics
@@ -30,12 +51,88 @@ log = logging.getLogger("clients_import.kafka")
 T = TypeVar("T")
 
 
-def broker_options(settings: Settings) -> dict:
-    """What every service's connection uses, whether a plain broker or FastStream's FastAPI router."""
+class BrokerAccessError(KafkaError):
+    """Kafka could not be reached, or refused us. `str()` is one sentence naming the setting to check;
+    `reason` a short one without names or addresses, for /readyz."""
+
+    retriable = False
+
+    def __init__(self, message: str, reason: str = "the Kafka broker does not answer") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+def bootstrap_servers(settings: Settings) -> str:
     if not settings.kafka_bootstrap_servers:
         raise RuntimeError("KAFKA_BOOTSTRAP_SERVERS is not set: start a broker with `clients-import broker`")
+    return settings.kafka_bootstrap_servers
+
+
+def ssl_context(settings: Settings) -> ssl.SSLContext:
+    """TLS as KAFKA_SSL_* say: the brokers' certificates checked against KAFKA_SSL_CA_FILE (else the system's CAs),
+    our own certificate shown when we have one."""
+    try:
+        context = ssl.create_default_context(cafile=settings.kafka_ssl_ca_file)
+    except (OSError, ssl.SSLError) as error:
+        raise BrokerAccessError(f"KAFKA_SSL_CA_FILE {settings.kafka_ssl_ca_file} cannot be used: {_os_reason(error)}",
+                                "the Kafka TLS settings cannot be used") from error
+    context.check_hostname = settings.kafka_ssl_check_hostname
+    if settings.kafka_ssl_cert_file:
+        # Never None: OpenSSL would then ask for an encrypted key's password on the terminal, and a service would hang.
+        password = settings.kafka_ssl_key_password.get_secret_value() if settings.kafka_ssl_key_password else _no_password
+        try:
+            context.load_cert_chain(settings.kafka_ssl_cert_file, settings.kafka_ssl_key_file, password)
+        except (OSError, ssl.SSLError) as error:
+            raise BrokerAccessError(
+                f"the client certificate KAFKA_SSL_CERT_FILE {settings.kafka_ssl_cert_file} (key: "
+                f"{settings.kafka_ssl_key_file or 'in the same file'}) cannot be used: {_os_reason(error)}; "
+                "check the files are PEM, that the key belongs to the certificate, and KAFKA_SSL_KEY_PASSWORD",
+                "the Kafka TLS settings cannot be used") from error
+    return context
+
+
+def security_options(settings: Settings) -> dict:
+    """aiokafka's keyword arguments for TLS and SASL, the same for a producer, a consumer and an admin client."""
+    protocol = settings.kafka_security_protocol
+    options: dict = {"security_protocol": protocol}
+    if protocol in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = ssl_context(settings)
+    if protocol.startswith("SASL_"):
+        options |= {
+            "sasl_mechanism": settings.kafka_sasl_mechanism,
+            "sasl_plain_username": settings.kafka_sasl_username,
+            "sasl_plain_password": settings.kafka_sasl_password.get_secret_value(),
+        }
+    return options
+
+
+def client_options(settings: Settings) -> dict:
+    """What every aiokafka client we build takes first: where Kafka is and how to get in."""
+    return {"bootstrap_servers": bootstrap_servers(settings), **security_options(settings)}
+
+
+_SASL_SECURITY = {"PLAIN": SASLPlaintext, "SCRAM-SHA-256": SASLScram256, "SCRAM-SHA-512": SASLScram512}
+
+
+def broker_security(settings: Settings) -> BaseSecurity | None:
+    """`security_options` as FastStream takes them (it turns them back into aiokafka's arguments)."""
+    options = security_options(settings)
+    protocol, context = options["security_protocol"], options.get("ssl_context")
+    use_ssl = protocol.endswith("SSL")
+    if protocol.startswith("SASL_"):
+        kind = _SASL_SECURITY[options["sasl_mechanism"]]
+        return kind(options["sasl_plain_username"], options["sasl_plain_password"], ssl_context=context, use_ssl=use_ssl)
+    return BaseSecurity(ssl_context=context, use_ssl=True) if use_ssl else None
+
+
+def broker_options(settings: Settings) -> dict:
+    """What every service's connection uses, whether a plain broker or FastStream's FastAPI router."""
     return dict(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        bootstrap_servers=bootstrap_servers(settings),
+        security=broker_security(settings),
         max_request_size=settings.request_max_bytes,
         max_batch_size=1024 * 1024,
         linger_ms=2,
@@ -48,6 +145,102 @@ def broker_options(settings: Settings) -> dict:
 
 def build_broker(settings: Settings) -> KafkaBroker:
     return KafkaBroker(**broker_options(settings))
+
+
+async def start_client(client, settings: Settings, timeout: float | None = None):
+    """A Kafka client (consumer, producer, admin) started within `timeout`, or closed again; a start that
+    fails because Kafka cannot be reached or refuses us raises `BrokerAccessError`, saying why."""
+    timeout = timeout or settings.kafka_connect_timeout_s
+    try:
+        async with asyncio.timeout(timeout):
+            await client.start()
+    except BaseException as error:
+        await (client.close() if isinstance(client, AIOKafkaAdminClient) else client.stop())
+        if isinstance(error, KafkaConnectionError | OSError | TimeoutError):
+            if (problem := await access_problem(settings, timeout)) is not None:
+                raise problem from error
+        raise
+    return client
+
+
+async def check_access(settings: Settings, timeout: float | None = None) -> None:
+    """Raise `BrokerAccessError` unless one of the bootstrap servers lets us in (TLS, then SASL, as configured)."""
+    if (problem := await access_problem(settings, timeout)) is not None:
+        raise problem
+
+
+async def access_problem(settings: Settings, timeout: float | None = None) -> BrokerAccessError | None:
+    """Why no bootstrap server lets us in, or None when one does: one connection each, each within `timeout`."""
+    timeout = timeout or settings.kafka_connect_timeout_s
+    try:
+        options = security_options(settings)
+    except BrokerAccessError as problem:
+        return problem
+    first: BrokerAccessError | None = None
+    for host, port, _ in collect_hosts(bootstrap_servers(settings)):
+        try:
+            async with asyncio.timeout(timeout):
+                connection = await create_conn(host, port, request_timeout_ms=int(timeout * 1000), **options)
+                try:  # what a client asks first: a listener that wants a login hangs up here on one without
+                    await connection.send(MetadataRequest([]))
+                finally:
+                    connection.close()
+            return None
+        except (KafkaError, OSError, TimeoutError) as error:
+            first = first or explain(error, f"{host}:{port}", settings, timeout)
+    return first
+
+
+def explain(error: BaseException, where: str, settings: Settings, timeout: float) -> BrokerAccessError:
+    """One connection's failure in the operator's terms: what happened and which setting to look at."""
+    protocol, mechanism = settings.kafka_security_protocol, settings.kafka_sasl_mechanism
+    if isinstance(error, KafkaConnectionError) and isinstance(error.__cause__, ssl.SSLError):
+        error = error.__cause__  # TLS 1.3 refuses a client certificate after the handshake, on the first read
+    if isinstance(error, SaslAuthenticationFailed | AuthenticationFailedError):
+        said = f" (the broker said: {error.args[0]})" if error.args and isinstance(error.args[0], str) else ""
+        return BrokerAccessError(
+            f"Kafka at {where} refused the {mechanism} login of user {settings.kafka_sasl_username!r}: wrong "
+            f"KAFKA_SASL_PASSWORD or KAFKA_SASL_USERNAME, or the user has no {mechanism} credentials there{said}",
+            "the Kafka broker refused our SASL login")
+    if isinstance(error, UnsupportedSaslMechanismError):
+        return BrokerAccessError(f"Kafka at {where} does not take {mechanism} logins: set KAFKA_SASL_MECHANISM to one "
+                                 f"it offers ({error})", "the Kafka broker does not take our SASL mechanism")
+    if isinstance(error, ssl.SSLCertVerificationError):
+        if "hostname" in (error.verify_message or "").lower() or "ip address mismatch" in str(error).lower():
+            return BrokerAccessError(
+                f"the TLS certificate of Kafka at {where} is not for that name ({error.verify_message}): connect by a "
+                "name the certificate holds, or set KAFKA_SSL_CHECK_HOSTNAME=false on a test cluster only",
+                "the Kafka broker's TLS certificate is not for its address")
+        return BrokerAccessError(
+            f"the TLS certificate of Kafka at {where} is not trusted ({error.verify_message}): set KAFKA_SSL_CA_FILE "
+            "to the CA that signed it", "the Kafka broker's TLS certificate is not trusted")
+    if isinstance(error, ssl.SSLError | ConnectionResetError) and protocol.endswith("SSL"):
+        return BrokerAccessError(
+            f"the TLS handshake with Kafka at {where} failed ({_os_reason(error)}): does that listener speak TLS, "
+            "and does it want a client certificate (KAFKA_SSL_CERT_FILE)?", "the TLS handshake with Kafka failed")
+    if isinstance(error, TimeoutError):
+        return BrokerAccessError(f"Kafka at {where} did not let us in within {timeout:g} s: is it up, and does that "
+                                 f"listener speak {protocol} (KAFKA_SECURITY_PROTOCOL)?")
+    if isinstance(error, KafkaConnectionError | ConnectionResetError):  # the broker hung up on what we said
+        return BrokerAccessError(
+            f"Kafka at {where} closed the connection during the handshake: its listener wants another "
+            f"KAFKA_SECURITY_PROTOCOL than {protocol} (SASL_SSL, SASL_PLAINTEXT or SSL on a secured cluster)",
+            "the Kafka broker closed the connection: check KAFKA_SECURITY_PROTOCOL")
+    if isinstance(error, OSError):
+        return BrokerAccessError(f"could not connect to Kafka at {where}: {_os_reason(error)} "
+                                 "(KAFKA_BOOTSTRAP_SERVERS)")
+    return BrokerAccessError(f"Kafka at {where} did not let us in: {type(error).__name__}: {error}",
+                             "the Kafka broker did not let us in")
+
+
+def _no_password() -> bytes:
+    return b""
+
+
+def _os_reason(error: BaseException) -> str:
+    if isinstance(error, ssl.SSLError) and error.reason:
+        return error.reason.replace("_", " ").lower()
+    return getattr(error, "strerror", None) or str(error) or type(error).__name__
 
 
 def consumer_options(settings: Settings, service: str) -> dict:
@@ -194,7 +387,7 @@ async def leave_groups(settings: Settings, memberships: Sequence[Membership], ti
     """
     if not memberships:
         return
-    client = AIOKafkaClient(bootstrap_servers=settings.kafka_bootstrap_servers, request_timeout_ms=int(timeout * 1000))
+    client = AIOKafkaClient(**client_options(settings), request_timeout_ms=int(timeout * 1000))
     try:
         async with asyncio.timeout(timeout):
             await client.bootstrap()
@@ -214,9 +407,10 @@ async def leave_groups(settings: Settings, memberships: Sequence[Membership], ti
 
 
 async def ensure_topics(settings: Settings) -> None:
-    """Create the public topics where they are missing. Safe to call from every service."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-    await admin.start()
+    """Create the public topics where they are missing. Safe to call from every service.
+
+    The first call to Kafka of every service: it raises `BrokerAccessError` when Kafka refuses us."""
+    admin = await start_client(AIOKafkaAdminClient(**client_options(settings)), settings)
     try:
         existing = set(await admin.list_topics())
         wanted = [

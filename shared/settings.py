@@ -1,8 +1,10 @@
 """Configuration, read from the environment (or a .env file) once per process."""
 
 from functools import lru_cache
+from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .callbacks import parse_destinations
@@ -10,7 +12,8 @@ from .fields import CLIENT_TYPES
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+    # hide_input_in_errors: a refused setting's message never repeats the values (a password, a DATABASE_URL's).
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True, hide_input_in_errors=True)
 
     kafka_bootstrap_servers: str | None = Field(
         default=None, description="Kafka to use; unset means `clients-import run` starts a local broker"
@@ -76,6 +79,55 @@ class Settings(BaseSettings):
     )
 
     log_level: str = "INFO"
+
+    # How every Kafka client of every service and command connects (shared.kafka.client_options): Kafka's own
+    # names (security.protocol, sasl.mechanism, ssl.*), so a managed or company cluster's settings carry over.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="SASL_SSL for a managed Kafka; SSL for TLS (and client certificates) alone")
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        default="SCRAM-SHA-512", description="with SASL_*: how we log in (PLAIN sends the password as it is: only over TLS)")
+    kafka_sasl_username: str | None = Field(default=None, max_length=256, description="with SASL_*")
+    kafka_sasl_password: SecretStr | None = Field(default=None, description="with SASL_*; never logged nor printed")
+    kafka_ssl_ca_file: Path | None = Field(
+        default=None, description="with SSL or SASL_SSL: PEM file of the CA(s) that signed the brokers' certificates; "
+                                  "unset: the system's trusted CAs")
+    kafka_ssl_cert_file: Path | None = Field(default=None, description="with SSL or SASL_SSL: our client certificate "
+                                                                     "(PEM), where the brokers require one (mTLS)")
+    kafka_ssl_key_file: Path | None = Field(default=None, description="the client certificate's private key (PEM), "
+                                                                    "unless the certificate file holds it")
+    kafka_ssl_key_password: SecretStr | None = Field(default=None, description="the private key's password, if it has one")
+    kafka_ssl_check_hostname: bool = Field(default=True, description="the broker's certificate must name the host we "
+                                                                     "connect to; turn off only for a test cluster")
+    kafka_connect_timeout_s: float = Field(default=10.0, gt=0, le=300, description="how long a first connection to "
+                                           "Kafka (with its TLS and SASL handshakes) may take before we give up")
+
+    @field_validator("kafka_sasl_username", "kafka_sasl_password", "kafka_ssl_ca_file", "kafka_ssl_cert_file",
+                     "kafka_ssl_key_file", "kafka_ssl_key_password", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """`KAFKA_SASL_USERNAME=` (as docker compose passes an unset variable) means unset."""
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _kafka_security_is_whole(self) -> "Settings":
+        """Refuse a half-configured secured broker at start, in Kafka's terms, rather than a login that fails later."""
+        sasl = self.kafka_security_protocol.startswith("SASL_")
+        tls = self.kafka_security_protocol.endswith("SSL")
+        if sasl and not (self.kafka_sasl_username and self.kafka_sasl_password and self.kafka_sasl_password.get_secret_value()):
+            raise ValueError(f"KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs KAFKA_SASL_USERNAME and "
+                             "KAFKA_SASL_PASSWORD")
+        if not sasl and (self.kafka_sasl_username or self.kafka_sasl_password):
+            raise ValueError(f"KAFKA_SASL_USERNAME/KAFKA_SASL_PASSWORD are set but KAFKA_SECURITY_PROTOCOL is "
+                             f"{self.kafka_security_protocol}: set it to SASL_SSL (or SASL_PLAINTEXT) to log in")
+        tls_files = {"KAFKA_SSL_CA_FILE": self.kafka_ssl_ca_file, "KAFKA_SSL_CERT_FILE": self.kafka_ssl_cert_file,
+                     "KAFKA_SSL_KEY_FILE": self.kafka_ssl_key_file}
+        given = [name for name, value in tls_files.items() if value is not None]
+        if given and not tls:
+            raise ValueError(f"{', '.join(given)} set but KAFKA_SECURITY_PROTOCOL is {self.kafka_security_protocol}: "
+                             "set it to SSL or SASL_SSL to use TLS")
+        if (self.kafka_ssl_key_file or self.kafka_ssl_key_password) and not self.kafka_ssl_cert_file:
+            raise ValueError("KAFKA_SSL_KEY_FILE/KAFKA_SSL_KEY_PASSWORD need KAFKA_SSL_CERT_FILE, the certificate they go with")
+        return self
 
     @field_validator("webhook_allowed_destinations")
     @classmethod

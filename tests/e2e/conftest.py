@@ -1,8 +1,16 @@
 """The whole pipeline on the session's real broker and database, and a partner's client to drive it."""
 
 import base64
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from typing import NamedTuple
 
 import pytest
 from sqlalchemy import select
@@ -14,6 +22,8 @@ from shared import jobs, topics
 from shared.events import ImportNotification, ImportOptions, ImportRequest, Source
 from shared.settings import Settings
 from shared.tables import clients
+
+from .tls import Certificates
 
 
 @pytest.fixture(scope="session")
@@ -130,3 +140,67 @@ async def asgi_body(receive) -> bytes:
         body += message.get("body", b"")
         if not message.get("more_body"):
             return body
+
+
+class SecuredKafka(NamedTuple):
+    bootstrap: str
+    username: str
+    password: str
+
+
+@pytest.fixture(scope="module")
+def secured_kafka() -> Iterator[SecuredKafka]:
+    """A local broker that takes only SCRAM logins (SASL_PLAINTEXT), started as an operator would:
+    `clients-import broker --sasl`, which makes a user and prints the settings to log in with.
+    For the module that asks for it only (never two extra brokers at once)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KAFKA_")}
+    errors = tempfile.TemporaryFile("w+")
+    process = subprocess.Popen([sys.executable, "-m", "clients_import.cli", "broker", "--sasl"], env=env,
+                               stdout=subprocess.PIPE, stderr=errors, text=True)
+    printed: dict[str, str] = {}
+
+    def read() -> None:
+        for line in process.stdout:
+            key, _, value = line.strip().partition("=")
+            printed[key] = value
+            if key == "KAFKA_SASL_PASSWORD":
+                return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout=180)
+    try:
+        errors.seek(0)
+        assert "KAFKA_SASL_PASSWORD" in printed, f"the secured broker did not start: {errors.read()[-3000:]}"
+        assert printed["KAFKA_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT"
+        yield SecuredKafka(printed["KAFKA_BOOTSTRAP_SERVERS"], printed["KAFKA_SASL_USERNAME"], printed["KAFKA_SASL_PASSWORD"])
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        errors.close()
+
+
+class TlsKafka(NamedTuple):
+    bootstrap: str
+    username: str
+    password: str
+    certificates: Certificates
+
+
+@pytest.fixture(scope="module")
+def tls_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsKafka]:
+    """A local broker on SASL_SSL: TLS with a test CA's certificate for 127.0.0.1, a client certificate
+    required (mTLS), then a SCRAM login."""
+    from clients_import.local_kafka import LocalKafka, ScramUser, TlsFiles
+
+    from .tls import make_certificates
+
+    certificates = make_certificates(tmp_path_factory.mktemp("tls"))
+    user = ScramUser("crm-import", secrets.token_urlsafe(24))
+    tls = TlsFiles(certificates.broker_keystore, certificates.ca, client_auth=True)
+    with LocalKafka(scram=user, tls=tls) as kafka:
+        yield TlsKafka(kafka.bootstrap, user.name, user.password, certificates)
