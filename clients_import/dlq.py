@@ -38,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared import topics
 from shared.db import as_utc, create_engine, create_tables, insert_for, reading
-from shared.kafka import client_options, start_client
+from shared.kafka import BrokerAccessError, client_options, start_client
 from shared.settings import Settings
 from shared.tables import redriven_letters
 
@@ -599,6 +599,9 @@ def _unreachable(command: str, settings: Settings, error: BaseException, timeout
     import sys
 
     what = describe_error(error)
+    if isinstance(error, BrokerAccessError):  # Kafka answered and turned us away: say only why
+        print(f"clients-import {command}: {printable(what, 300)}", file=sys.stderr)
+        return UNREACHABLE
     print(f"clients-import {command}: no answer within {timeout:.0f} s per call from Kafka at {settings.kafka_bootstrap_servers} "
           f"or the database: {printable(what, 300)}", file=sys.stderr)
     return UNREACHABLE

@@ -22,7 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from shared.db import as_utc, create_engine, has_tables, reading
 from shared.events import JobStatus
-from shared.kafka import client_options
+from shared.kafka import BrokerAccessError, client_options
 from shared.settings import Settings
 from shared.tables import import_jobs
 
@@ -195,6 +195,9 @@ async def show_status(settings: Settings, as_json: bool, newest: int = NEWEST_LE
         document = await collect_status(settings, newest, timeout)
     except (TimeoutError, KafkaError, OSError) as error:
         what = printable(describe_error(error), 300)
+        if isinstance(error, BrokerAccessError):  # Kafka answered and turned us away: say only why
+            print(f"clients-import status: {what}", file=sys.stderr)
+            return UNREACHABLE
         print(f"clients-import status: could not check the pipeline within {timeout:.0f} s per call "
               f"(Kafka {settings.kafka_bootstrap_servers}, database {_safe_url(settings.database_url)}): {what}",
               file=sys.stderr)

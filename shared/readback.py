@@ -12,6 +12,7 @@ from typing import Protocol
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from .kafka import client_options, start_client
 from .settings import Settings
 
 __all__ = ["TopicEnds", "PublishedLog", "KafkaPublishedLog", "MemoryPublishedLog", "READ_TIMEOUT_S"]
@@ -71,12 +72,10 @@ class KafkaPublishedLog:
     async def _open(self) -> AIOKafkaConsumer:
         if self._consumer is None:
             consumer = AIOKafkaConsumer(
-                bootstrap_servers=self.settings.kafka_bootstrap_servers, group_id=None,
-                enable_auto_commit=False, auto_offset_reset="earliest",
-                max_partition_fetch_bytes=self.settings.request_max_bytes,
+                **client_options(self.settings), group_id=None, enable_auto_commit=False,
+                auto_offset_reset="earliest", max_partition_fetch_bytes=self.settings.request_max_bytes,
             )
-            await consumer.start()
-            self._consumer = consumer
+            self._consumer = await start_client(consumer, self.settings)
         return self._consumer
 
     @staticmethod
