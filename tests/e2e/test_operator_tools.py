@@ -25,6 +25,7 @@ from shared.events import AcceptedRow, ClientValues, JobStatus, Mode, RowsAccept
 from shared.settings import Settings
 from shared.tables import import_jobs, row_outcomes
 
+from .command_line import operator_env, run_cli
 from .conftest import Partner, clients_of, unique_domain
 from .kafka_tools import start_groups_at_the_end
 
@@ -39,19 +40,8 @@ def _own(settings: Settings, tmp_path: Path, **changes) -> Settings:
 
 
 async def _cli(settings: Settings, *args: str, timeout: float = 90) -> tuple[int, str, str]:
-    """The command line in a process of its own (never blocking the loop the pipelines run on)."""
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers, "DATABASE_URL": settings.database_url,
-           "GROUP_PREFIX": settings.group_prefix, "JOB_DEADLINE_S": str(settings.job_deadline_s), "LOG_LEVEL": "WARNING",
-           "COLUMNS": "200"}
-    process = await asyncio.create_subprocess_exec(*CLI, *args, env=env, cwd=ROOT, stdout=asyncio.subprocess.PIPE,
-                                                   stderr=asyncio.subprocess.PIPE)
-    try:
-        out, err = await asyncio.wait_for(process.communicate(), timeout)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise
-    return process.returncode, out.decode(), err.decode()
+    code, out, err, _ = await run_cli(operator_env(settings), *args, timeout=timeout)
+    return code, out, err
 
 
 async def _status(settings: Settings) -> tuple[int, dict]:

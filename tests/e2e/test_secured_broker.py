@@ -3,8 +3,6 @@ the pipeline imports a file, `status` reads the groups, and a wrong password end
 
 import asyncio
 import json
-import os
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -19,10 +17,9 @@ from shared.events import JobStatus
 from shared.kafka import BrokerAccessError, check_access
 from shared.settings import Settings
 
+from .command_line import operator_env, run_cli
 from .conftest import Partner, SecuredKafka, clients_of, unique_domain
 
-CLI = [sys.executable, "-m", "clients_import.cli"]
-ROOT = Path(__file__).parents[2]
 REFUSED_WITHIN_S = 5  # a refused login ends a start within this (measured: 0.3 s): no retry loop
 COMMAND_WITHIN_S = 60  # a whole command, Python's own start included, on a machine two cores busy
 
@@ -36,31 +33,6 @@ def _secured(kafka: SecuredKafka, tmp_path: Path, mechanism: str = "SCRAM-SHA-25
         job_signing_secret=uuid.uuid4().hex, instance_name=None, _env_file=None, **values)
 
 
-def _env(settings: Settings, **extra: str) -> dict[str, str]:
-    """The command line's environment: the settings as an operator sets them, nothing from ours."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KAFKA_")}
-    return env | {
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "KAFKA_SECURITY_PROTOCOL": settings.kafka_security_protocol,
-        "KAFKA_SASL_MECHANISM": settings.kafka_sasl_mechanism,
-        "KAFKA_SASL_USERNAME": settings.kafka_sasl_username,
-        "KAFKA_SASL_PASSWORD": settings.kafka_sasl_password.get_secret_value(),
-        "DATABASE_URL": settings.database_url, "GROUP_PREFIX": settings.group_prefix, "LOG_LEVEL": "WARNING",
-        "JOB_SIGNING_SECRET": settings.job_signing_secret, **extra,
-    }
-
-
-async def _cli(env: dict[str, str], *args: str, timeout: float = 90) -> tuple[int, str, str, float]:
-    started = time.monotonic()
-    process = await asyncio.create_subprocess_exec(*CLI, *args, env=env, cwd=ROOT, stdout=asyncio.subprocess.PIPE,
-                                                   stderr=asyncio.subprocess.PIPE)
-    try:
-        out, err = await asyncio.wait_for(process.communicate(), timeout)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise
-    return process.returncode, out.decode(), err.decode(), time.monotonic() - started
 
 
 async def test_the_pipeline_imports_a_file_on_a_broker_that_takes_only_scram_logins(secured_kafka, tmp_path):
@@ -73,7 +45,7 @@ async def test_the_pipeline_imports_a_file_on_a_broker_that_takes_only_scram_log
 
             # `status` logs in with the other SCRAM mechanism, and sees the stages' groups with their members.
             other = settings.model_copy(update={"kafka_sasl_mechanism": "SCRAM-SHA-512"})
-            code, out, err, _ = await _cli(_env(other), "status", "--json", "--newest", "5")
+            code, out, err, _ = await run_cli(operator_env(other), "status", "--json", "--newest", "5")
             assert code in (0, 1), err[-2000:]
             document = json.loads(out)
             groups = {g["stage"]: g for g in document["groups"]}
@@ -113,13 +85,13 @@ async def test_a_wrong_password_is_refused_at_once_with_a_clear_message(secured_
 
     # The commands and services as processes: a non-zero exit and the sentence, never the password.
     for command in (["status", "--json"], ["dlq", "list"], ["watch"], ["serve", "writer"]):
-        code, out, err, took = await _cli(_env(wrong), *command, timeout=COMMAND_WITHIN_S)
+        code, out, err, took = await run_cli(operator_env(wrong), *command, timeout=COMMAND_WITHIN_S)
         assert code == 3, (command, code, err[-2000:])
         assert says in err, (command, err[-2000:])
         assert "not-the-password" not in err + out
 
     # `serve` with the HTTP API: uvicorn gives up on the start (and would exit 0): the command still fails.
-    code, out, err, _ = await _cli(_env(wrong, API_DEV_MODE="true", API_PORT=str(free_port())), "serve",
+    code, out, err, _ = await run_cli(operator_env(wrong, API_DEV_MODE="true", API_PORT=str(free_port())), "serve",
                                    timeout=COMMAND_WITHIN_S)
     assert code == 3 and says in err, err[-2000:]
     assert "not-the-password" not in err + out

@@ -3,8 +3,6 @@ company cluster may: the pipeline imports a file, `status` reads the groups, and
 
 import asyncio
 import json
-import os
-import sys
 import uuid
 from pathlib import Path
 
@@ -16,10 +14,8 @@ from shared.events import JobStatus
 from shared.kafka import BrokerAccessError, check_access
 from shared.settings import Settings
 
+from .command_line import operator_env, run_cli
 from .conftest import Partner, TlsKafka, clients_of, unique_domain
-
-CLI = [sys.executable, "-m", "clients_import.cli"]
-ROOT = Path(__file__).parents[2]
 
 
 def _tls(kafka: TlsKafka, tmp_path: Path, **values) -> Settings:
@@ -33,26 +29,9 @@ def _tls(kafka: TlsKafka, tmp_path: Path, **values) -> Settings:
         "_env_file": None, **values})
 
 
-def _env(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KAFKA_")}
-    return env | {
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "KAFKA_SECURITY_PROTOCOL": settings.kafka_security_protocol,
-        "KAFKA_SASL_MECHANISM": settings.kafka_sasl_mechanism,
-        "KAFKA_SASL_USERNAME": settings.kafka_sasl_username,
-        "KAFKA_SASL_PASSWORD": settings.kafka_sasl_password.get_secret_value(),
-        "KAFKA_SSL_CA_FILE": str(settings.kafka_ssl_ca_file or ""),
-        "KAFKA_SSL_CERT_FILE": str(settings.kafka_ssl_cert_file or ""),
-        "KAFKA_SSL_KEY_FILE": str(settings.kafka_ssl_key_file or ""),
-        "DATABASE_URL": settings.database_url, "GROUP_PREFIX": settings.group_prefix, "LOG_LEVEL": "WARNING",
-    }
-
-
 async def _status(settings: Settings) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(*CLI, "status", "--json", "--newest", "5", env=_env(settings),
-                                                   cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(process.communicate(), 90)
-    return process.returncode, out.decode(), err.decode()
+    code, out, err, _ = await run_cli(operator_env(settings), "status", "--json", "--newest", "5")
+    return code, out, err
 
 
 async def test_the_pipeline_imports_a_file_over_tls_with_a_client_certificate_and_a_scram_login(tls_kafka, tmp_path):
