@@ -12,6 +12,7 @@ with a 4xx and a code that says what is wrong:
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Annotated
 
 from annotated_types import MaxLen
@@ -76,7 +77,7 @@ def check_contract_text(field_name: str, value: str, what: str, code: str) -> st
     the contract stays the one owner of each field's length and alphabet."""
     info = ImportRequest.model_fields[field_name]
     try:
-        return TypeAdapter(Annotated[str, info]).validate_python(value)
+        return _contract_adapter(field_name).validate_python(value)
     except ValidationError as error:
         kind = error.errors()[0]["type"]
     if kind == "string_too_long":
@@ -86,6 +87,11 @@ def check_contract_text(field_name: str, value: str, what: str, code: str) -> st
         raise ApiError(422, "missing_file" if code == "file_name" else f"invalid_{code}", f"{what} is empty.")
     raise ApiError(422, f"invalid_{code}",
                    f"{what} holds a control character (a tab, a line break, NUL...): only printable text is allowed.")
+
+
+@cache
+def _contract_adapter(field_name: str) -> TypeAdapter:
+    return TypeAdapter(Annotated[str, ImportRequest.model_fields[field_name]])
 
 
 def _parser(content_type: str, parts: "_Parts") -> MultipartParser:

@@ -258,6 +258,14 @@ async def test_a_json_body_over_its_bound_is_refused_413(port, settings):
     assert f"{settings.api_max_body_bytes:,}" in answer.assert_refused(413, "body_too_large")["message"]
 
 
+async def test_a_chunked_json_body_over_its_bound_is_refused_413_not_a_parse_error(port, settings):
+    body = b'{"token": "' + b"a" * settings.api_max_body_bytes + b'"}'
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 8192]), body[i:i + 8192]) for i in range(0, len(body), 8192))
+    answer = await exchange(port, b"POST /session HTTP/1.1\r\nHost: api\r\nContent-Type: application/json\r\n"
+                            b"Transfer-Encoding: chunked\r\n\r\n" + chunked + b"0\r\n\r\n")
+    answer.assert_refused(413, "body_too_large")
+
+
 async def test_a_well_formed_upload_is_still_taken(port):
     answer = await exchange(port, post(form(b"firstName,email\nUp,up@hostile.example.com\n")))
     assert answer.status == 202 and answer.json()["status"] == "received"
