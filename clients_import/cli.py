@@ -324,6 +324,7 @@ async def _serve_with_api(settings: Settings, services: tuple[str, ...]) -> None
     from faststream.kafka.fastapi import KafkaRouter
 
     from services.api.app import build_api
+    from services.api.limits import server_config
     from shared.kafka import BrokerAccessError, broker_options, leave_groups, static_memberships
 
     pipeline = Pipeline(settings, services)
@@ -345,7 +346,7 @@ async def _serve_with_api(settings: Settings, services: tuple[str, ...]) -> None
     # which also makes the tables and topics the API needs when it runs alone.
     router = KafkaRouter(**broker_options(settings), lifespan=lifespan, schema_url=None, include_in_schema=False)
     app = build_api(settings, pipeline.engine, router)
-    config = uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_config=None, access_log=False)
+    config = server_config(app, settings)  # with the head's size and time bounds (services/api/limits.py)
     print(f"serving {', '.join(services)} on {settings.kafka_bootstrap_servers}; "
           f"API and Clients page on http://{settings.api_host}:{settings.api_port}/", flush=True)
     await uvicorn.Server(config).serve()

@@ -77,6 +77,13 @@ class Settings(BaseSettings):
         default=10_000, ge=1,
         description="client addresses whose failed sign-ins are tracked at once; beyond, new addresses share one budget",
     )
+    # The API's front door (services/api/limits.py): what one request may take of the server, in time and bytes.
+    api_head_timeout_s: float = Field(default=10.0, gt=0, description="time to receive a request's line and headers")
+    api_body_timeout_s: float = Field(default=120.0, gt=0, description="time to receive a request's whole body")
+    api_body_stall_s: float = Field(default=10.0, gt=0, description="longest silence between two pieces of a body")
+    api_max_head_bytes: int = Field(default=16 * 1024, ge=1024, description="bytes of a request's line and headers")
+    api_max_body_bytes: int = Field(default=64 * 1024, ge=1024,
+                                    description="bytes of a request body, uploads aside (they have max_bytes)")
 
     log_level: str = "INFO"
 

@@ -31,9 +31,10 @@ from shared.settings import Settings
 
 from . import guards, readside, reports
 from .errors import ApiError
+from .limits import RequestLimits
 from .sessions import COOKIE as SESSION_COOKIE
 from .sessions import Sessions, cookie_name
-from .upload import read_upload
+from .upload import FORM_ALLOWANCE, check_contract_text, read_upload
 
 __all__ = ["build_api", "ApiError", "SESSION_COOKIE"]
 
@@ -156,17 +157,19 @@ def build_api(settings: Settings, engine: AsyncEngine, router: KafkaRouter) -> F
         """Upload a CSV (multipart field `file`; optional fields `mode`, `dry_run`, `callback_url`;
         optional header `Idempotency-Key`). The byte limit is enforced while the upload streams in."""
         length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > settings.max_bytes + 64 * 1024:
+        if length and length.isdigit() and int(length) > settings.max_bytes + FORM_ALLOWANCE:
             raise ApiError(413, "file_too_large", f"The file is larger than the limit of {settings.max_bytes // 1024 // 1024} MB.")
+        key = check_contract_text("idempotency_key", request.headers["idempotency-key"], "The Idempotency-Key header",
+                                  "idempotency_key") if request.headers.get("idempotency-key") else None
+        who = check_contract_text("requested_by", who, "The X-Requested-By header", "requested_by")
         upload = await read_upload(request.headers.get("content-type", ""), request.stream(), settings.max_bytes)
         if not upload.file_name.lower().endswith(".csv"):
             raise ApiError(415, "not_csv_name", f"“{upload.file_name}” is not a .csv file: only CSV files can be imported.")
         options = _options(upload.fields, CallbackPolicy.of(settings))
-        key = request.headers.get("idempotency-key") or None
         # The same Idempotency-Key from the same caller is the same job; the uploader honours the id we sign.
         job_id = jobs.idempotent_job_id("api", who, key) if key else str(uuid.uuid4())
         job = ImportRequest(
-            idempotency_key=key, requested_by=who, source=Source.API, file_name=upload.file_name[-255:],
+            idempotency_key=key, requested_by=who, source=Source.API, file_name=upload.file_name,
             content_base64=base64.b64encode(bytes(upload.data)).decode(), options=options,
             job_id=job_id, job_signature=jobs.sign(signing_key, job_id),
         )
@@ -239,7 +242,15 @@ def build_api(settings: Settings, engine: AsyncEngine, router: KafkaRouter) -> F
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_exception_handler(Exception, guards.internal_error)
-    # Added last, so outermost: every answer, other middlewares' included, carries the security headers.
+    # Every head and body is bounded (see limits.py): an answer given without reading the body still
+    # closes the connection in time.
+    app.add_middleware(
+        RequestLimits, max_head_bytes=settings.api_max_head_bytes, stall_s=settings.api_body_stall_s,
+        whole_s=settings.api_body_timeout_s, default_bytes=settings.api_max_body_bytes,
+        # the upload's reader refuses first, with its own message; this is the backstop
+        limits={("POST", "/imports"): settings.max_bytes + 2 * FORM_ALLOWANCE},
+    )
+    # Added last, so outermost: every answer, the limits' own included, carries the security headers.
     app.add_middleware(guards.FrontDoor, cookie_names=(cookie_name(False), cookie_name(True)))
     return app
 

@@ -1,13 +1,44 @@
-"""Reading a multipart upload while it streams in, and stopping the moment it passes the byte limit."""
+"""Reading a multipart upload while it streams in, and stopping the moment it passes a bound.
+
+Everything a partner's form can hold is bounded here, and every way a form can be wrong is answered
+with a 4xx and a code that says what is wrong:
+
+    400 not a well-formed form:       malformed_multipart, incomplete_multipart, part_header_too_large,
+                                      more_than_one_file, repeated_field, too_many_parts
+    413 too big:                      file_too_large (the file, or the whole form past the file and its allowance)
+    415 not a form:                   not_multipart
+    422 a value beyond its bound:     file_name_too_long, invalid_file_name, missing_file, field_too_long
+"""
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from functools import cache
+from typing import Annotated
 
+from annotated_types import MaxLen
+from pydantic import TypeAdapter, ValidationError
+from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
+
+from shared.events import ImportRequest
 
 from .errors import ApiError
 
-FORM_ALLOWANCE = 64 * 1024  # room for the form's other fields and the multipart framing
+FORM_ALLOWANCE = 64 * 1024  # bytes of a form beyond its file: the other fields, the part headers and the framing
+MAX_PART_HEADER_BYTES = 16 * 1024  # one header line of a part: room for a file name 60 times its limit, told as such
+MAX_PART_HEADERS = 8  # header lines in one part (a browser sends two)
+MAX_PARTS = 16  # parts in one form: the file and a few fields
+MAX_FIELD_BYTES = 4096  # one form field's value (callback_url, the longest, is 2,000 characters at most)
+FILE_FIELD = "file"
+
+# What the parser says when one of our bounds stops it: python-multipart raises the same exception type
+# for every fault, so its two bound messages are told apart by their text (the version is pinned).
+_PARSER_BOUNDS = {
+    "Maximum header size exceeded": (
+        "part_header_too_large", f"A part header of the form is longer than {MAX_PART_HEADER_BYTES:,} bytes, the limit."),
+    "Maximum header count exceeded": (
+        "part_header_too_large", f"A part of the form has more than {MAX_PART_HEADERS} header lines, the limit."),
+}
 
 
 @dataclass
@@ -18,40 +49,89 @@ class Upload:
 
 
 async def read_upload(content_type: str, body: AsyncIterator[bytes], max_bytes: int) -> Upload:
-    kind, params = parse_options_header(content_type)
-    if kind != b"multipart/form-data" or b"boundary" not in params:
-        raise ApiError(415, "not_multipart", "Send the file as multipart/form-data, in a field named 'file'.")
     parts = _Parts(max_bytes)
-    parser = MultipartParser(params[b"boundary"], callbacks=parts.callbacks())
+    parser = _parser(content_type, parts)
     received = 0
     async for chunk in body:
         received += len(chunk)
         if received > max_bytes + FORM_ALLOWANCE:
-            raise _too_large(max_bytes)
-        parser.write(chunk)
-        if parts.too_large:
-            raise _too_large(max_bytes)
-    parser.finalize()
+            raise file_too_large(max_bytes)
+        _write(parser, chunk)
+    if not parts.ended:
+        raise ApiError(400, "incomplete_multipart",
+                       "The form ended before its closing boundary: the body was cut short "
+                       "(a Content-Length smaller than the form, or a dropped connection).")
     if parts.upload.file_name is None:
-        raise ApiError(422, "missing_file", "Attach the CSV file in a form field named 'file'.")
+        raise ApiError(422, "missing_file", f"Attach the CSV file in a form field named '{FILE_FIELD}'.")
     return parts.upload
 
 
-def _too_large(max_bytes: int) -> ApiError:
+def file_too_large(max_bytes: int) -> ApiError:
     return ApiError(
         413, "file_too_large", f"The file is larger than {max_bytes / 1024 / 1024:.0f} MB, the limit per file. Split it."
     )
 
 
+def check_contract_text(field_name: str, value: str, what: str, code: str) -> str:
+    """Refuse with 422 what the request contract (ImportRequest) would refuse later, saying its bound:
+    the contract stays the one owner of each field's length and alphabet."""
+    info = ImportRequest.model_fields[field_name]
+    try:
+        return _contract_adapter(field_name).validate_python(value)
+    except ValidationError as error:
+        kind = error.errors()[0]["type"]
+    if kind == "string_too_long":
+        limit = next(m.max_length for m in info.metadata if isinstance(m, MaxLen))
+        raise ApiError(422, f"{code}_too_long", f"{what} is {len(value):,} characters long; the limit is {limit}.")
+    if kind == "string_too_short":
+        raise ApiError(422, "missing_file" if code == "file_name" else f"invalid_{code}", f"{what} is empty.")
+    raise ApiError(422, f"invalid_{code}",
+                   f"{what} holds a control character (a tab, a line break, NUL...): only printable text is allowed.")
+
+
+@cache
+def _contract_adapter(field_name: str) -> TypeAdapter:
+    return TypeAdapter(Annotated[str, ImportRequest.model_fields[field_name]])
+
+
+def _parser(content_type: str, parts: "_Parts") -> MultipartParser:
+    # Headers arrive decoded as Latin-1; anything else cannot have come from the wire and is not a form.
+    kind, params = parse_options_header(content_type.encode("latin-1", "replace").decode("latin-1"))
+    if kind != b"multipart/form-data" or not params.get(b"boundary"):
+        raise ApiError(415, "not_multipart", f"Send the file as multipart/form-data, in a field named '{FILE_FIELD}'.")
+    try:
+        return MultipartParser(params[b"boundary"], callbacks=parts.callbacks(),
+                               max_header_count=MAX_PART_HEADERS, max_header_size=MAX_PART_HEADER_BYTES)
+    except FormParserError as error:  # a boundary longer than RFC 2046 allows, say
+        raise _malformed(error) from error
+
+
+def _write(parser: MultipartParser, chunk: bytes) -> None:
+    try:
+        parser.write(chunk)
+    except FormParserError as error:
+        code, message = _PARSER_BOUNDS.get(str(error), (None, None))
+        if code:
+            raise ApiError(400, code, message) from error
+        raise _malformed(error) from error
+
+
+def _malformed(error: Exception) -> ApiError:
+    return ApiError(400, "malformed_multipart",
+                    f"The body is not a well-formed multipart/form-data form ({str(error)[:200]}).")
+
+
 class _Parts:
-    """Callbacks for python-multipart's streaming parser: keeps the 'file' part and the small fields."""
+    """Callbacks for python-multipart's streaming parser: keeps the one 'file' part and the small fields,
+    and raises the moment the form passes a bound."""
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self.upload = Upload()
-        self.too_large = False
-        self._header_field = b""
-        self._header_value = b""
+        self.ended = False
+        self._count = 0
+        self._header_field = bytearray()
+        self._header_value = bytearray()
         self._name: str | None = None
         self._is_file = False
         self._value = bytearray()
@@ -59,34 +139,51 @@ class _Parts:
     def callbacks(self) -> dict:
         return {
             "on_part_begin": self._begin,
-            "on_header_field": lambda data, start, end: self._add("_header_field", data[start:end]),
-            "on_header_value": lambda data, start, end: self._add("_header_value", data[start:end]),
+            "on_header_field": lambda data, start, end: self._header_field.extend(data[start:end]),
+            "on_header_value": lambda data, start, end: self._header_value.extend(data[start:end]),
             "on_header_end": self._header_end,
             "on_part_data": self._data,
             "on_part_end": self._end,
+            "on_end": self._form_end,
         }
 
-    def _add(self, attribute: str, data: bytes) -> None:
-        setattr(self, attribute, getattr(self, attribute) + data)
-
     def _begin(self) -> None:
+        self._count += 1
+        if self._count > MAX_PARTS:
+            raise ApiError(400, "too_many_parts", f"The form has more than {MAX_PARTS} parts, the limit.")
         self._name, self._is_file, self._value = None, False, bytearray()
 
     def _header_end(self) -> None:
         if self._header_field.lower() == b"content-disposition":
-            _, params = parse_options_header(self._header_value)
+            _, params = parse_options_header(self._header_value.decode("latin-1"))
             self._name = params.get(b"name", b"").decode("utf-8", "replace")
-            if b"filename" in params and self._name == "file":
-                self._is_file = True
-                self.upload.file_name = params[b"filename"].decode("utf-8", "replace")
-        self._header_field, self._header_value = b"", b""
+            if b"filename" in params and self._name == FILE_FIELD:
+                self._take_file(params[b"filename"].decode("utf-8", "replace"))
+            elif self._name in self.upload.fields or self._name == FILE_FIELD and self.upload.file_name is not None:
+                raise ApiError(400, "repeated_field", f"The form has the field '{self._name[:60]}' twice.")
+        self._header_field, self._header_value = bytearray(), bytearray()
+
+    def _take_file(self, file_name: str) -> None:
+        if self.upload.file_name is not None:
+            raise ApiError(400, "more_than_one_file", "The form has more than one file: send one file per upload.")
+        self.upload.file_name = check_contract_text("file_name", file_name, "The file name", "file_name")
+        self._is_file = True
 
     def _data(self, data: bytes, start: int, end: int) -> None:
-        target = self.upload.data if self._is_file else self._value
-        target += data[start:end]
-        if len(target) > (self.max_bytes if self._is_file else 4096):
-            self.too_large = True
+        if self._is_file:
+            self.upload.data += data[start:end]
+            if len(self.upload.data) > self.max_bytes:
+                raise file_too_large(self.max_bytes)
+            return
+        self._value += data[start:end]
+        if len(self._value) > MAX_FIELD_BYTES:
+            raise ApiError(422, "field_too_long",
+                           f"The form field '{(self._name or '')[:60]}' is longer than {MAX_FIELD_BYTES:,} bytes, the limit.")
 
     def _end(self) -> None:
         if self._name and not self._is_file:
             self.upload.fields[self._name] = self._value.decode("utf-8", "replace")
+        self._is_file = False
+
+    def _form_end(self) -> None:
+        self.ended = True

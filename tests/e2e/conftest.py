@@ -116,12 +116,12 @@ async def api(settings: Settings, engine: AsyncEngine, pipeline: Pipeline) -> As
 
     from clients_import.local_kafka import free_port
     from services.api.app import build_api
+    from services.api.limits import server_config
     from shared.kafka import broker_options
 
     router = KafkaRouter(**broker_options(settings), schema_url=None, include_in_schema=False)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(build_api(settings, engine, router), host="127.0.0.1", port=port,
-                                           log_config=None, access_log=False))
+    server = uvicorn.Server(server_config(build_api(settings, engine, router), settings, host="127.0.0.1", port=port))
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():
