@@ -26,6 +26,7 @@ from clients_import.pipeline import Pipeline  # noqa: E402
 from clients_import.topology import STAGE_NAMES  # noqa: E402
 from shared import jobs, topics  # noqa: E402
 from shared.events import ImportNotification, ImportRequest, Source  # noqa: E402
+from shared.kafka import ensure_topics  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 
 ROWS, RUNS, FILES = 5000, 5, 20
@@ -90,6 +91,7 @@ async def services(settings: Settings, processes: bool):
         async with Pipeline(settings):
             yield
         return
+    await ensure_topics(settings)  # before the client below looks for them: the services start slower than it
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
            "DATABASE_URL": settings.database_url, "GROUP_PREFIX": settings.group_prefix, "LOG_LEVEL": "WARNING",
            "JOB_SIGNING_SECRET": settings.signing_key}
