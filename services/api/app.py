@@ -18,7 +18,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from faststream.kafka.fastapi import KafkaRouter
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -57,13 +57,19 @@ _UPLOAD_BODY = {
 }
 
 
+MIN_TOKEN_CHARS = 32  # a token that guessing, even unlimited, cannot find
+
+
 class SignIn(BaseModel):
-    token: str
+    token: str = Field(max_length=1000)
 
 
 def build_api(settings: Settings, engine: AsyncEngine, router: KafkaRouter) -> FastAPI:
     if not settings.api_token and not settings.api_dev_mode:
         raise RuntimeError("API_TOKEN is not set: the API refuses to start without it (API_DEV_MODE=true for development)")
+    if settings.api_token and len(settings.api_token) < MIN_TOKEN_CHARS and not settings.api_dev_mode:
+        raise RuntimeError(f"API_TOKEN is shorter than {MIN_TOKEN_CHARS} characters: make a long random one "
+                           "(openssl rand -base64 32)")
     signing_key = settings.signing_key  # never None here: API_TOKEN or development mode gives one
     app = FastAPI(
         title="Client Import",
@@ -80,8 +86,9 @@ def build_api(settings: Settings, engine: AsyncEngine, router: KafkaRouter) -> F
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, error: ApiError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
-        return JSONResponse({"code": error.code, "message": error.message}, status_code=error.status, headers=headers)
+        headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else {}
+        return JSONResponse({"code": error.code, "message": error.message}, status_code=error.status,
+                            headers=headers | error.headers)
 
     # FastAPI's own answers (bad parameters, unknown routes) take the same {"code", "message"} shape.
     @app.exception_handler(RequestValidationError)
@@ -94,6 +101,19 @@ def build_api(settings: Settings, engine: AsyncEngine, router: KafkaRouter) -> F
         code = {404: "unknown_route", 405: "method_not_allowed"}.get(error.status_code, "http_error")
         return JSONResponse({"code": code, "message": str(error.detail)}, status_code=error.status_code)
 
+    def token_checked(request: Request, given: str) -> bool:
+        """Whether `given` is the API token. Failed checks, wherever the token is given (the sign-in form
+        or a bearer header), count against the caller's address: past SIGNIN_ATTEMPTS a window, 429
+        with Retry-After, whatever the token."""
+        host = request.client.host if request.client else None
+        address, network = guards.client_key(host), guards.client_prefix(host)
+        if wait_s := sign_ins.wait_s(address, network):
+            raise guards.too_many_attempts(wait_s)
+        right = hmac.compare_digest(given.encode("utf-8", "surrogatepass"), settings.api_token.encode())
+        if not right:
+            sign_ins.failed(address, network)
+        return right
+
     async def caller(request: Request) -> str:
         """Who is asking: 'api' (bearer token) or 'web' (a signed-in page). Anyone else gets 401."""
         if not settings.api_token:
@@ -102,7 +122,7 @@ def build_api(settings: Settings, engine: AsyncEngine, router: KafkaRouter) -> F
         scheme, _, given = header.partition(" ")
         if scheme.lower() == "bearer":
             # A wrong bearer is refused, never rescued by the cookie: the cross-site guard lets bearer calls by.
-            if hmac.compare_digest(given.strip().encode(), settings.api_token.encode()):
+            if token_checked(request, given.strip()):
                 return request.headers.get("x-requested-by", "api")[:200]
             raise ApiError(401, "unauthorized", "That API token is not valid (Authorization: Bearer <token>).")
         cookie = request.cookies.get(session_cookie(request))
@@ -122,11 +142,7 @@ def build_api(settings: Settings, engine: AsyncEngine, router: KafkaRouter) -> F
     async def sign_in(body: SignIn, request: Request, response: Response) -> Response | None:
         """Failed attempts are limited per client address (SIGNIN_ATTEMPTS per SIGNIN_WINDOW_S): past
         that, 429 with Retry-After, whatever the token."""
-        address = guards.client_key(request.client.host if request.client else None)
-        if wait_s := sign_ins.wait_s(address):
-            return guards.too_many_attempts(wait_s)
-        if not settings.api_token or not hmac.compare_digest(body.token.encode(), settings.api_token.encode()):
-            sign_ins.failed(address)
+        if not settings.api_token or not token_checked(request, body.token):
             raise ApiError(401, "invalid_token", "That token is not valid.")
         https = is_https(request)
         response.set_cookie(cookie_name(https), await sessions.open(), max_age=int(settings.session_ttl_s), httponly=True,

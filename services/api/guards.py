@@ -32,7 +32,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["FrontDoor", "SignInLimiter", "client_key", "docs_policy", "internal_error", "too_many_attempts",
+from .errors import ApiError
+
+__all__ = ["FrontDoor", "SignInLimiter", "client_key", "client_prefix", "docs_policy", "internal_error", "too_many_attempts",
            "PAGE_HEADER", "SECURITY_HEADERS"]
 
 # Everything the page needs comes from its own origin; nothing runs inline, nothing may frame it.
@@ -130,17 +132,27 @@ def _origin(url: str) -> tuple[str, str, int] | None:
 def client_key(host: str | None) -> str:
     """The address a sign-in budget belongs to: an IPv4 address, or an IPv6 /64 (one subscriber's
     network hands out as many addresses as it likes), or the raw name of a non-IP client."""
+    return _network(host, 32, 64)
+
+
+def client_prefix(host: str | None) -> str:
+    """The wider network an address shares a budget with once too many addresses are tracked: its IPv4
+    /24 or its IPv6 /48 (what one site or one tunnel gets), so a flood from one network slows only it."""
+    return _network(host, 24, 48)
+
+
+def _network(host: str | None, v4_bits: int, v6_bits: int) -> str:
     if not host:
         return "unknown"
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
         return host[:100]
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped:
-            return str(address.ipv4_mapped)
-        return str(ipaddress.IPv6Network((address, 64), strict=False))
-    return str(address)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    bits = v4_bits if isinstance(address, ipaddress.IPv4Address) else v6_bits
+    network = ipaddress.ip_network((address, bits), strict=False)
+    return str(network.network_address) if network.prefixlen == network.max_prefixlen else str(network)
 
 
 @dataclass
@@ -149,55 +161,85 @@ class _Window:
     failures: int = 0
 
 
-class SignInLimiter:
-    """At most `attempts` failed sign-ins per client address per `window_s` seconds, in this process.
+class _Windows:
+    """At most `size` windows, kept in the order they started (so the expired ones come first)."""
 
-    Memory is bounded too: at most `addresses` windows are kept (oldest first, so expired ones are dropped
-    cheaply from the front). When that many live windows are held, every address not already tracked
-    shares one more window: a flood of addresses slows sign-in for new addresses until windows expire,
-    and never grows memory or lifts the per-address bound of those already counted.
+    def __init__(self, size: int) -> None:
+        self.size, self.windows = size, OrderedDict()
+
+    def expire(self, before: float) -> None:
+        while self.windows:
+            key, oldest = next(iter(self.windows.items()))
+            if oldest.started > before:
+                break
+            del self.windows[key]
+
+    @property
+    def full(self) -> bool:
+        return len(self.windows) >= self.size
+
+
+class SignInLimiter:
+    """At most `attempts` failed token checks per client address per `window_s` seconds, in this process.
+
+    Memory is bounded too: at most `addresses` windows of addresses, and as many of wider networks. When
+    that many addresses are tracked, a new address shares its network's window (IPv4 /24, IPv6 /48);
+    when that many networks are tracked too, every new one shares one last window. A flood of addresses
+    slows the networks it comes from first, and never grows memory or lifts the bound of those counted.
     """
 
-    OVERFLOW = "*"
+    SHARED = "*"
 
     def __init__(self, attempts: int, window_s: float, addresses: int, clock: Callable[[], float] = time.monotonic) -> None:
-        self.attempts, self.window_s, self.addresses, self.clock = attempts, window_s, addresses, clock
-        self.windows: OrderedDict[str, _Window] = OrderedDict()
+        self.attempts, self.window_s, self.clock = attempts, window_s, clock
+        self.addresses, self.networks = _Windows(addresses), _Windows(addresses)
+        self.shared: _Window | None = None
 
-    def wait_s(self, key: str) -> int:
-        """Seconds before `key` may try again: 0 when it may try now."""
-        window = self._window(key, self._now())
+    @property
+    def windows(self) -> dict[str, _Window]:
+        """Every window held (for the tests and the curious)."""
+        return {**self.addresses.windows, **self.networks.windows, **({self.SHARED: self.shared} if self.shared else {})}
+
+    def wait_s(self, key: str, network: str | None = None) -> int:
+        """Seconds before `key` (of `network`) may try again: 0 when it may try now."""
+        now = self._now()
+        window = self._window(key, network or key)
         if window is None or window.failures < self.attempts:
             return 0
-        return max(1, math.ceil(window.started + self.window_s - self._now()))
+        return max(1, math.ceil(window.started + self.window_s - now))
 
-    def failed(self, key: str) -> None:
+    def failed(self, key: str, network: str | None = None) -> None:
         now = self._now()
-        window = self._window(key, now)
+        window = self._window(key, network or key)
         if window is None:
-            window = self.windows.setdefault(key if len(self.windows) < self.addresses else self.OVERFLOW, _Window(now))
+            window = _Window(now)
+            if not self.addresses.full:
+                self.addresses.windows[key] = window
+            elif not self.networks.full:
+                self.networks.windows[network or key] = window
+            else:
+                self.shared = window
         window.failures += 1
 
     def _now(self) -> float:
         now = self.clock()
-        while self.windows:  # windows are kept in the order they started: the expired ones come first
-            key, oldest = next(iter(self.windows.items()))
-            if oldest.started + self.window_s > now:
-                break
-            del self.windows[key]
+        self.addresses.expire(now - self.window_s)
+        self.networks.expire(now - self.window_s)
+        if self.shared is not None and self.shared.started <= now - self.window_s:
+            self.shared = None
         return now
 
-    def _window(self, key: str, now: float) -> _Window | None:
-        if key in self.windows:
-            return self.windows[key]
-        return self.windows.get(self.OVERFLOW) if len(self.windows) >= self.addresses else None
+    def _window(self, key: str, network: str) -> _Window | None:
+        if key in self.addresses.windows or not self.addresses.full:
+            return self.addresses.windows.get(key)
+        if network in self.networks.windows or not self.networks.full:
+            return self.networks.windows.get(network)
+        return self.shared
 
 
-def too_many_attempts(wait_s: int) -> JSONResponse:
-    return JSONResponse(
-        {"code": "too_many_attempts", "message": f"Too many sign-in attempts from your address: try again in {wait_s} s."},
-        status_code=429, headers={"Retry-After": str(wait_s)},
-    )
+def too_many_attempts(wait_s: int) -> ApiError:
+    return ApiError(429, "too_many_attempts", f"Too many failed token checks from your address: try again in {wait_s} s.",
+                    headers={"Retry-After": str(wait_s)})
 
 
 # ---- the answers built outside the middleware ----

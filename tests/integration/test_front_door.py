@@ -223,3 +223,32 @@ async def test_over_https_the_session_cookie_is_host_prefixed_and_the_plain_one_
         out = await http.delete("/session", headers={**https, "Cookie": f"{name}={value}", "Origin": api.replace("http:", "https:")})
         assert out.status_code == 204 and out.headers["set-cookie"].startswith(f"__Host-{SESSION_COOKIE}=")
         assert (await http.get("/session", headers={**https, "Cookie": f"{name}={value}"})).status_code == 401
+
+
+async def test_token_guesses_in_a_bearer_header_count_against_the_same_budget(api):
+    async with httpx.AsyncClient(base_url=api) as http:
+        for i in range(ATTEMPTS):
+            guessed = await http.get("/settings", headers={"Authorization": f"Bearer guess-{i}", "X-Forwarded-For": "203.0.113.40"})
+            assert guessed.status_code == 401
+        limited = await http.get("/settings", headers={**BEARER, "X-Forwarded-For": "203.0.113.40"})
+        assert (limited.status_code, limited.json()["code"]) == (429, "too_many_attempts") and limited.headers["retry-after"]
+        assert (await guess(http, "203.0.113.40", TOKEN)).status_code == 429  # and the sign-in form too
+        assert (await http.get("/settings", headers={**BEARER, "X-Forwarded-For": "203.0.113.41"})).status_code == 200
+
+
+async def test_a_token_no_text_encoding_can_hold_is_refused_not_a_server_error(api):
+    async with httpx.AsyncClient(base_url=api) as http:
+        answer = await http.post("/session", content=b'{"token": "\\ud800"}', headers={"Content-Type": "application/json",
+                                                                                     "X-Forwarded-For": "203.0.113.50"})
+        assert (answer.status_code, answer.json()["code"]) == (422, "invalid_parameters")
+
+
+def test_the_api_refuses_to_start_with_a_short_token(tmp_path):
+    from faststream.kafka.fastapi import KafkaRouter
+
+    from services.api.app import build_api
+    from shared.db import create_engine
+
+    with pytest.raises(RuntimeError, match="shorter than 32"):
+        build_api(Settings(_env_file=None, api_token="guessable"), create_engine(f"sqlite+aiosqlite:///{tmp_path}/x.db"),
+                  KafkaRouter("127.0.0.1:9", schema_url=None))

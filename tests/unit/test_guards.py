@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.api.app import build_api
-from services.api.guards import SECURITY_HEADERS, SignInLimiter, client_key, same_origin
+from services.api.guards import SECURITY_HEADERS, SignInLimiter, client_key, client_prefix, same_origin
 from services.api.sessions import COOKIE, SECURE_COOKIE
 from shared.db import create_engine, create_tables
 from shared.settings import Settings
@@ -38,18 +38,29 @@ def test_the_budget_is_per_address_and_comes_back_after_the_window():
     assert limiter.wait_s("a") == 0 and limiter.windows == {}
 
 
-def test_memory_is_bounded_and_new_addresses_share_one_budget_when_full():
+def test_memory_is_bounded_and_a_flood_of_addresses_slows_only_the_networks_it_comes_from():
     clock = Clock()
     limiter = SignInLimiter(attempts=2, window_s=60, addresses=100, clock=clock)
-    for i in range(10_000):  # a flood of addresses
-        limiter.failed(f"10.0.{i // 256}.{i % 256}")
-    assert len(limiter.windows) == 101  # the addresses tracked, plus the shared window
-    assert limiter.wait_s("192.0.2.1") > 0  # a new address, in the shared (exhausted) budget
-    assert limiter.wait_s("10.0.0.0") == 0  # a tracked one keeps its own count: one failure of two
-    limiter.failed("10.0.0.0")
-    assert limiter.wait_s("10.0.0.0") > 0 and len(limiter.windows) == 101
+    for i in range(10_000):  # a flood of addresses from the 10.0.0.0/16 networks
+        host = f"10.0.{i // 256}.{i % 256}"
+        limiter.failed(client_key(host), client_prefix(host))
+    assert len(limiter.windows) <= 100 + 40  # the addresses tracked, and the /24 networks the rest share
+    assert limiter.wait_s("10.0.30.7", "10.0.30.0/24") > 0  # an untracked address of a flooding network
+    assert limiter.wait_s("192.0.2.1", "192.0.2.0/24") == 0  # another network is not locked out
+    assert limiter.wait_s("10.0.0.0", "10.0.0.0/24") == 0  # a tracked address keeps its own count: one of two
+    limiter.failed("10.0.0.0", "10.0.0.0/24")
+    assert limiter.wait_s("10.0.0.0", "10.0.0.0/24") > 0
     clock.now += 60
-    assert limiter.wait_s("192.0.2.1") == 0 and limiter.windows == {}  # expired windows are dropped
+    assert limiter.wait_s("10.0.30.7", "10.0.30.0/24") == 0 and limiter.windows == {}  # expired windows are dropped
+
+
+def test_when_the_networks_are_full_too_new_ones_share_one_last_window():
+    clock = Clock()
+    limiter = SignInLimiter(attempts=2, window_s=60, addresses=3, clock=clock)
+    for i in range(20):
+        limiter.failed(f"addr{i}", f"net{i}")
+    assert len(limiter.windows) == 3 + 3 + 1
+    assert limiter.wait_s("new", "new-net") > 0
 
 
 def test_expired_windows_are_dropped_oldest_first_so_room_comes_back():
@@ -69,6 +80,7 @@ def test_the_client_key_is_the_ipv4_address_or_the_ipv6_64():
     assert client_key("2001:db8:1:3::1") != client_key("2001:db8:1:2::1")
     assert client_key("::ffff:203.0.113.9") == "203.0.113.9"
     assert client_key(None) == "unknown" and client_key("x" * 500) == "x" * 100
+    assert client_prefix("203.0.113.9") == "203.0.113.0/24" and client_prefix("2001:db8:1:2::1") == "2001:db8:1::/48"
 
 
 @pytest.mark.parametrize(("origin", "scheme", "host", "same"), [
@@ -98,7 +110,7 @@ def test_same_origin_never_fails_and_never_matches_a_stranger(origin, scheme, ho
 
 # ---- the guard in front of the real app, over arbitrary requests ----
 
-TOKEN = "unit-token"
+TOKEN = "unit-token-" + "x" * 32
 
 
 @pytest.fixture(scope="module")
