@@ -83,7 +83,10 @@ def check_form(url: str) -> Destination:
         raise CallbackRefused("callback_url must be an https:// URL.")
     if parsed.userinfo or "@" in _authority(url):
         raise CallbackRefused("callback_url must not carry credentials (user:password@): we sign our calls instead.")
-    host = parsed.raw_host.decode("ascii").lower().removesuffix(".")
+    host = parsed.raw_host.decode("ascii").lower()
+    if "\\" in _authority(url) or ".." in host or host.startswith("."):
+        raise CallbackRefused("callback_url's host is not a plain host name (a backslash or an empty label).")
+    host = host.removesuffix(".")
     if not host:
         raise CallbackRefused("callback_url must name a host.")
     if not 0 < port < 65536:

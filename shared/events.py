@@ -92,7 +92,9 @@ _STATUS_TEXT = {
 }
 
 
-_PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+# No control characters (C0 and C1), no invisible format characters (bidi overrides, zero-width
+# marks) and no line or paragraph separators: a name that reads one way and is another is refused.
+_PRINTABLE = r"^[^\p{Cc}\p{Cf}\p{Zl}\p{Zp}]*$"
 
 
 class ImportOptions(BaseModel):

@@ -48,7 +48,8 @@ def escape_formula(value: object) -> str:
 
 
 def _is_sign(char: str) -> bool:
-    return char in FORMULA_SIGNS or (not char.isascii() and unicodedata.normalize("NFKC", char) in FORMULA_SIGNS)
+    return char in FORMULA_SIGNS or (not char.isascii() and unicodedata.normalize("NFKC", char)[:1] in FORMULA_SIGNS)
+    # ([:1]: a character whose form is several, such as ⩵ for "==", starts with the sign all the same)
 
 
 def _invisible(char: str) -> bool:

@@ -67,6 +67,9 @@ def settings(kafka_bootstrap: str, database_url: str) -> Settings:
         webhook_allow_http=True,
         webhook_allowed_destinations="127.0.0.1",
         instance_name=None,  # pipelines in one test process must never share a static member name
+        # Every test calls the shared API from 127.0.0.1, many with wrong tokens on purpose: one budget
+        # for the whole suite would lock the rest out. The limit has tests of its own (test_front_door).
+        signin_attempts=100_000,
         _env_file=None,
     )
 

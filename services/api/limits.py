@@ -33,6 +33,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from shared.settings import Settings
 
 from .errors import ApiError
+from .guards import SECURITY_HEADERS
 
 log = logging.getLogger("clients_import.api")
 
@@ -243,6 +244,7 @@ def _raw_answer(error: ApiError) -> bytes:
     """An answer written straight to the socket: h11 sends none before it has parsed a request."""
     body = json.dumps({"code": error.code, "message": error.message}).encode()
     reason = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}[error.status]
-    return (b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
-            % (error.status, reason, len(body)) + body)
+    security = b"".join(b"%s: %s\r\n" % (k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.items())
+    return (b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n%sconnection: close\r\n\r\n"
+            % (error.status, reason, len(body), security) + body)
 

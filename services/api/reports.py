@@ -50,9 +50,10 @@ def results_csv(rows: Iterable[Mapping]) -> str:
 
 def _report_writer() -> tuple[io.StringIO, Callable[[Iterable[object]], None]]:
     """A CSV writer that escapes every cell it writes, header cells included: no cell reaches a spreadsheet
-    as a formula, whatever it holds."""
+    as a formula, whatever it holds. Every cell is quoted too: a spreadsheet that splits lines on `;`
+    (Excel where that is the list separator) keeps `Ann;=1+1` one cell instead of making `=1+1` another."""
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
+    writer = csv.writer(out, lineterminator="\r\n", quoting=csv.QUOTE_ALL)
     return out, lambda cells: writer.writerow([escape_formula(cell) for cell in cells])
 
 

@@ -86,7 +86,8 @@ def check_contract_text(field_name: str, value: str, what: str, code: str) -> st
     if kind == "string_too_short":
         raise ApiError(422, "missing_file" if code == "file_name" else f"invalid_{code}", f"{what} is empty.")
     raise ApiError(422, f"invalid_{code}",
-                   f"{what} holds a control character (a tab, a line break, NUL...): only printable text is allowed.")
+                   f"{what} holds a control or invisible character (a tab, a line break, NUL, a direction override...): "
+                   "only printable text is allowed.")
 
 
 @cache

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from services.api.guards import SECURITY_HEADERS
 from shared.settings import Settings
 
 from ..conftest import API_TOKEN
@@ -55,6 +56,7 @@ class Answer:
     body: bytes
     closed: bool  # the server closed the connection after answering
     seconds: float
+    headers: dict[str, str]
 
     def json(self) -> dict:
         return json.loads(self.body)
@@ -62,6 +64,8 @@ class Answer:
     def assert_refused(self, status: int, code: str) -> dict:
         assert (self.status, self.json().get("code")) == (status, code), (self.status, self.body[:300])
         assert isinstance(self.json()["message"], str) and self.json()["message"]
+        # Every answer carries the security headers, what the server writes before parsing a request included.
+        assert {k.lower(): v for k, v in SECURITY_HEADERS.items()}.items() <= self.headers.items(), self.headers
         return self.json()
 
 
@@ -84,11 +88,11 @@ async def exchange(port: int, *pieces: bytes, pause: float = 0.0, wait: float = 
 
     sender = asyncio.create_task(send())
     try:
-        status, body, closed = await asyncio.wait_for(_read_answer(reader, parser, watch), wait)
+        status, body, closed, headers = await asyncio.wait_for(_read_answer(reader, parser, watch), wait)
     finally:
         sender.cancel()
         writer.close()
-    return Answer(status, body, closed, time.monotonic() - started)
+    return Answer(status, body, closed, time.monotonic() - started, headers)
 
 
 def _response_parser() -> h11.Connection:
@@ -99,13 +103,13 @@ def _response_parser() -> h11.Connection:
     return parser
 
 
-async def _read_answer(reader: asyncio.StreamReader, parser: h11.Connection, watch: bool) -> tuple[int | None, bytes, bool]:
-    status, body = None, b""
+async def _read_answer(reader: asyncio.StreamReader, parser: h11.Connection, watch: bool) -> tuple[int | None, bytes, bool, dict]:
+    status, body, headers = None, b"", {}
     while True:
         try:
             event = parser.next_event()
         except h11.RemoteProtocolError:  # closed before (or in the middle of) an answer
-            return status, body, True
+            return status, body, True, headers
         if event is h11.NEED_DATA:
             try:
                 parser.receive_data(await reader.read(65536))
@@ -114,12 +118,13 @@ async def _read_answer(reader: asyncio.StreamReader, parser: h11.Connection, wat
             continue
         if isinstance(event, h11.Response):
             status = event.status_code
+            headers = {name.decode().lower(): value.decode() for name, value in event.headers}
         elif isinstance(event, h11.Data):
             body += event.data
         elif isinstance(event, h11.ConnectionClosed):
-            return status, body, True
+            return status, body, True, headers
         elif isinstance(event, h11.EndOfMessage):
-            return status, body, watch and await _closes(reader)
+            return status, body, watch and await _closes(reader), headers
 
 
 async def _closes(reader: asyncio.StreamReader, within: float = HEAD_S + MARGIN_S) -> bool:

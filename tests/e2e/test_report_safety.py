@@ -75,7 +75,7 @@ async def test_a_hostile_file_name_names_its_reports_safely(api, partner):
     d = unique_domain()
     names = {
         "quote": "x\"; filename*=UTF-8''pwned.html; a=\".csv",
-        "cyrillic and rtl": "Клиенты \u202eslx.exe.csv",
+        "cyrillic": "Клиенты 2026.csv",  # (a direction override is refused on the way in: see below)
         "markup": "[/bold]<b>.csv",
     }
     jobs = {}
@@ -90,21 +90,33 @@ async def test_a_hostile_file_name_names_its_reports_safely(api, partner):
         for kind, (name, fallback) in kinds.items():
             assert safe(name, f"-{kind}.csv") and safe(fallback, f"-{kind}.csv"), (tag, name, fallback)
             assert fallback.isascii() and not name.endswith(".html")
-    assert got["cyrillic and rtl"]["errors"] == ("Клиенты slx.exe-errors.csv", "slx.exe-errors.csv")
+    assert got["cyrillic"]["errors"] == ("Клиенты 2026-errors.csv", "2026-errors.csv")
     assert got["markup"]["results"][0] == "bold]_b-results.csv"  # the API names reports after the stem
 
 
-async def test_a_stored_name_with_cr_lf_is_a_download_not_a_broken_response(api, engine):
-    """A name stored by an older version, or written to the table by hand: the header still holds."""
+async def stored_job_named(engine, file_name: str) -> str:
+    """A job whose name was stored by an older version, or written to the table by hand."""
     job_id = f"report-name-{uuid.uuid4()}"
     async with engine.begin() as conn:
         await conn.execute(import_jobs.insert().values(
-            id=job_id, file_name="a\r\nSet-Cookie: pwned=1\r\n\r\nx.csv", source=Source.API.value,
+            id=job_id, file_name=file_name, source=Source.API.value,
             requested_by="e2e", mode=Mode.UPSERT.value, status=JobStatus.COMPLETED.value,
             received_at=datetime.now(UTC), warnings=[]))
+    return job_id
+
+
+async def test_a_stored_name_with_cr_lf_is_a_download_not_a_broken_response(api, engine):
+    job_id = await stored_job_named(engine, "a\r\nSet-Cookie: pwned=1\r\n\r\nx.csv")
     async with httpx.AsyncClient(base_url=api) as http:
         answer = await http.get(f"/imports/{job_id}/errors.csv", headers=AUTH)
 
     name, fallback = saved_name(answer)
     assert "set-cookie" not in answer.headers and not answer.cookies
     assert (name, fallback) == ("a Set-Cookie_ pwned=1 x-errors.csv", "a Set-Cookie_ pwned=1 x-errors.csv")
+
+
+async def test_a_stored_name_with_a_direction_override_loses_it_in_the_download(api, engine):
+    job_id = await stored_job_named(engine, "Клиенты \u202eslx.exe.csv")
+    async with httpx.AsyncClient(base_url=api) as http:
+        name, fallback = saved_name(await http.get(f"/imports/{job_id}/errors.csv", headers=AUTH))
+    assert (name, fallback) == ("Клиенты slx.exe-errors.csv", "slx.exe-errors.csv")

@@ -25,6 +25,8 @@ STRICT = CallbackPolicy()
 # One address each of loopback, private, link-local (the cloud metadata service), shared, unspecified,
 # broadcast, multicast, reserved and documentation ranges, written every way a resolver reads them.
 LOCAL_TARGETS = [
+    # empty labels and backslashes, read by some resolvers as the address before them
+    "https://127.0.0.1../", "https://foo.local../", "https://127.0.0.1\\.evil.com/", "https://.localhost/",
     "https://169.254.169.254/latest/meta-data/",
     "https://10.0.0.1/",
     "https://172.16.5.4/",
@@ -98,9 +100,9 @@ PUBLIC = [
 
 @pytest.mark.parametrize("url", LOCAL_TARGETS)
 def test_a_local_private_or_reserved_target_is_refused_in_every_notation(url):
-    with pytest.raises(CallbackRefused, match="public host|not a valid URL"):
+    with pytest.raises(CallbackRefused, match="public host|not a valid URL|not a plain host name"):
         check_url(url, STRICT)
-    with pytest.raises(CallbackRefused, match="public host|not a valid URL"):  # plain http allowed changes nothing
+    with pytest.raises(CallbackRefused, match="public host|not a valid URL|not a plain host name"):  # plain http allowed changes nothing
         check_url(url.replace("https://", "http://", 1), CallbackPolicy(allow_http=True))
 
 

@@ -150,3 +150,11 @@ def test_any_name_gives_an_ascii_header_that_parses_back_to_a_safe_name_with_the
     assert_safe(name, suffix)
     assert_safe(fallback, suffix)
     assert len(name) <= NAME_MAX + len(suffix) and len(name.encode()) <= 255  # what a file system takes
+
+
+def test_a_value_holding_a_formula_after_a_semicolon_stays_one_cell_for_a_spreadsheet_splitting_on_semicolons():
+    text = errors_csv([{"original": {"firstName": "Ann;=1+1;", "email": "x"}, "row": 1, "line": 2,
+                        "errors": [{"field": "email", "message": "bad", "code": "invalid_email"}]}])
+    for line in text.removeprefix("\ufeff").splitlines():
+        cells = next(csv.reader([line], delimiter=";"))
+        assert not any(formula_sign(cell) for cell in cells), (line, cells)

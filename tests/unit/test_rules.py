@@ -207,9 +207,10 @@ def test_a_value_a_spreadsheet_would_run_is_refused(column: str, value: str):
 @pytest.mark.parametrize(
     "value",
     ["\uff1d1+2", "\uff0b4", "\uff0d2+3", "\uff20SUM(2)", "\ufe66HYPERLINK(1)", "\u22121", "\u3000=1", "\u00a0@x",
-     "\u200b=1", "\ufeff+1", "\u2800=1", "\u3164=1", "\ufe0f-1", " \u3000\uff1d1"],
+     "\u200b=1", "\ufeff+1", "\u2800=1", "\u3164=1", "\ufe0f-1", " \u3000\uff1d1", "\u2a751", "\u2a761"],
     ids=["full-width =", "full-width +", "full-width -", "full-width @", "small =", "minus sign", "ideographic space",
-         "no-break space", "zero-width space", "BOM", "braille blank", "hangul filler", "variation selector", "mixed"],
+         "no-break space", "zero-width space", "BOM", "braille blank", "hangul filler", "variation selector", "mixed",
+         "two equals in one", "three equals in one"],
 )
 def test_a_formula_behind_a_full_width_sign_or_invisible_characters_is_refused(value: str):
     issue, = rejected(row(lastName=value)).errors

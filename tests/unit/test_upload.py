@@ -107,7 +107,9 @@ async def test_a_repeated_field_and_too_many_parts_are_refused():
 @pytest.mark.parametrize(("name", "code", "says"), [
     ("a" * 10_000 + ".csv", "file_name_too_long", "255"),
     ("a" * 256 + ".csv", "file_name_too_long", "255"),
-    ("tab\there.csv", "invalid_file_name", "control character"),
+    ("tab\there.csv", "invalid_file_name", "control or invisible character"),
+    ("a\u0085.csv", "invalid_file_name", "control or invisible character"),  # a C1 control (NEL)
+    ("invoice\u202etxt.exe.csv", "invalid_file_name", "direction override"),  # reads as ...exe.txt
     ("", "missing_file", "file"),
 ])
 async def test_a_file_name_beyond_the_contracts_bounds_is_refused_with_the_bound(name, code, says):
