@@ -6,8 +6,10 @@ Every route but /healthz and the page's static files needs the API token: as `Au
 """
 
 import base64
+import contextlib
 import hmac
 import logging
+import re
 import uuid
 from pathlib import Path
 from typing import Annotated
@@ -19,17 +21,19 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from faststream.kafka.fastapi import KafkaRouter
 from pydantic import BaseModel
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from shared import jobs, topics
-from shared.db import reading
+from shared import jobs, search, topics
+from shared.db import create_reader
 from shared.events import ImportOptions, ImportRequest, JobStatus, Mode, Source
 from shared.fields import FIELDS, REQUIRED
 from shared.settings import Settings
 
 from . import readside, reports
 from .errors import ApiError
+from .paths import DotSegmentGuard
 from .sessions import Sessions
 from .upload import read_upload
 
@@ -38,6 +42,7 @@ __all__ = ["build_api", "ApiError"]
 log = logging.getLogger("clients_import.api")
 STATIC = Path(__file__).parent / "static"
 SESSION_COOKIE = "clients_import_session"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 _UPLOAD_BODY = {
@@ -63,7 +68,10 @@ def build_api(settings: Settings, engine: AsyncEngine, router: KafkaRouter) -> F
     if not settings.api_token and not settings.api_dev_mode:
         raise RuntimeError("API_TOKEN is not set: the API refuses to start without it (API_DEV_MODE=true for development)")
     signing_key = settings.signing_key  # never None here: API_TOKEN or development mode gives one
+    # Reads on a pool of their own, on connections that cannot write: never queued behind the pipeline's writes.
+    reader = create_reader(engine.url) if engine is not None else None
     app = FastAPI(
+        lifespan=_disposing(reader),
         title="Client Import",
         version="1",
         description="Import clients from CSV files and follow each import to its notification.",
@@ -72,8 +80,8 @@ def build_api(settings: Settings, engine: AsyncEngine, router: KafkaRouter) -> F
         redoc_url=None,
     )
     app.include_router(router)
+    app.add_middleware(DotSegmentGuard)
     sessions = Sessions(engine, settings.session_ttl_s)  # in the database: they outlive a restart
-    reader = reading(engine) if engine is not None else None
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, error: ApiError) -> JSONResponse:
@@ -85,6 +93,11 @@ def build_api(settings: Settings, engine: AsyncEngine, router: KafkaRouter) -> F
     async def _invalid(_: Request, error: RequestValidationError) -> JSONResponse:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'request'}: {e['msg']}" for e in error.errors())
         return JSONResponse({"code": "invalid_parameters", "message": problems}, status_code=422)
+
+    @app.exception_handler(PoolTimeout)
+    async def _busy(_: Request, error: PoolTimeout) -> JSONResponse:
+        return JSONResponse({"code": "busy", "message": "The server is busy: try again in a moment."}, status_code=503,
+                            headers={"Retry-After": "1"})
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, error: StarletteHTTPException) -> JSONResponse:
@@ -168,7 +181,10 @@ def build_api(settings: Settings, engine: AsyncEngine, router: KafkaRouter) -> F
         return JSONResponse({"job_id": job_id, "status": status, "status_url": f"/imports/{job_id}"}, status_code=202)
 
     @app.get("/imports", tags=["imports"])
-    async def list_imports(_: Caller, limit: int = Query(20, ge=1, le=200), offset: int = Query(0, ge=0)) -> dict:
+    async def list_imports(
+        _: Caller, limit: int = Query(20, ge=1, le=200), offset: int = Query(0, ge=0, le=readside.MAX_OFFSET)
+    ) -> dict:
+        """The newest jobs first, each a summary: at most a few warnings (`warnings_more` counts the rest)."""
         async with reader.connect() as conn:
             items, total = await readside.list_jobs(conn, limit, offset)
         return {"items": items, "total": total}
@@ -201,13 +217,19 @@ def build_api(settings: Settings, engine: AsyncEngine, router: KafkaRouter) -> F
         """Each accepted row with its client id and outcome."""
         return await _report(job_id, "results")
 
-    @app.get("/clients", tags=["clients"])
+    @app.get("/clients", tags=["clients"], description=(
+        f"`q` is plain text found in a first or last name, an email or a username ({search.MIN_SUBSTRING} characters "
+        f"or more; fewer match the start of an email or username), at most {readside.MAX_Q_CHARS} characters. A search "
+        f"finds at most {search.MAX_MATCHES} clients: `total_exact` is false when there are more."))
     async def list_clients(
-        _: Caller, q: str = "", limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0)
+        _: Caller, q: str = Query("", max_length=readside.MAX_Q_CHARS), limit: int = Query(50, ge=1, le=500),
+        offset: int = Query(0, ge=0, le=readside.MAX_OFFSET),
     ) -> dict:
+        if _CONTROL.search(q):
+            raise ApiError(422, "invalid_parameters", "q: a search may not contain control characters.")
         async with reader.connect() as conn:
-            items, total = await readside.search_clients(conn, q, limit, offset)
-        return {"items": items, "total": total}
+            items, total, exact = await readside.search_clients(conn, q, limit, offset)
+        return {"items": items, "total": total, "total_exact": exact}
 
     @app.get("/openapi.json", include_in_schema=False)
     async def openapi_document(_: Caller) -> dict:
@@ -223,6 +245,18 @@ def build_api(settings: Settings, engine: AsyncEngine, router: KafkaRouter) -> F
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
+
+
+def _disposing(reader: AsyncEngine | None):
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        try:
+            yield
+        finally:
+            if reader is not None:
+                await reader.dispose()
+
+    return lifespan
 
 
 def import_settings_document(settings: Settings) -> dict:
