@@ -18,7 +18,7 @@ rebuild the index with `INSERT INTO clients_search(clients_search) VALUES('rebui
 
 import logging
 
-from sqlalchemy import literal_column, or_, select, text
+from sqlalchemy import Select, TextClause, literal_column, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .tables import clients
@@ -87,23 +87,21 @@ async def _install_postgres(conn: AsyncConnection) -> None:
 
 
 def key_column(dialect: str):
-    """What `matching_keys` returns: the rowid on SQLite (the search index's key), the id elsewhere."""
+    """What `matching_keys` selects: the rowid on SQLite (the search index's key), the id elsewhere."""
     return literal_column("clients.rowid") if dialect == "sqlite" else clients.c.id
 
 
-async def matching_keys(conn: AsyncConnection, search: str, limit: int = MAX_MATCHES) -> list:
-    """Keys (see `key_column`) of at most `limit` clients the search text matches. `search` is plain
-    text, already trimmed and not empty: no character in it is a wildcard or an operator."""
-    dialect = conn.dialect.name
+def matching_keys(dialect: str, search: str, limit: int = MAX_MATCHES) -> Select | TextClause:
+    """A query of the keys (see `key_column`) of at most `limit` clients the search text matches.
+    `search` is plain text, already trimmed and not empty: no character in it is a wildcard or an operator."""
     if len(search) < MIN_SUBSTRING:
-        query = _prefix_query(dialect, search.lower()).limit(limit)
-    elif dialect == "sqlite":
-        query = text(f"SELECT rowid FROM {_FTS} WHERE {_FTS} MATCH :phrase ORDER BY rowid DESC LIMIT :limit").bindparams(
-            phrase=_fts_phrase(search), limit=limit)
-    else:
-        pattern = f"%{escape_like(search)}%"
-        query = select(clients.c.id).where(or_(*(clients.c[c].ilike(pattern, escape="\\") for c in _SEARCHED))).limit(limit)
-    return list((await conn.execute(query)).scalars())
+        return _prefix_query(dialect, search.lower()).limit(limit)
+    if dialect == "sqlite":
+        return select(literal_column("rowid")).select_from(text(_FTS)).where(
+            text(f"{_FTS} MATCH :phrase").bindparams(phrase=_fts_phrase(search))
+        ).order_by(literal_column("rowid").desc()).limit(limit)
+    pattern = f"%{escape_like(search)}%"
+    return select(clients.c.id).where(or_(*(clients.c[c].ilike(pattern, escape="\\") for c in _SEARCHED))).limit(limit)
 
 
 def _prefix_query(dialect: str, prefix: str):
