@@ -58,8 +58,10 @@ def create_reader(url: str | URL, pool_size: int = READER_POOL_SIZE) -> AsyncEng
     if parsed.get_backend_name() != "sqlite":
         return create_async_engine(parsed, pool_size=pool_size, max_overflow=0, pool_timeout=_READER_POOL_WAIT_S,
                                    connect_args={"server_settings": {"default_transaction_read_only": "on"}})
+    # Autocommit, and nothing to undo when a connection goes back to the pool: each read is one statement
+    # that takes no lock (WAL), and every BEGIN or ROLLBACK saved is a trip to aiosqlite's thread saved.
     engine = create_async_engine(parsed, pool_size=pool_size, max_overflow=0, pool_timeout=_READER_POOL_WAIT_S,
-                                 connect_args={"timeout": 60})
+                                 pool_reset_on_return=None, connect_args={"timeout": 60})
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection, _record) -> None:
@@ -68,10 +70,6 @@ def create_reader(url: str | URL, pool_size: int = READER_POOL_SIZE) -> AsyncEng
         cursor.execute("PRAGMA query_only=ON")
         cursor.execute("PRAGMA busy_timeout=5000")
         cursor.close()
-
-    @event.listens_for(engine.sync_engine, "begin")
-    def _on_begin(connection) -> None:
-        connection.exec_driver_sql("BEGIN")  # deferred: with WAL a reader reads beside the writer, taking no lock
 
     return engine
 

@@ -34,6 +34,7 @@ from shared.settings import Settings
 from . import readside, reports
 from .errors import ApiError
 from .paths import DotSegmentGuard
+from .readcache import ReadCache
 from .sessions import Sessions
 from .upload import read_upload
 
@@ -70,6 +71,7 @@ def build_api(settings: Settings, engine: AsyncEngine, router: KafkaRouter) -> F
     signing_key = settings.signing_key  # never None here: API_TOKEN or development mode gives one
     # Reads on a pool of their own, on connections that cannot write: never queued behind the pipeline's writes.
     reader = create_reader(engine.url) if engine is not None else None
+    answers = ReadCache()  # many readers asking the same at once cost one read
     app = FastAPI(
         lifespan=_disposing(reader),
         title="Client Import",
@@ -183,11 +185,14 @@ def build_api(settings: Settings, engine: AsyncEngine, router: KafkaRouter) -> F
     @app.get("/imports", tags=["imports"])
     async def list_imports(
         _: Caller, limit: int = Query(20, ge=1, le=200), offset: int = Query(0, ge=0, le=readside.MAX_OFFSET)
-    ) -> dict:
+    ) -> Response:
         """The newest jobs first, each a summary: at most a few warnings (`warnings_more` counts the rest)."""
-        async with reader.connect() as conn:
-            items, total = await readside.list_jobs(conn, limit, offset)
-        return {"items": items, "total": total}
+        async def read() -> dict:
+            async with reader.connect() as conn:
+                items, total = await readside.list_jobs(conn, limit, offset)
+            return {"items": items, "total": total}
+
+        return _json(await answers.answer(("imports", limit, offset), read))
 
     async def _job(job_id: str) -> dict:
         async with reader.connect() as conn:
@@ -197,8 +202,8 @@ def build_api(settings: Settings, engine: AsyncEngine, router: KafkaRouter) -> F
         return document
 
     @app.get("/imports/{job_id}", tags=["imports"])
-    async def get_import(job_id: str, _: Caller) -> dict:
-        return await _job(job_id)
+    async def get_import(job_id: str, _: Caller) -> Response:
+        return _json(await answers.answer(("import", job_id), lambda: _job(job_id)))
 
     async def _report(job_id: str, kind: str) -> Response:
         async with reader.connect() as conn:
@@ -224,12 +229,15 @@ def build_api(settings: Settings, engine: AsyncEngine, router: KafkaRouter) -> F
     async def list_clients(
         _: Caller, q: str = Query("", max_length=readside.MAX_Q_CHARS), limit: int = Query(50, ge=1, le=500),
         offset: int = Query(0, ge=0, le=readside.MAX_OFFSET),
-    ) -> dict:
+    ) -> Response:
         if _CONTROL.search(q):
             raise ApiError(422, "invalid_parameters", "q: a search may not contain control characters.")
-        async with reader.connect() as conn:
-            items, total, exact = await readside.search_clients(conn, q, limit, offset)
-        return {"items": items, "total": total, "total_exact": exact}
+        async def read() -> dict:
+            async with reader.connect() as conn:
+                items, total, exact = await readside.search_clients(conn, q, limit, offset)
+            return {"items": items, "total": total, "total_exact": exact}
+
+        return _json(await answers.answer(("clients", q.strip(), limit, offset), read))
 
     @app.get("/openapi.json", include_in_schema=False)
     async def openapi_document(_: Caller) -> dict:
@@ -299,6 +307,10 @@ def _options(fields: dict[str, str]) -> ImportOptions:
         )
     except ValueError as error:
         raise ApiError(422, "invalid_options", "callback_url must be an http:// or https:// URL.") from error
+
+
+def _json(body: bytes) -> Response:
+    return Response(body, media_type="application/json")
 
 
 def _csv(text: str, file_name: str) -> Response:

@@ -1,6 +1,5 @@
 """The read side: what the API and the command line read about jobs and clients. Plain queries, plain dicts."""
 
-import time
 from pathlib import PurePath
 
 from sqlalchemy import func, select
@@ -114,11 +113,11 @@ MAX_OFFSET = 1_000_000  # rows skipped; a deeper page of a list has no reader
 async def search_clients(conn: AsyncConnection, q: str, limit: int, offset: int) -> tuple[list[dict], int, bool]:
     """One page of clients, most recently changed first, the number of clients the page is part
     of, and whether that number is exact. A search (see `shared.search`) finds at most
-    `search.MAX_MATCHES`; without one, every client is counted (at most TOTAL_TTL_S old)."""
+    `search.MAX_MATCHES`; without one, every client is counted."""
     text = q.strip()
     page = select(clients).order_by(clients.c.updated_at.desc(), clients.c.email).limit(limit).offset(offset)
     if not text:
-        total, exact = await _all_clients.count(conn), True
+        total, exact = await conn.scalar(select(func.count()).select_from(clients)), True
     else:
         dialect = conn.dialect.name
         counted = search.matching_keys(dialect, text, search.MAX_MATCHES + 1).subquery()
@@ -134,24 +133,3 @@ _CLIENT_FIELDS = tuple(f"{column.name}" for column in clients.c)  # plain str ke
 def _client(row) -> dict:
     found = dict(zip(_CLIENT_FIELDS, row.values(), strict=True))
     return found | {"created_at": as_utc(found["created_at"]), "updated_at": as_utc(found["updated_at"])}
-
-
-TOTAL_TTL_S = 1.0  # how old the count of all clients may be: under many readers it is counted once a second, not per read
-
-
-class _Total:
-    """The count of all clients, per database, kept for TOTAL_TTL_S (counting 250,000 rows takes milliseconds)."""
-
-    def __init__(self) -> None:
-        self.known: dict[str, tuple[float, int]] = {}
-
-    async def count(self, conn: AsyncConnection) -> int:
-        key, now = repr(conn.engine.url), time.monotonic()
-        at, total = self.known.get(key, (float("-inf"), 0))
-        if now - at > TOTAL_TTL_S:
-            total = await conn.scalar(select(func.count()).select_from(clients))
-            self.known[key] = (now, total)
-        return total
-
-
-_all_clients = _Total()
