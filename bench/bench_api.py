@@ -9,7 +9,8 @@ filled with SEED clients, then:
      one's notification; its rows per second;
   3. the same import with READERS concurrent readers in flight the whole time, each reading in a
      loop (a new request as soon as its answer is in, no pause: the worst case of a page polling) the
-     job list the page loads, a job document, the first page of clients and a search. Prints the
+     job list the page loads, a job document, the first page of clients and a search (the API shares
+     one answer among those asking the same within 500 ms: services/api/readcache.py). Prints the
      read latency (target: p95 <= 500 ms on SQLite) and the import's rate against the import alone
      (target: within 20 %).
 
@@ -41,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 from clients_import.client import ImportClient  # noqa: E402
 from clients_import.local_kafka import LocalKafka, free_port  # noqa: E402
 from clients_import.topology import STAGE_NAMES  # noqa: E402
+from services.api.readcache import FRESH_S  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location("pipeline_bench", Path(__file__).with_name("bench.py"))
@@ -49,6 +51,7 @@ _spec.loader.exec_module(pipeline_bench)
 csv_file = pipeline_bench.csv_file  # the same 5000-row files `make bench` imports
 
 SEED, UPLOADS, ROWS, READERS = 250_000, 50, 5000, 200
+posted: list[float] = []
 TARGET_SEARCH_MS, TARGET_READ_P95_MS, TARGET_RATE_RATIO = 50.0, 500.0, 0.80
 TOKEN = f"bench-{uuid.uuid4().hex}"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -119,6 +122,7 @@ class Readers:
         self.port, self.count, self.think_s, self.job_ids = port, count, think_s, job_ids
         self.latencies: dict[str, list[float]] = {}
         self.failures: dict[str, int] = {}
+        self.timeline: list[tuple[float, float]] = []  # (when a read began, how long it took)
         self.recording = False
         self.tasks: list[asyncio.Task] = []
 
@@ -145,6 +149,7 @@ class Readers:
             if self.recording:
                 if status == 200:
                     self.latencies.setdefault(kind, []).append(elapsed)
+                    self.timeline.append((started, elapsed))
                 else:
                     failure = f"{kind} -> {status or 'no answer'}"
                     self.failures[failure] = self.failures.get(failure, 0) + 1
@@ -164,7 +169,8 @@ class Readers:
 
 
 async def import_files(http: httpx.AsyncClient, client: ImportClient, uploads: int, rows: int) -> tuple[float, list[str]]:
-    """`uploads` files posted at once; rows per second from the first post to the last notification."""
+    """`uploads` files posted at once; rows per second from the first post to the last notification.
+    `posted` holds when the last upload was answered."""
     files = [csv_file(rows, uuid.uuid4().hex[:8]) for _ in range(uploads)]
     started = time.perf_counter()
 
@@ -174,6 +180,7 @@ async def import_files(http: httpx.AsyncClient, client: ImportClient, uploads: i
         return answer.json()["job_id"]
 
     job_ids = await asyncio.gather(*(post(data) for data in files))
+    posted.append(time.perf_counter())
     notes = await client.wait(job_ids, timeout=900)
     elapsed = time.perf_counter() - started
     created = sum(n.created for n in notes.values())
@@ -182,12 +189,14 @@ async def import_files(http: httpx.AsyncClient, client: ImportClient, uploads: i
 
 
 async def time_searches(http: httpx.AsyncClient, repeat: int = 7) -> dict[str, tuple[float, float, int, bool]]:
-    """Per kind of search: median and worst milliseconds through the API, one request at a time; matches and exactness."""
+    """Per kind of search: median and worst milliseconds through the API, one request at a time, each
+    computed (not a shared answer: see services/api/readcache.py); matches and exactness."""
     figures = {}
     for kind, texts in SEARCHES.items():
         times, total, exact = [], 0, True
         for text in texts:
             for _ in range(repeat):
+                await asyncio.sleep(FRESH_S + 0.05)  # the previous answer is no longer shared
                 started = time.perf_counter()
                 answer = await http.get("/clients", params={"q": text, "limit": 50}, headers=AUTH)
                 times.append((time.perf_counter() - started) * 1000)
@@ -195,6 +204,34 @@ async def time_searches(http: httpx.AsyncClient, repeat: int = 7) -> dict[str, t
             total, exact = max(total, answer.json()["total"]), exact and answer.json()["total_exact"]
         figures[kind] = (statistics.median(times), max(times), total, exact)
     return figures
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU a process has used (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU seconds each process used during a phase: where the time goes."""
+
+    def __init__(self, processes: dict[str, int]) -> None:
+        self.processes, self.start, self.used = processes, {}, {}
+
+    def __enter__(self) -> "CpuMeter":
+        self.start = {name: cpu_seconds(pid) for name, pid in self.processes.items()}
+        self.began = time.perf_counter()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.used = {name: cpu_seconds(pid) - self.start[name] for name, pid in self.processes.items()}
+        self.wall = time.perf_counter() - self.began
+
+    def line(self) -> str:
+        return ", ".join(f"{name} {used / self.wall:.2f}" for name, used in self.used.items())
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -223,7 +260,7 @@ async def wait_for_api(http: httpx.AsyncClient, workers: list[subprocess.Popen])
     raise RuntimeError("the API did not answer within 60 s")
 
 
-async def main(bootstrap: str, workdir: Path, args: argparse.Namespace) -> None:
+async def main(bootstrap: str, workdir: Path, args: argparse.Namespace, broker_pid: int | None) -> None:
     db_path = workdir / "clients.db"
     settings = Settings(kafka_bootstrap_servers=bootstrap, database_url=f"sqlite+aiosqlite:///{db_path}",
                         group_prefix=f"bench-api-{uuid.uuid4().hex[:6]}", job_signing_secret=uuid.uuid4().hex, _env_file=None)
@@ -238,12 +275,17 @@ async def main(bootstrap: str, workdir: Path, args: argparse.Namespace) -> None:
             async with ImportClient(settings) as client:
                 await import_files(http, client, 2, ROWS)  # warm: topics, groups, caches
                 searches = await time_searches(http)
-                alone, job_ids = await import_files(http, client, args.uploads, ROWS)
+                names = {"api": workers[0].pid, **{n: w.pid for n, w in zip(STAGE_NAMES, workers[1:], strict=True)},
+                         "bench": os.getpid(), **({"kafka": broker_pid} if broker_pid else {})}
+                with CpuMeter(names) as cpu_alone:
+                    alone, job_ids = await import_files(http, client, args.uploads, ROWS)
                 readers = Readers(api_port, args.readers, args.think_ms / 1000, job_ids)
                 readers.start()
                 await asyncio.sleep(2)  # every reader connected and reading
                 readers.recording = True
-                loaded, _ = await import_files(http, client, args.uploads, ROWS)
+                with CpuMeter(names) as cpu_loaded:
+                    loaded_started = time.perf_counter()
+                    loaded, _ = await import_files(http, client, args.uploads, ROWS)
                 readers.recording = False
                 await readers.stop()
     finally:
@@ -252,6 +294,13 @@ async def main(bootstrap: str, workdir: Path, args: argparse.Namespace) -> None:
         for worker in workers:
             worker.wait(timeout=30)
     report(args, seeded_s, searches, alone, loaded, readers)
+    print(f"  CPU used (cores) by process, import alone:       {cpu_alone.line()}")
+    print(f"  CPU used (cores) by process, import with readers: {cpu_loaded.line()}")
+    posting = [ms for began, ms in readers.timeline if began <= posted[-1]]
+    after = [ms for began, ms in readers.timeline if began > posted[-1]]
+    print(f"  reads while the {args.uploads} uploads were being posted ({posted[-1] - loaded_started:.1f} s): "
+          f"{len(posting):,}, p95 {percentile(posting, 95) * 1000:.0f} ms; after: {len(after):,}, "
+          f"p95 {percentile(after, 95) * 1000:.0f} ms")
 
 
 def report(args, seeded_s: float, searches: dict, alone: float, loaded: float, readers: Readers) -> None:
@@ -291,7 +340,7 @@ if __name__ == "__main__":
     arguments = cli.parse_args()
     with tempfile.TemporaryDirectory(prefix="clients-import-bench-api-") as tmp:
         if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
-            asyncio.run(main(os.environ["KAFKA_BOOTSTRAP_SERVERS"], Path(tmp), arguments))
+            asyncio.run(main(os.environ["KAFKA_BOOTSTRAP_SERVERS"], Path(tmp), arguments, None))
         else:
             with LocalKafka(max_message_bytes=Settings(_env_file=None).request_max_bytes) as kafka:
-                asyncio.run(main(kafka.bootstrap, Path(tmp), arguments))
+                asyncio.run(main(kafka.bootstrap, Path(tmp), arguments, kafka.process.pid))

@@ -16,7 +16,7 @@ from pydantic_core import to_json
 
 __all__ = ["FRESH_S", "MAX_ANSWERS", "ReadCache"]
 
-FRESH_S = 0.25  # how long an answer is shared; the page polls a job every 500 ms
+FRESH_S = 0.5  # how long an answer is shared: a page polling every 500 ms sees a change at most one poll late
 MAX_ANSWERS = 512  # answers kept at once (the least recently asked go first)
 
 
