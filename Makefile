@@ -41,5 +41,8 @@ lint: $(STAMP)
 bench: install
 	$(BIN)/python bench/bench.py
 
+bench-api: install
+	$(BIN)/python bench/bench_api.py
+
 clean:
 	rm -rf $(VENV) data test-output
