@@ -92,23 +92,23 @@ def key_column(dialect: str):
 
 
 def matching_keys(dialect: str, search: str, limit: int = MAX_MATCHES) -> Select | TextClause:
-    """A query of the keys (see `key_column`) of at most `limit` clients the search text matches.
+    """A query of the keys (see `key_column`, as the column `key`) of at most `limit` clients the search text matches.
     `search` is plain text, already trimmed and not empty: no character in it is a wildcard or an operator."""
     if len(search) < MIN_SUBSTRING:
         return _prefix_query(dialect, search.lower()).limit(limit)
     if dialect == "sqlite":
-        return select(literal_column("rowid")).select_from(text(_FTS)).where(
+        return select(literal_column("rowid").label("key")).select_from(text(_FTS)).where(
             text(f"{_FTS} MATCH :phrase").bindparams(phrase=_fts_phrase(search))
         ).order_by(literal_column("rowid").desc()).limit(limit)
     pattern = f"%{escape_like(search)}%"
-    return select(clients.c.id).where(or_(*(clients.c[c].ilike(pattern, escape="\\") for c in _SEARCHED))).limit(limit)
+    return select(clients.c.id.label("key")).where(or_(*(clients.c[c].ilike(pattern, escape="\\") for c in _SEARCHED))).limit(limit)
 
 
 def _prefix_query(dialect: str, prefix: str):
     # Every string that starts with `prefix` sorts (byte-wise) between it and it followed by the last code point.
     high = prefix + "\U0010ffff"
     email = clients.c.email.collate("C") if dialect == "postgresql" else clients.c.email
-    return select(key_column(dialect)).where(or_(
+    return select(key_column(dialect).label("key")).where(or_(
         (email >= prefix) & (email < high),
         (clients.c.username >= prefix) & (clients.c.username < high),
     ))

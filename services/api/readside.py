@@ -117,19 +117,23 @@ async def search_clients(conn: AsyncConnection, q: str, limit: int, offset: int)
     text = q.strip()
     page = select(clients).order_by(clients.c.updated_at.desc(), clients.c.email).limit(limit).offset(offset)
     if not text:
-        total, exact = await conn.scalar(select(func.count()).select_from(clients)), True
-    else:
-        dialect = conn.dialect.name
-        counted = search.matching_keys(dialect, text, search.MAX_MATCHES + 1).subquery()
-        found = await conn.scalar(select(func.count()).select_from(counted))
-        total, exact = min(found, search.MAX_MATCHES), found <= search.MAX_MATCHES
-        page = page.where(search.key_column(dialect).in_(search.matching_keys(dialect, text, search.MAX_MATCHES)))
-    return [_client(row) for row in (await conn.execute(page)).mappings()], total, exact
+        total = await conn.scalar(select(func.count()).select_from(clients))
+        return [_client(row) for row in (await conn.execute(page)).mappings()], total, True
+    # One search per request: the matches (one more than are kept, to know whether there are more) are
+    # found once, counted, and the page is cut from them.
+    dialect = conn.dialect.name
+    matches = search.matching_keys(dialect, text, search.MAX_MATCHES + 1).cte("matches")
+    key = matches.c[0]
+    counted = select(func.count()).select_from(matches).scalar_subquery().label("matches")
+    page = page.add_columns(counted).where(search.key_column(dialect).in_(select(key).limit(search.MAX_MATCHES)))
+    rows = (await conn.execute(page)).mappings().all()
+    found = rows[0]["matches"] if rows else await conn.scalar(select(func.count()).select_from(matches))
+    return [_client(row) for row in rows], min(found, search.MAX_MATCHES), found <= search.MAX_MATCHES
 
 
 _CLIENT_FIELDS = tuple(f"{column.name}" for column in clients.c)  # plain str keys: a serializer's fast path
 
 
 def _client(row) -> dict:
-    found = dict(zip(_CLIENT_FIELDS, row.values(), strict=True))
+    found = {name: row[name] for name in _CLIENT_FIELDS}
     return found | {"created_at": as_utc(found["created_at"]), "updated_at": as_utc(found["updated_at"])}
