@@ -37,6 +37,8 @@ clients = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
+# The clients list, most recently changed first, is read straight off this index (search: shared/search.py).
+Index("ix_clients_updated_at", clients.c.updated_at.desc(), clients.c.email)
 
 # The writer's ledger: each (job, row) it has applied, written in the same transaction as the upsert,
 # so a redelivered row re-emits its recorded result instead of being applied twice.

@@ -6,8 +6,10 @@ Every route but /healthz and the page's static files needs the API token: as `Au
 """
 
 import base64
+import contextlib
 import hmac
 import logging
+import re
 import uuid
 from pathlib import Path
 from typing import Annotated
@@ -19,12 +21,13 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from faststream.kafka.fastapi import KafkaRouter
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from shared import jobs, topics
+from shared import jobs, search, topics
 from shared.callbacks import CallbackPolicy, CallbackRefused, check_url
-from shared.db import reading
+from shared.db import create_reader
 from shared.events import ImportOptions, ImportRequest, JobStatus, Mode, Source
 from shared.fields import FIELDS, REQUIRED
 from shared.settings import Settings
@@ -32,6 +35,8 @@ from shared.settings import Settings
 from . import guards, readside, reports
 from .errors import ApiError
 from .limits import RequestLimits
+from .paths import DotSegmentGuard
+from .readcache import ReadCache
 from .sessions import COOKIE as SESSION_COOKIE
 from .sessions import Sessions, cookie_name
 from .upload import FORM_ALLOWANCE, check_contract_text, read_upload
@@ -40,6 +45,7 @@ __all__ = ["build_api", "ApiError", "SESSION_COOKIE"]
 
 log = logging.getLogger("clients_import.api")
 STATIC = Path(__file__).parent / "static"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 _UPLOAD_BODY = {
@@ -71,7 +77,11 @@ def build_api(settings: Settings, engine: AsyncEngine, router: KafkaRouter) -> F
         raise RuntimeError(f"API_TOKEN is shorter than {MIN_TOKEN_CHARS} characters: make a long random one "
                            "(openssl rand -base64 32)")
     signing_key = settings.signing_key  # never None here: API_TOKEN or development mode gives one
+    # Reads on a pool of their own, on connections that cannot write: never queued behind the pipeline's writes.
+    reader = create_reader(engine.url) if engine is not None else None
+    answers = ReadCache()  # many readers asking the same at once cost one read
     app = FastAPI(
+        lifespan=_disposing(reader),
         title="Client Import",
         version="1",
         description="Import clients from CSV files and follow each import to its notification.",
@@ -80,8 +90,8 @@ def build_api(settings: Settings, engine: AsyncEngine, router: KafkaRouter) -> F
         redoc_url=None,
     )
     app.include_router(router)
+    app.add_middleware(DotSegmentGuard)
     sessions = Sessions(engine, settings.session_ttl_s)  # in the database: they outlive a restart
-    reader = reading(engine) if engine is not None else None
     sign_ins = guards.SignInLimiter(settings.signin_attempts, settings.signin_window_s, settings.signin_addresses)
 
     @app.exception_handler(ApiError)
@@ -95,6 +105,11 @@ def build_api(settings: Settings, engine: AsyncEngine, router: KafkaRouter) -> F
     async def _invalid(_: Request, error: RequestValidationError) -> JSONResponse:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'request'}: {e['msg']}" for e in error.errors())
         return JSONResponse({"code": "invalid_parameters", "message": problems}, status_code=422)
+
+    @app.exception_handler(PoolTimeout)
+    async def _busy(_: Request, error: PoolTimeout) -> JSONResponse:
+        return JSONResponse({"code": "busy", "message": "The server is busy: try again in a moment."}, status_code=503,
+                            headers={"Retry-After": "1"})
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, error: StarletteHTTPException) -> JSONResponse:
@@ -201,10 +216,16 @@ def build_api(settings: Settings, engine: AsyncEngine, router: KafkaRouter) -> F
         return JSONResponse({"job_id": job_id, "status": status, "status_url": f"/imports/{job_id}"}, status_code=202)
 
     @app.get("/imports", tags=["imports"])
-    async def list_imports(_: Caller, limit: int = Query(20, ge=1, le=200), offset: int = Query(0, ge=0)) -> dict:
-        async with reader.connect() as conn:
-            items, total = await readside.list_jobs(conn, limit, offset)
-        return {"items": items, "total": total}
+    async def list_imports(
+        _: Caller, limit: int = Query(20, ge=1, le=200), offset: int = Query(0, ge=0, le=readside.MAX_OFFSET)
+    ) -> Response:
+        """The newest jobs first, each a summary: at most a few warnings (`warnings_more` counts the rest)."""
+        async def read() -> dict:
+            async with reader.connect() as conn:
+                items, total = await readside.list_jobs(conn, limit, offset)
+            return {"items": items, "total": total}
+
+        return _json(await answers.answer(("imports", limit, offset), read))
 
     async def _job(job_id: str) -> dict:
         async with reader.connect() as conn:
@@ -214,8 +235,8 @@ def build_api(settings: Settings, engine: AsyncEngine, router: KafkaRouter) -> F
         return document
 
     @app.get("/imports/{job_id}", tags=["imports"])
-    async def get_import(job_id: str, _: Caller) -> dict:
-        return await _job(job_id)
+    async def get_import(job_id: str, _: Caller) -> Response:
+        return _json(await answers.answer(("import", job_id), lambda: _job(job_id)))
 
     async def _report(job_id: str, kind: str) -> Response:
         async with reader.connect() as conn:
@@ -234,13 +255,22 @@ def build_api(settings: Settings, engine: AsyncEngine, router: KafkaRouter) -> F
         """Each accepted row with its client id and outcome."""
         return await _report(job_id, "results")
 
-    @app.get("/clients", tags=["clients"])
+    @app.get("/clients", tags=["clients"], description=(
+        f"`q` is plain text found in a first or last name, an email or a username ({search.MIN_SUBSTRING} characters "
+        f"or more; fewer match the start of an email or username), at most {readside.MAX_Q_CHARS} characters. A search "
+        f"finds at most {search.MAX_MATCHES} clients: `total_exact` is false when there are more."))
     async def list_clients(
-        _: Caller, q: str = "", limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0)
-    ) -> dict:
-        async with reader.connect() as conn:
-            items, total = await readside.search_clients(conn, q, limit, offset)
-        return {"items": items, "total": total}
+        _: Caller, q: str = Query("", max_length=readside.MAX_Q_CHARS), limit: int = Query(50, ge=1, le=500),
+        offset: int = Query(0, ge=0, le=readside.MAX_OFFSET),
+    ) -> Response:
+        if _CONTROL.search(q):
+            raise ApiError(422, "invalid_parameters", "q: a search may not contain control characters.")
+        async def read() -> dict:
+            async with reader.connect() as conn:
+                items, total, exact = await readside.search_clients(conn, q, limit, offset)
+            return {"items": items, "total": total, "total_exact": exact}
+
+        return _json(await answers.answer(("clients", q.strip(), limit, offset), read))
 
     @app.get("/openapi.json", include_in_schema=False)
     async def openapi_document(_: Caller) -> dict:
@@ -279,6 +309,18 @@ def is_https(request: Request) -> bool:
 
 def session_cookie(request: Request) -> str:
     return cookie_name(is_https(request))
+
+
+def _disposing(reader: AsyncEngine | None):
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        try:
+            yield
+        finally:
+            if reader is not None:
+                await reader.dispose()
+
+    return lifespan
 
 
 def import_settings_document(settings: Settings) -> dict:
@@ -326,6 +368,10 @@ def _options(fields: dict[str, str], callbacks: CallbackPolicy) -> ImportOptions
         )
     except ValueError as error:
         raise ApiError(422, "invalid_options", "callback_url must be an http:// or https:// URL.") from error
+
+
+def _json(body: bytes) -> Response:
+    return Response(body, media_type="application/json")
 
 
 def _csv(text: str, file_name: str, suffix: str = ".csv") -> Response:

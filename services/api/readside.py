@@ -2,10 +2,10 @@
 
 from pathlib import PurePath
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared import jobs
+from shared import jobs, search
 from shared.db import as_utc
 from shared.events import Issue, JobCounts, JobStatus, Outcome, outcome_sentence
 from shared.tables import clients, import_jobs, job_rows, row_outcomes
@@ -17,21 +17,29 @@ async def job_document(conn: AsyncConnection, job_id: str, first_errors: int) ->
     job = (await conn.execute(select(import_jobs).where(import_jobs.c.id == job_id))).mappings().one_or_none()
     if job is None:
         return None
-    errors = [e.model_dump() for e in await jobs.first_errors(conn, job_id, first_errors)]
+    errors = [_issue(e.model_dump()) for e in await jobs.first_errors(conn, job_id, first_errors)]
     return _document(job, errors)
 
 
 async def list_jobs(conn: AsyncConnection, limit: int, offset: int) -> tuple[list[dict], int]:
     total = await conn.scalar(select(func.count()).select_from(import_jobs))
     query = select(import_jobs).order_by(import_jobs.c.received_at.desc()).limit(limit).offset(offset)
-    return [_document(job, []) for job in (await conn.execute(query)).mappings()], total
+    return [_document(job, [], LIST_WARNINGS) for job in (await conn.execute(query)).mappings()], total
 
 
-def _document(job, errors: list[dict]) -> dict:
+# What a job document carries, whatever was stored (a file's header is the uploader's to describe, and
+# older versions stored every unknown column name): a list is a summary, one job may say a little more.
+LIST_WARNINGS = 3  # warnings per job in GET /imports; `warnings_more` counts the rest
+JOB_WARNINGS = 20  # warnings in GET /imports/{id}
+MESSAGE_CHARS = 1000  # characters of one warning's or reason's message
+
+
+def _document(job, errors: list[dict], shown_warnings: int = JOB_WARNINGS) -> dict:
     counts = {outcome.value: job[outcome.value] or 0 for outcome in Outcome}
     status = JobStatus(job["status"])
     reason = Issue(**job["reason"]) if job["reason"] else None
     tally = JobCounts(total=job["total"] or 0, **counts)
+    warnings = job["warnings"] or []
     return {
         "job_id": job["id"],
         "file_name": job["file_name"],
@@ -43,10 +51,11 @@ def _document(job, errors: list[dict]) -> dict:
         "total": job["total"] or 0,
         "processed": sum(counts.values()),
         **counts,
-        "warnings": job["warnings"] or [],
-        "reason": job["reason"],
+        "warnings": [_issue(w) for w in warnings[:shown_warnings]],
+        "warnings_more": max(len(warnings) - shown_warnings, 0),
+        "reason": _issue(job["reason"]) if job["reason"] else None,
         "errors": errors,
-        "message": outcome_sentence(job["file_name"], status, tally, bool(job["dry_run"]), reason),
+        "message": _cut(outcome_sentence(job["file_name"], status, tally, bool(job["dry_run"]), reason)),
         "callback_outcome": job["callback_outcome"],
         "received_at": as_utc(job["received_at"]),
         "finished_at": as_utc(job["finished_at"]),
@@ -56,6 +65,14 @@ def _document(job, errors: list[dict]) -> dict:
             "results_csv": f"/imports/{job['id']}/results.csv",
         },
     }
+
+
+def _issue(stored: dict) -> dict:
+    return {**stored, "message": _cut(str(stored.get("message", "")))}
+
+
+def _cut(message: str) -> str:
+    return message if len(message) <= MESSAGE_CHARS else message[: MESSAGE_CHARS - 1] + "…"
 
 
 async def rejected_rows(conn: AsyncConnection, job_id: str) -> list[dict]:
@@ -88,18 +105,35 @@ async def report(conn: AsyncConnection, job_id: str, kind: str) -> tuple[str, st
     return f"{PurePath(file_name).stem}-{kind}.csv", render(await rows_of(conn, job_id))
 
 
-async def search_clients(conn: AsyncConnection, q: str, limit: int, offset: int) -> tuple[list[dict], int]:
-    where = []
-    if q.strip():
-        pattern = f"%{q.strip().lower()}%"
-        where.append(or_(
-            func.lower(clients.c.first_name).like(pattern),
-            func.lower(clients.c.last_name).like(pattern),
-            clients.c.email.like(pattern),
-            clients.c.username.like(pattern),
-        ))
-    total = await conn.scalar(select(func.count()).select_from(clients).where(*where))
-    query = select(clients).where(*where).order_by(clients.c.updated_at.desc(), clients.c.email).limit(limit).offset(offset)
-    found = [dict(r) | {"created_at": as_utc(r["created_at"]), "updated_at": as_utc(r["updated_at"])}
-             for r in (await conn.execute(query)).mappings()]
-    return found, total
+# Paging through clients, bounded (the API answers 422 beyond).
+MAX_Q_CHARS = 200  # characters of a search text
+MAX_OFFSET = 1_000_000  # rows skipped; a deeper page of a list has no reader
+
+
+async def search_clients(conn: AsyncConnection, q: str, limit: int, offset: int) -> tuple[list[dict], int, bool]:
+    """One page of clients, most recently changed first, the number of clients the page is part
+    of, and whether that number is exact. A search (see `shared.search`) finds at most
+    `search.MAX_MATCHES`; without one, every client is counted."""
+    text = q.strip()
+    page = select(clients).order_by(clients.c.updated_at.desc(), clients.c.email).limit(limit).offset(offset)
+    if not text:
+        total = await conn.scalar(select(func.count()).select_from(clients))
+        return [_client(row) for row in (await conn.execute(page)).mappings()], total, True
+    # One search per request: the matches (one more than are kept, to know whether there are more) are
+    # found once, counted, and the page is cut from them.
+    dialect = conn.dialect.name
+    matches = search.matching_keys(dialect, text, search.MAX_MATCHES + 1).cte("matches")
+    key = matches.c[0]
+    counted = select(func.count()).select_from(matches).scalar_subquery().label("matches")
+    page = page.add_columns(counted).where(search.key_column(dialect).in_(select(key).limit(search.MAX_MATCHES)))
+    rows = (await conn.execute(page)).mappings().all()
+    found = rows[0]["matches"] if rows else await conn.scalar(select(func.count()).select_from(matches))
+    return [_client(row) for row in rows], min(found, search.MAX_MATCHES), found <= search.MAX_MATCHES
+
+
+_CLIENT_FIELDS = tuple(f"{column.name}" for column in clients.c)  # plain str keys: a serializer's fast path
+
+
+def _client(row) -> dict:
+    found = {name: row[name] for name in _CLIENT_FIELDS}
+    return found | {"created_at": as_utc(found["created_at"]), "updated_at": as_utc(found["updated_at"])}

@@ -6,7 +6,7 @@ import { count, fullName, when } from "./format.js";
 const PAGE_SIZE = 50;
 const SEARCH_DELAY_MS = 300;
 
-const state = { q: "", offset: 0, total: 0, shown: 0 };
+const state = { q: "", offset: 0, total: 0, exact: true, shown: 0 };
 let inFlight = null; // the AbortController of the request whose answer we still want
 
 export function initClients() {
@@ -57,6 +57,7 @@ export async function loadClients() {
 function renderPage(page) {
   const items = Array.isArray(page.items) ? page.items : [];
   state.total = Number(page.total) || 0;
+  state.exact = page.total_exact !== false; // a search counts its first matches only
   state.shown = items.length;
   byId("clients-body").replaceChildren(...items.map(clientRow));
   renderEmpty(items.length === 0);
@@ -87,7 +88,7 @@ function renderPager() {
   const first = state.shown ? state.offset + 1 : 0;
   const last = state.offset + state.shown;
   byId("clients-range").textContent = state.total
-    ? `${count(first)}–${count(last)} of ${count(state.total)}`
+    ? `${count(first)}–${count(last)} of ${state.exact ? "" : "more than "}${count(state.total)}`
     : "0 clients";
   byId("clients-prev").disabled = state.offset === 0;
   byId("clients-next").disabled = last >= state.total;
@@ -97,7 +98,7 @@ function renderPager() {
 export function resetClients() {
   inFlight?.abort();
   inFlight = null;
-  Object.assign(state, { q: "", offset: 0, total: 0, shown: 0 });
+  Object.assign(state, { q: "", offset: 0, total: 0, exact: true, shown: 0 });
   byId("client-search").value = "";
   byId("clients-body").replaceChildren();
   byId("clients-range").textContent = "";

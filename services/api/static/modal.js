@@ -315,7 +315,7 @@ function renderOutcome(job) {
   const wholeFileRefused = refusedWhole(job);
   byId("outcome-counts").replaceChildren(...(wholeFileRefused ? [] : countItems(job)));
   show(byId("outcome-counts"), !wholeFileRefused);
-  renderWarnings(job.warnings || []);
+  renderWarnings(job.warnings || [], Number(job.warnings_more) || 0);
   renderErrors(job);
   const links = reportLinks(job);
   byId("outcome-links").replaceChildren(...links);
@@ -332,9 +332,11 @@ function countItems(job) {
     el("dt", {}, label.charAt(0).toUpperCase() + label.slice(1)), el("dd", {}, count(value))));
 }
 
-function renderWarnings(warnings) {
+function renderWarnings(warnings, more) {
   const list = byId("outcome-warnings");
-  list.replaceChildren(...warnings.map((w) => el("li", {}, w.message)));
+  const items = warnings.map((w) => el("li", {}, w.message));
+  if (more > 0) items.push(el("li", {}, `and ${count(more)} more warning${more === 1 ? "" : "s"}`));
+  list.replaceChildren(...items);
   show(list, warnings.length > 0);
 }
 
