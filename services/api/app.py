@@ -32,6 +32,7 @@ from shared.settings import Settings
 from . import guards, readside, reports
 from .errors import ApiError
 from .limits import RequestLimits
+from .mappings import add_mapping_routes, form_column_map, form_mapping_name
 from .sessions import COOKIE as SESSION_COOKIE
 from .sessions import Sessions, cookie_name
 from .upload import FORM_ALLOWANCE, check_contract_text, read_upload
@@ -52,6 +53,9 @@ _UPLOAD_BODY = {
             "mode": {"type": "string", "enum": [m.value for m in Mode], "default": Mode.UPSERT.value},
             "dry_run": {"type": "boolean", "default": False},
             "callback_url": {"type": "string", "format": "uri"},
+            "column_map": {"type": "string", "description": 'a JSON object: column as in the header -> field or null, '
+                                                            'e.g. {"Mail": "email", "Notes": null}'},
+            "mapping": {"type": "string", "description": "the name of a saved mapping (PUT /mappings/{name})"},
         },
     }}},
 }
@@ -226,6 +230,8 @@ def build_api(settings: Settings, engine: AsyncEngine, router: KafkaRouter) -> F
             items, total = await readside.search_clients(conn, q, limit, offset)
         return {"items": items, "total": total}
 
+    add_mapping_routes(app, engine, caller)
+
     @app.get("/openapi.json", include_in_schema=False)
     async def openapi_document(_: Caller) -> dict:
         return app.openapi()
@@ -307,6 +313,8 @@ def _options(fields: dict[str, str], callbacks: CallbackPolicy) -> ImportOptions
             mode=Mode(mode),
             dry_run=(fields.get("dry_run") or "").lower() in ("1", "true", "yes", "on"),
             callback_url=callback_url,
+            column_map=form_column_map(fields),
+            mapping=form_mapping_name(fields),
         )
     except ValueError as error:
         raise ApiError(422, "invalid_options", "callback_url must be an http:// or https:// URL.") from error
