@@ -48,6 +48,7 @@ def _document(job, errors: list[dict]) -> dict:
         "errors": errors,
         "message": outcome_sentence(job["file_name"], status, tally, bool(job["dry_run"]), reason),
         "callback_outcome": job["callback_outcome"],
+        "mapping": job["mapping"],
         "received_at": as_utc(job["received_at"]),
         "finished_at": as_utc(job["finished_at"]),
         "links": {
