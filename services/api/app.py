@@ -26,7 +26,8 @@ from shared import jobs, topics
 from shared.callbacks import CallbackPolicy, CallbackRefused, check_url
 from shared.db import reading
 from shared.events import ImportOptions, ImportRequest, JobStatus, Mode, Source
-from shared.fields import FIELDS, REQUIRED
+from shared.fields import FIELDS, FULL_NAME, FULL_NAME_ALIASES, NAME_PARTS, REQUIRED, TARGETS
+from shared.mappings import MAP_MAX_COLUMNS
 from shared.settings import Settings
 
 from . import guards, readside, reports
@@ -284,10 +285,13 @@ def import_settings_document(settings: Settings) -> dict:
         ],
         "fields": [
             {"name": f.column, "key": f.key, "label": f.label, "required": f.required, "default": f.default,
-             "max_length": f.max_length, "note": f.note,
+             "max_length": f.max_length, "note": f.note, "aliases": list(f.aliases),
              **({"choices": list(settings.client_types)} if f.key == "type" else {})}
             for f in FIELDS
         ],
+        # What a column map may name, and the whole-name column the reader splits (shared/fields.py).
+        "column_map": {"targets": list(TARGETS), "max_columns": MAP_MAX_COLUMNS,
+                       "full_name": {"name": FULL_NAME, "aliases": list(FULL_NAME_ALIASES), "splits_into": list(NAME_PARTS)}},
         "modes": [{"value": m.value, "label": m.label, "default": m is Mode.UPSERT} for m in Mode],
         "statuses": [
             {"value": s.value, "label": s.text.label, "heading": s.text.heading, "tone": s.text.tone,

@@ -61,3 +61,15 @@ def test_any_column_map_field_becomes_options_or_a_422_with_a_code(raw):
         assert refused.status == 422 and refused.code in {"invalid_json", "invalid_column_map"}
         return
     assert ImportOptions(column_map=columns).column_map == columns  # what is taken, the contract takes too
+
+
+def test_the_settings_document_gives_the_page_the_aliases_and_what_a_map_may_name():
+    from services.api.app import import_settings_document
+    from shared.settings import Settings
+
+    document = import_settings_document(Settings(_env_file=None))
+
+    email = next(f for f in document["fields"] if f["name"] == "email")
+    assert "E-mail Address" in email["aliases"]
+    assert "fullName" in document["column_map"]["targets"]
+    assert "Full Name" in document["column_map"]["full_name"]["aliases"]
