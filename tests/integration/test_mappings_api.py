@@ -134,3 +134,19 @@ async def test_any_save_is_answered_with_a_version_or_a_4xx_and_a_code(http, nam
         assert answer.json()["version"] >= 1
     else:
         assert set(answer.json()) == {"code", "message"}
+
+
+async def test_a_cross_site_save_or_delete_with_the_page_s_cookie_is_refused(http):
+    """An attacker's page cannot change the mappings a signed-in person's browser would send the cookie for."""
+    signed = await http.post("/session", json={"token": TOKEN})
+    cookie = {"Cookie": "; ".join(f"{k}={v}" for k, v in signed.cookies.items())}
+    http.cookies.clear()
+    name = unique()
+    foreign = {**cookie, "Origin": "http://evil.example"}
+
+    saved = await http.put(f"/mappings/{name}", json={"columns": {"Mail": "email"}}, headers=foreign)
+    deleted = await http.delete(f"/mappings/{name}", headers=foreign)
+    own = await http.put(f"/mappings/{name}", json={"columns": {"Mail": "email"}}, headers={**cookie, "Origin": "http://api"})
+
+    assert (saved.status_code, deleted.status_code) == (403, 403)
+    assert own.status_code == 200, own.text
