@@ -20,6 +20,7 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared import mappings
+from shared.db import reading
 from shared.fields import TARGETS, target_of
 from shared.mappings import MAP_MAX_COLUMNS, MAPPING_NAME_MAX, MAPPING_NAME_PATTERN, ColumnMap
 
@@ -80,7 +81,7 @@ def form_mapping_name(fields: dict[str, str]) -> str | None:
 
 def add_mapping_routes(app: FastAPI, engine: AsyncEngine, caller) -> None:
     """The routes, behind the same caller check as every other route."""
-    reader = engine.execution_options(read_only=True)
+    reader = reading(engine) if engine is not None else None  # the read-only transactions of shared/db.py
     Caller = Annotated[str, Depends(caller)]
 
     @app.put("/mappings/{name}", tags=["mappings"])
