@@ -31,7 +31,7 @@ def plan_job(
         return [_refused(common, Issue(code="invalid_request", message=str(error)))]
     name = request.options.mapping
     if name is not None and saved is None:
-        return [_refused(common, Issue(code="unknown_mapping", message=(
+        return [_refused({**common, "mapping": AppliedMapping(name=name)}, Issue(code="unknown_mapping", message=(
             f"There is no saved mapping named “{name}”: save it first (PUT /mappings/{name}), or name another "
             "(GET /mappings lists them). Nothing was imported.")))]
     columns = combined_map(saved["columns"] if saved else {}, request.options.column_map or {})

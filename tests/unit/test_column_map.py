@@ -150,6 +150,7 @@ def test_an_unknown_saved_mapping_rejects_the_file_whole():
 
     assert isinstance(job.event, JobRefused)
     assert job.event.reason.code == "unknown_mapping" and "nobody" in job.event.reason.message
+    assert (job.event.mapping.name, job.event.mapping.version) == ("nobody", None)
 
 
 def test_an_invalid_map_rejects_the_job_and_the_refusal_records_the_map_tried():
