@@ -67,6 +67,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--mode", choices=[m.value for m in Mode], default=Mode.UPSERT.value)
     run.add_argument("--dry-run", action="store_true", help="validate and report, write nothing")
     run.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for each notification")
+    run.add_argument("--map", action="append", default=[], metavar="COLUMN=FIELD", dest="column_map",
+                     help="read the file's COLUMN as FIELD (firstName, email, ...); COLUMN= ignores it; repeatable")
+    run.add_argument("--mapping", metavar="NAME", help="use the saved mapping NAME (PUT /mappings/NAME); --map overrides it")
     run.set_defaults(command=cmd_run)
 
     broker = commands.add_parser("broker", help="start a local Kafka broker in the foreground")
@@ -168,7 +171,12 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     if missing:
         print(f"clients-import: no such file: {', '.join(missing)}", file=sys.stderr)
         return 2
-    options = ImportOptions(mode=Mode(args.mode), dry_run=args.dry_run)
+    try:
+        options = ImportOptions(mode=Mode(args.mode), dry_run=args.dry_run, column_map=column_map(args.column_map),
+                                mapping=args.mapping)
+    except ValueError as error:  # a ValidationError: a map or name past its bounds
+        print(f"clients-import: {printable(first_problem(error))}", file=sys.stderr)
+        return 2
     if settings.signing_key is None:  # the pipeline runs in this process: a key of its own will do
         settings = settings.model_copy(update={"job_signing_secret": secrets.token_hex(32)})
     requests = [request_for(path, options, settings.signing_key) for path in args.files]
@@ -177,6 +185,30 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     for note in notes:
         print(note.model_dump_json() if args.json else summary(note))
     return 0 if all(note.status in IMPORTED for note in notes) else 1
+
+
+def column_map(entries: list[str]) -> dict[str, str | None] | None:
+    """--map COLUMN=FIELD, each one: split at the last '=' (a field name has none); an empty FIELD ignores COLUMN."""
+    if not entries:
+        return None
+    found: dict[str, str | None] = {}
+    for entry in entries:
+        column, equals, field_name = entry.rpartition("=")
+        if not equals or not column:
+            raise ValueError(f"--map takes COLUMN=FIELD (like --map \"Mail=email\"), not “{entry[:80]}”")
+        if column in found:
+            raise ValueError(f"--map names the column “{column[:80]}” twice")
+        found[column] = field_name.strip() or None
+    return found
+
+
+def first_problem(error: ValueError) -> str:
+    errors = getattr(error, "errors", None)
+    if callable(errors):
+        first = errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        return f"{where.replace('column_map', '--map').replace('mapping', '--mapping')}: {first['msg']}"
+    return str(error)
 
 
 def request_for(path: Path, options: ImportOptions, signing_key: str) -> ImportRequest:
@@ -209,6 +241,10 @@ def summary(note: ImportNotification) -> str:
     control characters (an escape sequence, a bidi override) are shown as escapes, never sent to the terminal."""
     mark = {JobStatus.COMPLETED: "✔", JobStatus.VALIDATED: "✔", JobStatus.COMPLETED_WITH_ERRORS: "!"}.get(note.status, "✘")
     lines = [f"{mark} {note.message}  [{note.status.value}, job {note.job_id}]"]
+    if note.mapping and (note.mapping.name or note.mapping.columns):
+        used = f"mapping {note.mapping.name} (version {note.mapping.version})" if note.mapping.name else "column map"
+        read = ", ".join(f"{field} from “{column}”" for field, column in note.mapping.fields.items())
+        lines.append(f"    {used}: {read or 'nothing read'}")
     lines += [f"    warning: {w.message}" for w in note.warnings]
     lines += [f"    row {e.row} (line {e.line}){' ' + e.field if e.field else ''}: {e.message}" for e in note.errors]
     return "\n".join(printable(line) for line in lines)

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .callbacks import check_form
 from .fields import BY_COLUMN, USERNAME_MAX, USERNAME_MIN
+from .mappings import ColumnMap, MappingName
 
 
 def utcnow() -> datetime:
@@ -103,6 +104,22 @@ class ImportOptions(BaseModel):
     dry_run: bool = False
     # Printable ASCII only, no spaces: what a URL may hold once encoded.
     callback_url: str | None = Field(default=None, max_length=2000, pattern=r"^https?://[\x21-\x7e]+$")
+    # Which column of the file is which field, beyond what the reader recognises (shared/mappings.py):
+    # {"Mail": "email", "Vorname": "firstName", "Notes": null}. Over a saved `mapping`, column by column.
+    column_map: ColumnMap | None = None
+    mapping: MappingName | None = Field(default=None, description="the name of a saved mapping (PUT /mappings/{name})")
+
+
+class AppliedMapping(BaseModel):
+    """How the uploader read a file's header: what a job and its notification record."""
+
+    model_config = ConfigDict(frozen=True)
+    name: str | None = Field(default=None, description="the saved mapping used, if any")
+    version: int | None = Field(default=None, description="its version")
+    columns: dict[str, str | None] = Field(default_factory=dict,
+                                           description="the column map applied: the saved one with column_map over it")
+    fields: dict[str, str] = Field(default_factory=dict,
+                                   description="each field read (and fullName, when split) -> the header column it came from")
 
 
 class ImportRequest(Event):
@@ -168,6 +185,7 @@ class JobAccepted(Event):
     warnings: tuple[Issue, ...] = ()
     idempotency_key: str | None = None
     received_at: datetime = Field(default_factory=utcnow)
+    mapping: AppliedMapping | None = None
 
 
 class JobRefused(Event):
@@ -183,6 +201,7 @@ class JobRefused(Event):
     warnings: tuple[Issue, ...] = ()
     idempotency_key: str | None = None
     received_at: datetime = Field(default_factory=utcnow)
+    mapping: AppliedMapping | None = Field(default=None, description="the saved mapping named, when one was found")
 
 
 class JobRepeated(Event):
@@ -345,6 +364,7 @@ class ImportNotification(Event):
     requested_by: str = ""
     source: Source = Source.TOPIC
     finished_at: datetime = Field(default_factory=utcnow)
+    mapping: AppliedMapping | None = None
 
     @property
     def message(self) -> str:

@@ -80,6 +80,8 @@ import_jobs = Table(
     Column("received_at", DateTime(timezone=True), nullable=False),
     Column("finished_at", DateTime(timezone=True)),
     Column("notified_at", DateTime(timezone=True)),
+    # The column mapping the uploader applied (shared/events.py AppliedMapping); NULL before it read the file.
+    Column("mapping", JSON),
     Index("ix_import_jobs_received_at", "received_at"),
 )
 
@@ -197,4 +199,17 @@ health_probe = Table(
     metadata,
     Column("id", Integer, primary_key=True),
     Column("at", DateTime(timezone=True), nullable=False),
+)
+
+# Saved column mappings (shared/mappings.py): every save of a name is a new version; the newest is the one
+# used. Deleting a name deletes its versions; jobs keep the name and version they used.
+column_mappings = Table(
+    "column_mappings",
+    metadata,
+    Column("name", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("columns", JSON, nullable=False),
+    Column("saved_by", String(200), nullable=False),
+    Column("saved_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("name", "version"),
 )

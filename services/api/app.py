@@ -29,12 +29,14 @@ from shared import jobs, search, topics
 from shared.callbacks import CallbackPolicy, CallbackRefused, check_url
 from shared.db import create_reader
 from shared.events import ImportOptions, ImportRequest, JobStatus, Mode, Source
-from shared.fields import FIELDS, REQUIRED
+from shared.fields import FIELDS, FULL_NAME, FULL_NAME_ALIASES, NAME_PARTS, REQUIRED, TARGETS
+from shared.mappings import MAP_MAX_COLUMNS
 from shared.settings import Settings
 
 from . import guards, readside, reports
 from .errors import ApiError
 from .limits import RequestLimits
+from .mappings import add_mapping_routes, form_column_map, form_mapping_name
 from .paths import DotSegmentGuard
 from .readcache import ReadCache
 from .sessions import COOKIE as SESSION_COOKIE
@@ -58,6 +60,9 @@ _UPLOAD_BODY = {
             "mode": {"type": "string", "enum": [m.value for m in Mode], "default": Mode.UPSERT.value},
             "dry_run": {"type": "boolean", "default": False},
             "callback_url": {"type": "string", "format": "uri"},
+            "column_map": {"type": "string", "description": 'a JSON object: column as in the header -> field or null, '
+                                                            'e.g. {"Mail": "email", "Notes": null}'},
+            "mapping": {"type": "string", "description": "the name of a saved mapping (PUT /mappings/{name})"},
         },
     }}},
 }
@@ -272,6 +277,8 @@ def build_api(settings: Settings, engine: AsyncEngine, router: KafkaRouter) -> F
 
         return _json(await answers.answer(("clients", q.strip(), limit, offset), read))
 
+    add_mapping_routes(app, engine, caller)
+
     @app.get("/openapi.json", include_in_schema=False)
     async def openapi_document(_: Caller) -> dict:
         return app.openapi()
@@ -336,10 +343,13 @@ def import_settings_document(settings: Settings) -> dict:
         ],
         "fields": [
             {"name": f.column, "key": f.key, "label": f.label, "required": f.required, "default": f.default,
-             "max_length": f.max_length, "note": f.note,
+             "max_length": f.max_length, "note": f.note, "aliases": list(f.aliases),
              **({"choices": list(settings.client_types)} if f.key == "type" else {})}
             for f in FIELDS
         ],
+        # What a column map may name, and the whole-name column the reader splits (shared/fields.py).
+        "column_map": {"targets": list(TARGETS), "max_columns": MAP_MAX_COLUMNS,
+                       "full_name": {"name": FULL_NAME, "aliases": list(FULL_NAME_ALIASES), "splits_into": list(NAME_PARTS)}},
         "modes": [{"value": m.value, "label": m.label, "default": m is Mode.UPSERT} for m in Mode],
         "statuses": [
             {"value": s.value, "label": s.text.label, "heading": s.text.heading, "tone": s.text.tone,
@@ -365,6 +375,8 @@ def _options(fields: dict[str, str], callbacks: CallbackPolicy) -> ImportOptions
             mode=Mode(mode),
             dry_run=(fields.get("dry_run") or "").lower() in ("1", "true", "yes", "on"),
             callback_url=callback_url,
+            column_map=form_column_map(fields),
+            mapping=form_mapping_name(fields),
         )
     except ValueError as error:
         raise ApiError(422, "invalid_options", "callback_url must be an http:// or https:// URL.") from error

@@ -57,6 +57,7 @@ def _document(job, errors: list[dict], shown_warnings: int = JOB_WARNINGS) -> di
         "errors": errors,
         "message": _cut(outcome_sentence(job["file_name"], status, tally, bool(job["dry_run"]), reason)),
         "callback_outcome": job["callback_outcome"],
+        "mapping": job["mapping"],
         "received_at": as_utc(job["received_at"]),
         "finished_at": as_utc(job["finished_at"]),
         "links": {

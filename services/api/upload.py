@@ -29,6 +29,8 @@ MAX_PART_HEADER_BYTES = 16 * 1024  # one header line of a part: room for a file 
 MAX_PART_HEADERS = 8  # header lines in one part (a browser sends two)
 MAX_PARTS = 16  # parts in one form: the file and a few fields
 MAX_FIELD_BYTES = 4096  # one form field's value (callback_url, the longest, is 2,000 characters at most)
+# A column map names up to 500 columns: its field may take most of the form's allowance.
+FIELD_BYTES = {"column_map": 48 * 1024}
 FILE_FIELD = "file"
 
 # What the parser says when one of our bounds stops it: python-multipart raises the same exception type
@@ -177,9 +179,10 @@ class _Parts:
                 raise file_too_large(self.max_bytes)
             return
         self._value += data[start:end]
-        if len(self._value) > MAX_FIELD_BYTES:
+        limit = FIELD_BYTES.get(self._name or "", MAX_FIELD_BYTES)
+        if len(self._value) > limit:
             raise ApiError(422, "field_too_long",
-                           f"The form field '{(self._name or '')[:60]}' is longer than {MAX_FIELD_BYTES:,} bytes, the limit.")
+                           f"The form field '{(self._name or '')[:60]}' is longer than {limit:,} bytes, the limit.")
 
     def _end(self) -> None:
         if self._name and not self._is_file:

@@ -4,7 +4,7 @@ from collections.abc import Mapping
 
 from shared import jobs
 from shared.db import as_utc
-from shared.events import ImportNotification, Issue, JobCounts, JobStatus, Outcome, RowError, Source
+from shared.events import AppliedMapping, ImportNotification, Issue, JobCounts, JobStatus, Outcome, RowError, Source
 from shared.jobs import can_move
 
 
@@ -63,4 +63,5 @@ def notification(job: Mapping, counts: JobCounts, errors: tuple[RowError, ...]) 
         requested_by=job["requested_by"],
         source=Source(job["source"]),
         finished_at=as_utc(job["finished_at"]),
+        mapping=AppliedMapping(**job["mapping"]) if job.get("mapping") else None,
     )

@@ -11,7 +11,7 @@ from aiokafka import ConsumerRecord
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared import jobs, topics
+from shared import jobs, mappings, topics
 from shared.callbacks import CallbackPolicy, CallbackRefused, check_url
 from shared.db import insert_for, reading
 from shared.events import Chunk, ImportRequest, JobEvent, JobStatus
@@ -69,6 +69,8 @@ class UploaderPorts:
     # Binds a job id to a request's content and origin the first time; answers the first request's.
     take: Callable[[str, str, str], Awaitable["FirstRequest"]]
     callbacks: CallbackPolicy = CallbackPolicy()
+    # The newest version of a saved mapping, by name (None when there is none): the uploader resolves it.
+    mapping: Callable[[str], Awaitable[dict | None]] | None = None
 
     @classmethod
     def open(cls, settings: Settings, engine: AsyncEngine, _publish: object = None) -> "UploaderPorts":
@@ -86,8 +88,12 @@ class UploaderPorts:
                 first = select(job_requests.c.content_sha256, job_requests.c.origin).where(job_requests.c.job_id == job_id)
                 return FirstRequest(*(await conn.execute(first)).one())
 
+        async def mapping(name: str) -> dict | None:
+            async with reading(engine).connect() as conn:
+                return await mappings.newest(conn, name)
+
         return cls(limits_of(settings), settings.chunk_rows, settings.chunk_max_bytes, settings.signing_key, job_status,
-                   take, CallbackPolicy.of(settings))
+                   take, CallbackPolicy.of(settings), mapping)
 
 
 def limits_of(settings: Settings) -> Limits:
@@ -123,9 +129,11 @@ async def take_request(request: Request, ports: UploaderPorts) -> list[Publicati
             return []
         log.info("repeated request", extra={"step": "job.repeated", "job_id": job_id})
         return repeated(job_id, request.origin)
+    name = request.event.options.mapping
+    saved = await ports.mapping(name) if name is not None and ports.mapping is not None else None
     # Reading a 10 MB file takes CPU time: off the event loop, so heartbeats and other work go on.
     publications = await asyncio.to_thread(
-        plan_job, request.event, job_id, ports.limits, ports.chunk_rows, ports.chunk_max_bytes
+        plan_job, request.event, job_id, ports.limits, ports.chunk_rows, ports.chunk_max_bytes, saved
     )
     log.info("job received", extra={"step": "job.received", "job_id": job_id, "file_name": request.event.file_name,
                                     "event": publications[0].event.event, "chunks": len(publications) - 1})

@@ -4,7 +4,8 @@ import hashlib
 import json
 
 from shared import jobs, topics
-from shared.events import ImportRequest, Issue, JobAccepted, JobRefused, JobRepeated, Source
+from shared.events import AppliedMapping, ImportRequest, Issue, JobAccepted, JobRefused, JobRepeated, Source
+from shared.fields import target_of
 from shared.kafka import Publication
 
 from .chunking import cut
@@ -12,8 +13,10 @@ from .reading import Limits, read_file
 
 
 def plan_job(
-    request: ImportRequest, job_id: str, limits: Limits, chunk_rows: int, chunk_max_bytes: int = 1024 * 1024
+    request: ImportRequest, job_id: str, limits: Limits, chunk_rows: int, chunk_max_bytes: int = 1024 * 1024,
+    saved: dict | None = None,
 ) -> list[Publication]:
+    """`saved` is the saved mapping the request names (shared/mappings.py), as found when the request was taken."""
     common = dict(
         job_id=job_id,
         file_name=request.file_name,
@@ -26,15 +29,33 @@ def plan_job(
         data = request.file_bytes()
     except ValueError as error:
         return [_refused(common, Issue(code="invalid_request", message=str(error)))]
-    read = read_file(data, limits)
+    name = request.options.mapping
+    if name is not None and saved is None:
+        return [_refused({**common, "mapping": AppliedMapping(name=name)}, Issue(code="unknown_mapping", message=(
+            f"There is no saved mapping named “{name}”: save it first (PUT /mappings/{name}), or name another "
+            "(GET /mappings lists them). Nothing was imported.")))]
+    columns = combined_map(saved["columns"] if saved else {}, request.options.column_map or {})
+    applied = AppliedMapping(name=name, version=saved["version"] if saved else None, columns=columns)
+    read = read_file(data, limits, columns)
     if isinstance(read, Issue):
-        return [_refused(common, read)]
+        return [_refused({**common, "mapping": applied if saved or columns else None}, read)]
+    applied = applied.model_copy(update={"fields": {field: read.header[index] for field, index in read.columns.items()}})
     chunks = cut(job_id, read, chunk_rows, request.options, max_bytes=chunk_max_bytes)
-    accepted = JobAccepted(**common, total=len(read.records), chunks=len(chunks), warnings=tuple(read.warnings))
+    accepted = JobAccepted(**common, total=len(read.records), chunks=len(chunks), warnings=tuple(read.warnings),
+                           mapping=applied)
     return [
         Publication(topics.JOBS, accepted, key=job_id),
         *(Publication(topics.CHUNKS, chunk, key=job_id) for chunk in chunks),
     ]
+
+
+def combined_map(saved: dict[str, str | None], given: dict[str, str | None]) -> dict[str, str | None]:
+    """A saved mapping with the request's column_map over it, column by column: a column the request maps is
+    mapped its way, and a field it gives a column no longer takes the saved mapping's column for it."""
+    given_fields = {target_of(f) for f in given.values() if f is not None} - {None}
+    kept = {column: field for column, field in saved.items()
+            if column not in given and (field is None or target_of(field) not in given_fields)}
+    return {**kept, **given}
 
 
 def repeated(job_id: str, request: str) -> list[Publication]:

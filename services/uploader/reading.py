@@ -10,6 +10,7 @@ longer than the limits allow; and reading stops at the first limit a file passes
 """
 
 import csv
+import difflib
 import io
 import re
 import unicodedata
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from shared.events import Issue
-from shared.fields import FIELDS, REQUIRED
+from shared.fields import FIELDS, FULL_NAME, FULL_NAME_ALIASES, REQUIRED, TARGETS, target_of
 
 DELIMITERS = (",", ";", "\t")
 _DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab"}
@@ -54,7 +55,7 @@ def refuse(code: str, message: str, field_name: str | None = None) -> Issue:
     return Issue(code=code, message=message, field=field_name)
 
 
-def read_file(data: bytes, limits: Limits = Limits()) -> ReadFile | Issue:
+def read_file(data: bytes, limits: Limits = Limits(), column_map: dict[str, str | None] | None = None) -> ReadFile | Issue:
     if len(data) > limits.max_bytes:
         return refuse(
             "file_too_large",
@@ -72,7 +73,12 @@ def read_file(data: bytes, limits: Limits = Limits()) -> ReadFile | Issue:
     problem = sniff_text(text)
     if problem:
         return problem
-    return read_records(text, limits, warnings)
+    text = text.lstrip(_STRAY)  # a second BOM (files concatenated, a BOM saved twice) or a zero-width mark
+    found = excel_separator(text)
+    if isinstance(found, Issue):
+        return found
+    delimiter, text = found
+    return read_records(text, limits, warnings, column_map, delimiter)
 
 
 def sniff_binary(data: bytes) -> Issue | None:
@@ -163,6 +169,32 @@ def _looks_like_utf16(data: bytes) -> bool:
     return half > 0 and max(even_zeros, odd_zeros) > half * 0.6
 
 
+# Invisible characters that are no part of a column's name: BOMs, zero-width spaces and joiners, direction
+# marks and the like (Unicode's format characters, category Cf).
+_STRAY = "\ufeff\u200b\u200c\u200d\u200e\u200f\u2060\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+_SEP_LINE = re.compile(r"sep=(.)?[ \t]*(?=\r\n|\r|\n|\Z)", re.IGNORECASE)
+
+
+def excel_separator(text: str) -> tuple[str | None, str] | Issue:
+    """Excel's first line `sep=;` names the delimiter and is no part of the data: the delimiter it names, and
+    the text with that line left blank (so line numbers still count it); (None, text) when there is none."""
+    line = _SEP_LINE.match(text)
+    if not line:
+        return None, text
+    delimiter = line.group(1)
+    if delimiter == "\t" or delimiter in DELIMITERS:
+        return delimiter, text[line.end():]
+    return refuse("malformed_csv", f"The file's first line (“{_show(line.group(0))}”) names a delimiter that is not "
+                  "a comma, a semicolon or a tab: save the file as CSV with one of those.")
+
+
+def clean_header_name(name: str) -> str:
+    """A column name without the invisible characters around or inside it, nor the spaces around it."""
+    if not name.isprintable() or any(c in _STRAY for c in name):
+        name = "".join(c for c in name if c not in _STRAY and unicodedata.category(c) != "Cf")
+    return name.strip()
+
+
 _LEADING = re.compile(r"[\r\n \ufeff]*")
 _LINE_BREAK = re.compile(r"[\r\n]")
 
@@ -193,38 +225,46 @@ def normalise_header(name: str) -> str:
 
 
 _CANONICAL = {normalise_header(alias): f.column for f in FIELDS for alias in (f.column, *f.aliases)}
+_FULL_NAMES = {normalise_header(alias) for alias in FULL_NAME_ALIASES}
+_MAP_PROBLEMS_SHOWN = 10
 
 
-def match_header(header: list[str]) -> tuple[dict[str, int], list[Issue]] | Issue:
-    """Column names matched ignoring case, spaces, '_' and '-'. Unknown columns are ignored with a warning."""
-    columns: dict[str, int] = {}
+def match_header(header: list[str], column_map: dict[str, str | None] | None = None) -> tuple[dict[str, int], list[Issue]] | Issue:
+    """Which column is which field: the column map's say first, then names matched ignoring case, spaces, '_'
+    and '-' (a field's name or one of its aliases); a whole-name column when no column is firstName.
+    Unknown columns are ignored with a warning."""
+    mapped = apply_map(header, column_map or {})
+    if isinstance(mapped, Issue):
+        return mapped
+    columns, decided = mapped
+    by_map = set(columns)
     unknown: list[str] = []
+    whole_names: list[int] = []
     for index, name in enumerate(header):
         key = normalise_header(name)
-        if not key:
+        if index in decided or not key:
             continue
         canonical = _CANONICAL.get(key)
         if canonical is None:
+            if key in _FULL_NAMES:
+                whole_names.append(index)
+            else:
+                unknown.append(name.strip())
+        elif canonical in by_map:  # the map chose another column for this field
             unknown.append(name.strip())
         elif canonical in columns:
-            first = header[columns[canonical]].strip()
-            return refuse(
-                "duplicate_column",
-                f"The column {canonical} appears twice (as “{_show(first)}” and “{_show(name.strip())}”): "
-                "keep one of them.",
-                canonical,
-            )
+            return _duplicate(canonical, header[columns[canonical]], name)
         else:
             columns[canonical] = index
-    missing = [name for name in REQUIRED if name not in columns]
+    if whole_names and "firstName" not in columns and FULL_NAME not in columns:
+        if len(whole_names) > 1:
+            return _duplicate(FULL_NAME, header[whole_names[0]], header[whole_names[1]])
+        columns[FULL_NAME] = whole_names[0]
+    else:
+        unknown += [header[i].strip() for i in whole_names]
+    missing = [n for n in REQUIRED if n not in columns and not (n == "firstName" and FULL_NAME in columns)]
     if missing:
-        found = _listing([f"“{_show(n.strip())}”" for n in header if n.strip()]) or "nothing"
-        return refuse(
-            "missing_columns",
-            f"The header must name the columns {' and '.join(REQUIRED)}; {' and '.join(missing)} "
-            f"{'is' if len(missing) == 1 else 'are'} missing. The header found: {found}.",
-            missing[0],
-        )
+        return _missing(header, missing, unknown)
     warnings = []
     if unknown:
         warnings.append(
@@ -237,21 +277,123 @@ def match_header(header: list[str]) -> tuple[dict[str, int], list[Issue]] | Issu
     return columns, warnings
 
 
-def read_records(text: str, limits: Limits, warnings: list[Issue]) -> ReadFile | Issue:
-    delimiter = detect_delimiter(text, limits.max_header_line)
+def apply_map(header: list[str], column_map: dict[str, str | None]) -> tuple[dict[str, int], set[int]] | Issue:
+    """The fields a column map gives (field -> column index) and every column it decides (ignored ones too),
+    or `invalid_column_map` naming each of its problems: a column the file does not have, a field that does
+    not exist, one field given two columns. A map's column is found as written in the header (its invisible
+    characters and surrounding spaces aside), else ignoring case, spaces, '_' and '-' when that finds one."""
+    columns: dict[str, int] = {}
+    decided: set[int] = set()
+    problems: list[str] = []
+    for column, field_name in column_map.items():
+        index = _find_column(header, column)
+        if isinstance(index, str):
+            problems.append(index)
+            continue
+        if index in decided:
+            problems.append(f"the column “{_show(header[index])}” is named twice")
+            continue
+        decided.add(index)
+        if field_name is None:
+            continue
+        target = target_of(field_name)
+        if target is None:
+            problems.append(f"“{_show(field_name)}” is not a client field (the fields: {', '.join(TARGETS)})")
+        elif target in columns:
+            problems.append(f"two columns are mapped to {target} (“{_show(header[columns[target]])}” and "
+                            f"“{_show(header[index])}”)")
+        else:
+            columns[target] = index
+    if problems:
+        shown = "; ".join(problems[:_MAP_PROBLEMS_SHOWN])
+        more = f"; and {len(problems) - _MAP_PROBLEMS_SHOWN} more" if len(problems) > _MAP_PROBLEMS_SHOWN else ""
+        return refuse("invalid_column_map", f"The column map does not fit this file: {shown}{more}. Nothing was "
+                      f"imported. The file's columns: {_listing([f'“{_show(n)}”' for n in header if n.strip()])}.")
+    return columns, decided
+
+
+def _find_column(header: list[str], column: str) -> int | str:
+    """The index of the header column a map names, or what is wrong with the name."""
+    wanted = clean_header_name(column)
+    exact = [i for i, name in enumerate(header) if name == wanted]
+    if not exact:
+        key = normalise_header(wanted)
+        exact = [i for i, name in enumerate(header) if key and normalise_header(name) == key]
+    if not exact:
+        return f"the file has no column “{_show(column)}”"
+    if len(exact) > 1:
+        return f"the file has more than one column “{_show(column)}”"
+    return exact[0]
+
+
+def _duplicate(field_name: str, first: str, second: str) -> Issue:
+    return refuse(
+        "duplicate_column",
+        f"The column {field_name} appears twice (as “{_show(first.strip())}” and “{_show(second.strip())}”): "
+        "keep one of them, or say which one with a column map.",
+        field_name,
+    )
+
+
+def _missing(header: list[str], missing: list[str], unmatched: list[str]) -> Issue:
+    """The required fields no column is, each with the columns that look like it: enough to write a map."""
+    found = _listing([f"“{_show(n.strip())}”" for n in header if n.strip()]) or "nothing"
+    said = []
+    for name in missing:
+        like = look_alikes(name, unmatched)
+        if like:
+            columns = " and ".join(f'"{_show(c)}"' for c in like)
+            said.append(f'"{name}" is missing; the column{"s" if len(like) > 1 else ""} {columns} '
+                        f'look{"" if len(like) > 1 else "s"} like it')
+        else:
+            said.append(f'"{name}" is missing; no column looks like it')
+    return refuse(
+        "missing_columns",
+        f"The header must name the columns {' and '.join(REQUIRED)}: {'. '.join(said)}. Rename the columns, or "
+        f"map them (column_map, or a saved mapping). The header found: {found}.",
+        missing[0],
+    )
+
+
+_LOOK_ALIKES_SHOWN = 3
+
+
+def look_alikes(field_name: str, names: list[str]) -> list[str]:
+    """Columns whose names look like a field's: one of its hint words inside, or a spelling close to its own."""
+    field = next(f for f in FIELDS if f.column == field_name)
+    spellings = [normalise_header(n) for n in (field.column, field.key, *field.aliases)]
+    hints = [normalise_header(h) for h in field.hints]
+    alike = []
+    for name in names:
+        key = normalise_header(name)
+        if any(h in key for h in hints) or difflib.get_close_matches(key, spellings, n=1, cutoff=0.75):
+            alike.append(name)
+    return alike[:_LOOK_ALIKES_SHOWN]
+
+
+def read_records(text: str, limits: Limits, warnings: list[Issue], column_map: dict[str, str | None] | None = None,
+                 delimiter: str | None = None) -> ReadFile | Issue:
+    delimiter = delimiter or detect_delimiter(text, limits.max_header_line)
     scan = _Scanner(text, delimiter)
     found = _read_header(scan, limits)
     if isinstance(found, Issue):
         return found
     header, after_header = found
-    matched = match_header(header)
+    header = [clean_header_name(name) for name in header]
+    matched = match_header(header, column_map)
     if isinstance(matched, Issue):
         return matched
     columns, header_warnings = matched
     rows = _read_rows(scan, after_header, limits)
     if isinstance(rows, Issue):
         return rows
-    records, lines = rows
+    records, lines, gaps = rows
+    footer = report_footer(records, gaps, len(header))
+    if footer:
+        warnings = [*warnings, Issue(code="report_footer", message=(
+            f"The last {footer} line{'s' if footer > 1 else ''} (from line {lines[-footer]} on, after a blank line) "
+            "look like a report's footer (a copyright, “Generated By”), not clients: they were not imported."))]
+        records, lines = records[:-footer], lines[:-footer]
     if not records:
         return refuse("no_records", "The file has a header but no client rows.")
     if delimiter != ",":
@@ -311,11 +453,36 @@ def _too_many_columns(count: str, limits: Limits) -> Issue:
     )
 
 
-def _read_rows(scan: "_Scanner", start: int, limits: Limits) -> tuple[list[list[str]], list[int]] | Issue:
-    """The records after the header with the physical line each one starts on; blank ones are not records."""
+_FOOTER = re.compile(r"copyright|confidential information|generated by|salesforce\.com", re.IGNORECASE)
+
+
+def report_footer(records: list[list[str]], gaps: list[bool], columns: int) -> int:
+    """How many of the last records are a report's footer: what Salesforce writes under a report's rows, after
+    a blank line, one value a line (its copyright, "Confidential Information - Do Not Distribute", "Generated
+    By: ...", the company's name). Only lines like those, after a blank line, at the file's end, under a header
+    of several columns."""
+    if columns < 2:
+        return 0
+    count = 0
+    for cells in reversed(records):
+        if len([c for c in cells if c.strip()]) != 1 or not cells[0].strip():
+            return 0
+        count += 1
+        if gaps[len(records) - count]:
+            break
+    else:
+        return 0
+    return count if any(_FOOTER.search(cells[0]) for cells in records[-count:]) and count < len(records) else 0
+
+
+def _read_rows(scan: "_Scanner", start: int, limits: Limits) -> tuple[list[list[str]], list[int], list[bool]] | Issue:
+    """The records after the header with the physical line each one starts on, and whether a blank line comes
+    before it; blank ones are not records."""
     records: list[list[str]] = []
     lines: list[int] = []
+    gaps: list[bool] = []
     pos = scan.skip_blank(start)
+    gap = False
     while pos < len(scan.text):
         line = scan.line_at(pos)
         found = scan.record(pos, limits.max_record_chars)
@@ -333,8 +500,13 @@ def _read_rows(scan: "_Scanner", start: int, limits: Limits) -> tuple[list[list[
                 return _too_many_records(scan, pos, limits)
             records.append(cells)
             lines.append(line)
-        pos = scan.skip_blank(pos)
-    return records, lines
+            gaps.append(gap)
+            gap = False
+        else:
+            gap = True
+        after = scan.skip_blank(pos)
+        gap, pos = gap or after > pos, after
+    return records, lines, gaps
 
 
 def _record_too_long(line: int, limits: Limits) -> Issue:

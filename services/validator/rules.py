@@ -15,7 +15,7 @@ from functools import lru_cache
 from email_validator import EmailNotValidError, validate_email
 
 from shared.events import AcceptedRow, Chunk, ClientValues, Issue, RejectedRow
-from shared.fields import CLIENT_TYPES, FIELDS, USERNAME_MAX, USERNAME_MIN, ClientField
+from shared.fields import CLIENT_TYPES, FIELDS, FULL_NAME, USERNAME_MAX, USERNAME_MIN, ClientField, split_full_name
 from shared.formulas import ESCAPE, formula_sign
 
 USERNAME_PATTERN = re.compile(rf"[A-Za-z0-9._-]{{{USERNAME_MIN},{USERNAME_MAX}}}")
@@ -58,6 +58,8 @@ def check_row(
     for name, value in raw.items():
         errors.extend(check_safe(name, value))
     values = {name: clean(value) for name, value in raw.items()}
+    if FULL_NAME in values:  # a whole-name column gives the name fields no column of the file gives
+        values = {**split_full_name(values.pop(FULL_NAME)), **values}
     fields = _check_fields(values, rules)
     errors.extend(issue for issue in fields if isinstance(issue, Issue))
     if repeat:

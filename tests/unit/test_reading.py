@@ -217,18 +217,37 @@ def test_every_client_field_is_recognised_in_any_order():
 @pytest.mark.parametrize(
     "header, missing",
     [
-        ("name,email", "firstName"),
-        ("firstName,mail", "email"),
-        ("Name,E-mail Address", "firstName and email"),
+        ("Kunde,email", ["firstName"]),
+        ("firstName,Kontakt", ["email"]),
+        ("Kunde,Kontakt", ["firstName", "email"]),
     ],
 )
-def test_missing_required_columns_are_named_with_the_header_found(header: str, missing: str):
+def test_missing_required_columns_are_named_with_the_header_found(header: str, missing: list[str]):
     issue = refusal(text(header, "Ann,ann@x.com"))
 
     assert issue.code == "missing_columns"
-    assert f"{missing} {'are' if ' and ' in missing else 'is'} missing" in issue.message
+    for name in missing:
+        assert f'"{name}" is missing; no column looks like it' in issue.message
     for found in header.split(","):
         assert found in issue.message
+
+
+@pytest.mark.parametrize(
+    "header, said",
+    [
+        ("firstName,Mail", '"email" is missing; the column "Mail" looks like it'),
+        ("Vorname,Mail", '"firstName" is missing; the column "Vorname" looks like it'),
+        ("firstName,client_email,Courriel", '"email" is missing; the columns "client_email" and "Courriel" look like it'),
+        ("Given,Nachname,email", '"firstName" is missing; the column "Given" looks like it'),
+    ],
+)
+def test_a_missing_required_field_names_the_columns_that_could_be_it(header: str, said: str):
+    """A partner can write its column map from the refusal alone."""
+    issue = refusal(text(header, "Ann,ann@x.com,x"))
+
+    assert issue.code == "missing_columns"
+    assert said in issue.message
+    assert "column_map" in issue.message
 
 
 @pytest.mark.parametrize(

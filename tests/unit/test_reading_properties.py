@@ -15,8 +15,10 @@ from services.uploader.reading import (
     DELIMITERS,
     Limits,
     ReadFile,
+    clean_header_name,
     decode,
     detect_delimiter,
+    excel_separator,
     match_header,
     read_file,
     sniff_binary,
@@ -33,9 +35,11 @@ CHECKS = settings(max_examples=400, deadline=None, database=None, suppress_healt
 PIECES = [
     ",", ";", "\t", '"', '""', "\r", "\n", "\r\n", " ", "a", "b", "é", "€", "😀", "\ufeff", "\x01", "\x0b", "\x0c",
     "\x1c", "\x85", "\xa0", "\u2028", "\u3000", "=1", "<b>", "x@y.z", "firstName", "email", "E-mail", "First Name",
+    "\u200b", "Name", "sep=;", "sep=,\n",
 ]
 HEADERS = [
-    "", "firstName,email\n", "firstName;email\r\n", "email\tfirstName\n", '"firstName","email"\r', "\n\nfirstName,email"
+    "", "firstName,email\n", "firstName;email\r\n", "email\tfirstName\n", '"firstName","email"\r', "\n\nfirstName,email",
+    "sep=;\r\nfirstName;email\r\n", "\ufeff\ufefffirstName,email\n", "Full Name,E-mail Address\n",
 ]
 ENCODINGS = ["utf-8", "utf-8-sig", "utf-16", "utf-16-be", "cp1252"]
 
@@ -132,13 +136,20 @@ def reference(data: bytes, delimiter: str | None = None) -> tuple[ReadFile | Iss
     problem = reference_sniff_text(text)
     if problem:
         return problem, []
-    delimiter = delimiter or reference_delimiter(text)
+    # Stray BOMs and zero-width marks before the header, and Excel's sep= line, are no part of the data.
+    separated = excel_separator(text.lstrip("\ufeff\u200b\u200c\u200d\u200e\u200f\u2060\u202a\u202b\u202c\u202d"
+                                            "\u202e\u2066\u2067\u2068\u2069"))
+    if isinstance(separated, Issue):
+        return separated, []
+    named, text = separated
+    delimiter = delimiter or named or reference_delimiter(text)
     rows = reference_rows(text, delimiter)
     if isinstance(rows, Issue):
         return rows, []
     if not rows:
         return Issue(code="empty_file", message="The file is empty."), []
     (_, header, header_length), records = rows[0], rows[1:]
+    header = [clean_header_name(name) for name in header]
     matched = match_header(header)
     if isinstance(matched, Issue):
         return matched, []

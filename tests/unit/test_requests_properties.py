@@ -53,7 +53,8 @@ request_like = st.fixed_dictionaries(
         "file_name": st.text(max_size=300), "requested_by": st.text(max_size=300),
         "idempotency_key": st.text(max_size=300) | st.integers(), "job_id": st.text(max_size=80),
         "content": st.text(max_size=400), "content_base64": st.binary(max_size=300).map(lambda b: base64.b64encode(b).decode()),
-        "options": st.dictionaries(st.sampled_from(["mode", "dry_run", "callback_url", "other"]), json_values, max_size=3),
+        "options": st.dictionaries(st.sampled_from(["mode", "dry_run", "callback_url", "column_map", "mapping", "other"]),
+                                   json_values, max_size=3),
         "schema_version": st.integers(-2, 3), "source": st.text(max_size=8),
     },
 ).map(lambda d: json.dumps(d).encode())
@@ -80,3 +81,24 @@ def test_a_valid_request_carrying_any_bytes_as_its_file_gets_an_accepted_or_refu
     published, dead = _run([request])
     assert dead == []
     assert published[0].topic == topics.JOBS and published[0].event.event in ("job.accepted", "job.rejected")
+
+
+column_maps = st.dictionaries(st.text(max_size=12) | st.sampled_from(["Mail", "Vorname", "Name", "email"]),
+                              st.none() | st.text(max_size=12) | st.sampled_from(["email", "firstName", "fullName"]),
+                              max_size=5)
+
+
+@settings(max_examples=150, deadline=None)
+@given(column_map=column_maps, header=st.lists(st.sampled_from(["Mail", "Vorname", "Name", "email", "x", ""]),
+                                              min_size=1, max_size=4))
+def test_a_request_with_any_column_map_gets_an_accepted_or_refused_job(column_map, header):
+    content = ",".join(header) + "\n" + ",".join("a@b.co" for _ in header) + "\n"
+    request = json.dumps({"file_name": "x.csv", "content": content, "options": {"column_map": column_map}}).encode()
+    published, dead = _run([request])
+    if dead:  # only a map past the contract's bounds (an empty column name) is not a request at all
+        assert "" in column_map
+        return
+    job = published[0].event
+    assert job.event in ("job.accepted", "job.rejected")
+    if job.event == "job.rejected":
+        assert job.reason.code in {"invalid_column_map", "missing_columns", "duplicate_column", "no_records"}
