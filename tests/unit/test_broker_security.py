@@ -163,10 +163,14 @@ def test_a_wrong_key_password_or_a_missing_ca_file_is_said_plainly_without_the_p
 
 @pytest.fixture
 def connections(monkeypatch) -> list[dict]:
-    """Each connection a Kafka client tries, with its options; each is refused at once."""
+    """Each connection a Kafka client tries to the test's address (127.0.0.1:9), with its options; each is
+    refused at once. (Clients of other tests still running in this event loop are let through unseen.)"""
     tried: list[dict] = []
+    real = aiokafka.client.create_conn
 
     async def refuse(host, port, **options):
+        if (host, port) != ("127.0.0.1", 9):
+            return await real(host, port, **options)
         tried.append(options)
         raise ConnectionRefusedError(111, "refused by the test")
 

@@ -145,4 +145,4 @@ def test_errors_writes_the_report_under_the_safe_download_name(tmp_path, monkeyp
     path = asyncio.run(operator.write_report(Settings(database_url=url, _env_file=None), "[/b]job-0", "errors", None))
 
     assert path.resolve() == tmp_path / "evil[2J-errors.csv"  # in the current folder, no control or bidi character
-    assert path.read_text(encoding="utf-8").startswith("\ufeffrow,line,errors")
+    assert path.read_text(encoding="utf-8").startswith('\ufeff"row","line","errors"')
