@@ -66,6 +66,13 @@ async def newest(conn: AsyncConnection, name: str) -> Saved | None:
     return _saved(row) if row else None
 
 
+async def version_of(conn: AsyncConnection, name: str, version: int) -> Saved | None:
+    """One version of a saved mapping (None when it was deleted or is older than the versions kept)."""
+    query = select(column_mappings).where(column_mappings.c.name == name, column_mappings.c.version == version)
+    row = (await conn.execute(query)).one_or_none()
+    return _saved(row) if row else None
+
+
 async def listing(conn: AsyncConnection) -> list[Saved]:
     """The newest version of every name, by name."""
     latest = (select(column_mappings.c.name, func.max(column_mappings.c.version).label("version"))

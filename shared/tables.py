@@ -190,6 +190,9 @@ job_requests = Table(
     # Where the first request came from (topic/partition/offset): the same record delivered again
     # after the job ended is not a repeated request, and answers nothing.
     Column("origin", String(300)),
+    # The version of the saved mapping the job was first planned with: a request delivered again is
+    # planned with the same one, even if the mapping was saved again meanwhile.
+    Column("mapping_version", Integer),
 )
 
 # One row the runners write when a stage fails in a way that may be the database's: a database that

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import NamedTuple
 
 from aiokafka import ConsumerRecord
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared import jobs, mappings, topics
@@ -69,8 +69,9 @@ class UploaderPorts:
     # Binds a job id to a request's content and origin the first time; answers the first request's.
     take: Callable[[str, str, str], Awaitable["FirstRequest"]]
     callbacks: CallbackPolicy = CallbackPolicy()
-    # The newest version of a saved mapping, by name (None when there is none): the uploader resolves it.
-    mapping: Callable[[str], Awaitable[dict | None]] | None = None
+    # The saved mapping a job is planned with, by name and job (None when there is none): the newest
+    # version the first time, and the same version for the job ever after.
+    mapping: Callable[[str, str], Awaitable[dict | None]] | None = None
 
     @classmethod
     def open(cls, settings: Settings, engine: AsyncEngine, _publish: object = None) -> "UploaderPorts":
@@ -88,9 +89,16 @@ class UploaderPorts:
                 first = select(job_requests.c.content_sha256, job_requests.c.origin).where(job_requests.c.job_id == job_id)
                 return FirstRequest(*(await conn.execute(first)).one())
 
-        async def mapping(name: str) -> dict | None:
-            async with reading(engine).connect() as conn:
-                return await mappings.newest(conn, name)
+        async def mapping(name: str, job_id: str) -> dict | None:
+            async with engine.begin() as conn:
+                bound = await conn.scalar(select(job_requests.c.mapping_version).where(job_requests.c.job_id == job_id))
+                if bound is not None:
+                    return await mappings.version_of(conn, name, bound)
+                saved = await mappings.newest(conn, name)
+                if saved is not None:
+                    await conn.execute(update(job_requests).where(job_requests.c.job_id == job_id)
+                                       .values(mapping_version=saved["version"]))
+                return saved
 
         return cls(limits_of(settings), settings.chunk_rows, settings.chunk_max_bytes, settings.signing_key, job_status,
                    take, CallbackPolicy.of(settings), mapping)
@@ -130,7 +138,7 @@ async def take_request(request: Request, ports: UploaderPorts) -> list[Publicati
         log.info("repeated request", extra={"step": "job.repeated", "job_id": job_id})
         return repeated(job_id, request.origin)
     name = request.event.options.mapping
-    saved = await ports.mapping(name) if name is not None and ports.mapping is not None else None
+    saved = await ports.mapping(name, job_id) if name is not None and ports.mapping is not None else None
     # Reading a 10 MB file takes CPU time: off the event loop, so heartbeats and other work go on.
     publications = await asyncio.to_thread(
         plan_job, request.event, job_id, ports.limits, ports.chunk_rows, ports.chunk_max_bytes, saved
