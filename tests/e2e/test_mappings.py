@@ -8,6 +8,8 @@ import json
 
 import httpx
 
+from shared.db import create_engine
+
 from ..conftest import API_TOKEN
 from .command_line import operator_env, run_cli
 from .conftest import clients_of, unique_domain
@@ -64,12 +66,17 @@ async def test_a_column_map_on_the_api_imports_and_errors_csv_keeps_the_file_s_o
     assert list(await clients_of(engine, d)) == [f"ann@{d}"]
 
 
-async def test_a_column_map_on_the_command_line(settings, pipeline, engine, tmp_path):
+async def test_a_column_map_on_the_command_line(settings, tmp_path):
     d = unique_domain()
     path = tmp_path / "partner.csv"
     path.write_text(partner_file(d))
+    # `run` as an operator runs it on one machine: no broker configured, so it starts its own for the run
+    # (its pipeline must never join the session pipeline's consumer groups), into a database of its own.
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
+    env = operator_env(settings, DATABASE_URL=database_url)
+    env.pop("KAFKA_BOOTSTRAP_SERVERS")
 
-    code, out, err, _ = await run_cli(operator_env(settings), "run", str(path), "--json", "--map", "Vorname=firstName",
+    code, out, err, _ = await run_cli(env, "run", str(path), "--json", "--map", "Vorname=firstName",
                                       "--map", "Nachname=lastName", "--map", "Mail=email", "--map", "Notiz=",
                                       timeout=150)
 
@@ -77,7 +84,11 @@ async def test_a_column_map_on_the_command_line(settings, pipeline, engine, tmp_
     note = json.loads(out.splitlines()[-1])
     assert (note["status"], note["created"]) == ("completed", 2)
     assert note["mapping"]["columns"] == PARTNER_MAP
-    assert (await clients_of(engine, d))[f"bob@{d}"]["last_name"] == "Ray"
+    engine = create_engine(database_url)
+    try:
+        assert (await clients_of(engine, d))[f"bob@{d}"]["last_name"] == "Ray"
+    finally:
+        await engine.dispose()
 
 
 async def test_a_saved_mapping_named_on_the_topic_and_then_changed_is_used_in_its_newest_version(api, partner, engine):
