@@ -144,9 +144,9 @@ class Notifier:
             under_way |= {j: e for j, e in noted.items() if e != ends}
         if not under_way:
             return set()
-        since: dict[int, int] = {}
-        for ends in under_way.values():
-            for partition, offset in ends.items():
+        since: dict[int, int] = {}  # the earliest noted end of each partition: one read covers every job
+        for noted_ends in under_way.values():
+            for partition, offset in noted_ends.items():
                 since[partition] = min(since.get(partition, offset), offset)
         found = await self.published.keys_since(topics.NOTIFICATIONS, since, under_way)
         if found:
