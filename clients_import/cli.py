@@ -15,7 +15,7 @@ from pydantic import SecretStr
 
 from shared import jobs, logs
 from shared.events import ImportNotification, ImportOptions, ImportRequest, JobStatus, Mode, Source
-from shared.settings import Settings, get_settings
+from shared.settings import MIN_TOKEN_CHARS, Settings, get_settings
 
 from .client import ImportClient
 from .dlq import printable
@@ -180,11 +180,35 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     if settings.signing_key is None:  # the pipeline runs in this process: a key of its own will do
         settings = settings.model_copy(update={"job_signing_secret": secrets.token_hex(32)})
     requests = [request_for(path, options, settings.signing_key) for path in args.files]
+    if settings.kafka_bootstrap_servers and asyncio.run(_served_there(settings)):
+        print(f"clients-import run: the services already run on {settings.kafka_bootstrap_servers} (`serve`): send the "
+              "file through the HTTP API (POST /imports) or the requests topic there. `run` runs the stages itself, "
+              "for one machine: unset KAFKA_BOOTSTRAP_SERVERS and it starts a broker of its own.", file=sys.stderr)
+        return 2
     with broker_for(settings) as settings:
-        notes = asyncio.run(_run(settings, requests, args.timeout, show_progress=not args.json))
+        try:
+            notes = asyncio.run(_run(settings, requests, args.timeout, show_progress=not args.json))
+        except TimeoutError:
+            print(f"clients-import run: no notification within {args.timeout:g} s (--timeout)", file=sys.stderr)
+            return 1
     for note in notes:
         print(note.model_dump_json() if args.json else summary(note))
     return 0 if all(note.status in IMPORTED for note in notes) else 1
+
+
+async def _served_there(settings: Settings) -> bool:
+    """Whether the stages already run on this broker (`serve`): its uploader group has members. `run`
+    must not join their groups with stages of its own, signing job ids with a key they do not know."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from shared.kafka import client_options, start_client
+
+    admin = await start_client(AIOKafkaAdminClient(**client_options(settings)), settings)
+    try:
+        described = await admin.describe_consumer_groups([settings.group("uploader")])
+    finally:
+        await admin.close()
+    return any(group["members"] for answer in described for group in answer.to_object()["groups"])
 
 
 def column_map(entries: list[str]) -> dict[str, str | None] | None:
@@ -313,6 +337,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     if "api" in services and not settings.api_token and not settings.api_dev_mode:
         print("clients-import serve: set API_TOKEN (the HTTP API refuses to start without one), "
               "or API_DEV_MODE=true for development, or leave out the api (--no-api)", file=sys.stderr)
+        return 2
+    if "api" in services and settings.api_token and len(settings.api_token) < MIN_TOKEN_CHARS and not settings.api_dev_mode:
+        print(f"clients-import serve: API_TOKEN is shorter than {MIN_TOKEN_CHARS} characters: make a long random one "
+              "(openssl rand -base64 32)", file=sys.stderr)
         return 2
     if {"api", "uploader"} & set(services) and settings.signing_key is None:
         print("clients-import serve: set JOB_SIGNING_SECRET (or API_TOKEN), the same for the api and the uploader: "

@@ -15,9 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .db import insert_for
 from .events import ImportOptions, ImportRequest, JobStatus, RowError
-from .tables import import_jobs, job_rows
+from .tables import import_jobs, job_requests, job_rows
 
-__all__ = ["RUNNING", "FINAL", "TRANSITIONS", "can_move", "job_id_for", "idempotent_job_id", "origin_job_id",
+__all__ = ["content_digest", "bound_digest", "RUNNING", "FINAL", "TRANSITIONS", "can_move", "job_id_for", "idempotent_job_id", "origin_job_id",
            "sign", "signed", "record_received", "first_errors", "quote_errors"]
 
 RUNNING = (JobStatus.RECEIVED, JobStatus.PROCESSING)
@@ -101,3 +101,14 @@ def quote_errors(rejected_rows: Iterable[tuple[int, int, list[dict]]], limit: in
         for issue in issues
     ]
     return tuple(errors[: max(limit, 0)])
+
+
+def content_digest(request: ImportRequest) -> str:
+    """What a job id is bound to: the file and how to import it (not who sent it or under which id)."""
+    body = request.model_dump_json(include={"file_name", "content", "content_base64", "options"})
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+async def bound_digest(conn: AsyncConnection, job_id: str) -> str | None:
+    """The content a job id was first taken for by the uploader (None until it has taken it)."""
+    return await conn.scalar(select(job_requests.c.content_sha256).where(job_requests.c.job_id == job_id))

@@ -10,6 +10,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from .callbacks import parse_destinations
 from .fields import CLIENT_TYPES
 
+MIN_TOKEN_CHARS = 32  # an API_TOKEN that guessing, even unlimited, cannot find
+
 
 class Settings(BaseSettings):
     # hide_input_in_errors: a refused setting's message never repeats the values (a password, a DATABASE_URL's).

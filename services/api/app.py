@@ -31,7 +31,7 @@ from shared.db import create_reader
 from shared.events import ImportOptions, ImportRequest, JobStatus, Mode, Source
 from shared.fields import FIELDS, FULL_NAME, FULL_NAME_ALIASES, NAME_PARTS, REQUIRED, TARGETS
 from shared.mappings import MAP_MAX_COLUMNS
-from shared.settings import Settings
+from shared.settings import MIN_TOKEN_CHARS, Settings
 
 from . import guards, readside, reports
 from .errors import ApiError
@@ -66,9 +66,6 @@ _UPLOAD_BODY = {
         },
     }}},
 }
-
-
-MIN_TOKEN_CHARS = 32  # a token that guessing, even unlimited, cannot find
 
 
 class SignIn(BaseModel):
@@ -211,12 +208,18 @@ def build_api(settings: Settings, engine: AsyncEngine, router: KafkaRouter) -> F
         )
         async with engine.begin() as conn:
             known = await readside.job_document(conn, job_id, 0)
+            bound = await jobs.bound_digest(conn, job_id) if known is not None else None
             if known is None:
                 await jobs.record_received(conn, job_id, job)
-        if known is None:
-            await router.broker.publish(job.model_dump_json().encode(), topics.REQUESTS, key=job_id.encode(),
-                                        headers={"content-type": "application/json"})
-            log.info("upload taken", extra={"step": "job.uploaded", "job_id": job_id, "bytes": len(upload.data)})
+        if bound is not None and bound != jobs.content_digest(job):
+            raise ApiError(409, "idempotency_key_reused", "That Idempotency-Key was used before for another file "
+                           "(or other options): use a new key for a new file.")
+        # Published again for a known job too: the uploader answers a repeat of an ended job with its
+        # notification (and webhook) once more, and plans a running one again harmlessly.
+        await router.broker.publish(job.model_dump_json().encode(), topics.REQUESTS, key=job_id.encode(),
+                                    headers={"content-type": "application/json"})
+        log.info("upload taken", extra={"step": "job.uploaded", "job_id": job_id, "bytes": len(upload.data),
+                                        "repeat": known is not None})
         status = known["status"] if known else JobStatus.RECEIVED.value
         return JSONResponse({"job_id": job_id, "status": status, "status_url": f"/imports/{job_id}"}, status_code=202)
 

@@ -21,7 +21,6 @@ from shared.stage import Output, Stage
 from shared.tables import import_jobs, job_requests
 
 from .intake import (
-    content_digest,
     plan_job,
     refuse_callback,
     refuse_malformed,
@@ -125,7 +124,7 @@ async def take_request(request: Request, ports: UploaderPorts) -> list[Publicati
         # corrected request with the same idempotency key is a new job, not a repeat of this refusal.
         named = job_id if request.event.job_id is not None else jobs.origin_job_id(request.origin)
         return refuse_callback(request.event, named, refusal)
-    digest = content_digest(request.event)  # the whole file hashed once
+    digest = jobs.content_digest(request.event)  # the whole file hashed once
     first = await ports.take(job_id, digest, request.origin)
     if first.digest != digest:
         log.info("job id reused", extra={"step": "job.reused", "job_id": job_id})

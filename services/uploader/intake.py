@@ -1,6 +1,5 @@
 """From an import request to what the uploader publishes: the job event, then the job's chunks."""
 
-import hashlib
 import json
 
 from shared import jobs, topics
@@ -76,12 +75,6 @@ def refuse_callback(request: ImportRequest, job_id: str, refusal: str) -> list[P
     common = dict(job_id=job_id, file_name=request.file_name, source=request.source, requested_by=request.requested_by,
                   options=options, idempotency_key=request.idempotency_key)
     return [_refused(common, Issue(code="invalid_request", message=f"The import request is not valid: {refusal}"))]
-
-
-def content_digest(request: ImportRequest) -> str:
-    """What a job id is bound to: the file and how to import it."""
-    body = request.model_dump_json(include={"file_name", "content", "content_base64", "options"})
-    return hashlib.sha256(body.encode()).hexdigest()
 
 
 def refuse_reused(request: ImportRequest, job_id: str) -> list[Publication]:

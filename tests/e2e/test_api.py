@@ -106,9 +106,11 @@ async def test_the_same_idempotency_key_is_one_job(api, engine):
         first = (await upload(http, text, headers=key)).json()
         await poll(http, first["status_url"])
         second = await upload(http, text, headers=key)
+        other_file = await upload(http, f"firstName,email\nEve,eve@{d}\n", headers=key)  # Tuesday's file, Monday's key
         listing = (await http.get("/imports", params={"limit": 200}, headers=AUTH)).json()
     assert second.status_code == 202 and second.json()["job_id"] == first["job_id"]
     assert second.json()["status"] == "completed"
+    assert (other_file.status_code, other_file.json()["code"]) == (409, "idempotency_key_reused")
     assert [j["job_id"] for j in listing["items"]].count(first["job_id"]) == 1
 
 

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from .command_line import operator_env, run_cli
 from .conftest import unique_domain
 
 CLI = [sys.executable, "-m", "clients_import.cli"]
@@ -175,3 +176,12 @@ async def test_serve_api_alone_is_a_service_of_its_own_whose_uploads_the_stages_
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
+
+
+async def test_run_refuses_to_join_the_services_already_running_on_the_broker(settings, pipeline, tmp_path):
+    """`run` runs the stages itself; on a broker where `serve` runs them it would join their consumer groups
+    and sign job ids with a key they do not know: it says where to send the file instead."""
+    path = tmp_path / "clients.csv"
+    path.write_text(f"firstName,email\nAnn,ann@{unique_domain()}\n")
+    code, _, err, _ = await run_cli(operator_env(settings), "run", str(path), timeout=60)
+    assert code == 2 and "already run" in err and "POST /imports" in err

@@ -128,3 +128,4 @@ async def test_an_outlook_export_and_a_whole_name_column_import_with_no_editing(
     assert (stored[f"ann@{d}"]["first_name"], stored[f"ann@{d}"]["middle_name"], stored[f"ann@{d}"]["last_name"]) == (
         "Ann", "Marie", "Lee")
     assert (stored[f"bob@{d}"]["first_name"], stored[f"bob@{d}"]["last_name"]) == ("Bob", "Ray")
+

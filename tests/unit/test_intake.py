@@ -7,7 +7,7 @@ import uuid
 import pytest
 from pydantic import ValidationError
 
-from services.uploader.intake import content_digest, plan_job, refuse_malformed, refuse_reused, refuse_unsigned
+from services.uploader.intake import plan_job, refuse_malformed, refuse_reused, refuse_unsigned
 from services.uploader.reading import Limits
 from shared import jobs, topics
 from shared.events import Chunk, ImportOptions, ImportRequest, JobAccepted, JobRefused, Mode, Source
@@ -164,9 +164,9 @@ def test_no_malformed_request_makes_the_refusal_raise(raw: bytes):
 
 def test_a_job_id_is_bound_to_the_content_it_was_first_taken_for():
     first = request(idempotency_key="k")
-    assert content_digest(first) == content_digest(request(idempotency_key="k", requested_by="someone else"))
-    assert content_digest(first) != content_digest(request(CLEAN + b"Eve,eve@x.com,1\n", idempotency_key="k"))
-    assert content_digest(first) != content_digest(request(idempotency_key="k", options=ImportOptions(dry_run=True)))
+    assert jobs.content_digest(first) == jobs.content_digest(request(idempotency_key="k", requested_by="someone else"))
+    assert jobs.content_digest(first) != jobs.content_digest(request(CLEAN + b"Eve,eve@x.com,1\n", idempotency_key="k"))
+    assert jobs.content_digest(first) != jobs.content_digest(request(idempotency_key="k", options=ImportOptions(dry_run=True)))
 
     (publication,) = refuse_reused(first, jobs.origin_job_id(ORIGIN))
     assert publication.event.reason.code == "idempotency_key_reused"
