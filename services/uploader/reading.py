@@ -279,8 +279,8 @@ def match_header(header: list[str], column_map: dict[str, str | None] | None = N
 
 def apply_map(header: list[str], column_map: dict[str, str | None]) -> tuple[dict[str, int], set[int]] | Issue:
     """The fields a column map gives (field -> column index) and every column it decides (ignored ones too),
-    or `invalid_column_map` naming each of its problems: a column the file does not have, a field that does
-    not exist, one field given two columns. A map's column is found as written in the header (its invisible
+    or `invalid_column_map` naming each of its problems: a column the file does not have (unless the map
+    only ignores it), a field that does not exist, one field given two columns. A map's column is found as written in the header (its invisible
     characters and surrounding spaces aside), else ignoring case, spaces, '_' and '-' when that finds one."""
     columns: dict[str, int] = {}
     decided: set[int] = set()
@@ -288,7 +288,10 @@ def apply_map(header: list[str], column_map: dict[str, str | None]) -> tuple[dic
     for column, field_name in column_map.items():
         index = _find_column(header, column)
         if isinstance(index, str):
-            problems.append(index)
+            if field_name is not None or "more than one" in index:
+                problems.append(index)
+            # (A column to ignore that the file does not have is already ignored: a saved mapping that
+            # drops a partner's optional column fits that partner's files without it too.)
             continue
         if index in decided:
             problems.append(f"the column “{_show(header[index])}” is named twice")

@@ -71,6 +71,13 @@ def test_a_map_can_ignore_a_recognised_column():
     assert result.columns == {"firstName": 0, "email": 1}
 
 
+def test_a_map_ignoring_a_column_the_file_does_not_have_still_fits_it():
+    """A saved mapping that drops a partner's optional column serves that partner's files without it too."""
+    result = read(text("Mail,Vorname", "ann@x.com,Ann"), {"Mail": "email", "Vorname": "firstName", "Notiz": None})
+
+    assert result.columns == {"email": 0, "firstName": 1}
+
+
 @pytest.mark.parametrize(
     "column_map, said",
     [
