@@ -31,14 +31,7 @@ def create_engine(url: str) -> AsyncEngine:
 def _sqlite_write_ahead(engine: AsyncEngine) -> None:
     # WAL lets readers (the API) work while a service writes; BEGIN IMMEDIATE takes the write lock
     # up front so two services never deadlock upgrading a read to a write.
-    @event.listens_for(engine.sync_engine, "connect")
-    def _on_connect(dbapi_connection, _record) -> None:
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=60000")
-        cursor.close()
+    _on_connect_run(engine, "PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA busy_timeout=60000")
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection) -> None:
@@ -69,15 +62,19 @@ def create_reader(url: str | URL, pool_size: int = READER_POOL_SIZE) -> AsyncEng
     engine = create_async_engine(parsed, pool_size=pool_size, max_overflow=0, pool_timeout=_READER_POOL_WAIT_S,
                                  pool_reset_on_return=None, connect_args={"timeout": 60})
 
+    _on_connect_run(engine, "PRAGMA query_only=ON", "PRAGMA busy_timeout=5000")
+    return engine
+
+
+def _on_connect_run(engine: AsyncEngine, *pragmas: str) -> None:
+    """Each new SQLite connection: our own transaction control (see `_sqlite_write_ahead`), then the pragmas."""
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection, _record) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA query_only=ON")
-        cursor.execute("PRAGMA busy_timeout=5000")
+        for pragma in pragmas:
+            cursor.execute(pragma)
         cursor.close()
-
-    return engine
 
 
 def reading(engine: AsyncEngine) -> AsyncEngine:

@@ -1,6 +1,7 @@
 """The whole pipeline on the session's real broker and database, and a partner's client to drive it."""
 
 import base64
+import contextlib
 import os
 import secrets
 import signal
@@ -106,9 +107,10 @@ async def clients_of(engine: AsyncEngine, domain: str) -> dict[str, dict]:
         return {r["email"]: dict(r) for r in rows}
 
 
-@pytest.fixture(scope="session")
-async def api(settings: Settings, engine: AsyncEngine, pipeline: Pipeline) -> AsyncIterator[str]:
-    """The HTTP API on a free loopback port, in front of the session's pipeline."""
+@contextlib.asynccontextmanager
+async def served_api(settings: Settings, engine: AsyncEngine) -> AsyncIterator[int]:
+    """The HTTP API served the way `clients-import serve` serves it (with its head and body bounds), on a
+    free loopback port, until the block ends."""
     import asyncio
 
     import uvicorn
@@ -123,13 +125,22 @@ async def api(settings: Settings, engine: AsyncEngine, pipeline: Pipeline) -> As
     port = free_port()
     server = uvicorn.Server(server_config(build_api(settings, engine, router), settings, host="127.0.0.1", port=port))
     task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    await task
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.05)
+        yield port
+    finally:
+        server.should_exit = True
+        await task
+
+
+@pytest.fixture(scope="session")
+async def api(settings: Settings, engine: AsyncEngine, pipeline: Pipeline) -> AsyncIterator[str]:
+    """The HTTP API on a free loopback port, in front of the session's pipeline."""
+    async with served_api(settings, engine) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 async def asgi_body(receive) -> bytes:

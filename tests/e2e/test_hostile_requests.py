@@ -17,6 +17,7 @@ from services.api.guards import SECURITY_HEADERS
 from shared.settings import Settings
 
 from ..conftest import API_TOKEN
+from .conftest import served_api
 
 # Bounds small enough for a test to wait them out; the defaults are in shared/settings.py.
 HEAD_S, STALL_S, BODY_S = 1.5, 1.0, 3.0
@@ -27,27 +28,10 @@ AUTH = f"Authorization: Bearer {API_TOKEN}\r\n".encode()
 @pytest.fixture(scope="module")
 async def port(settings: Settings, engine, pipeline) -> AsyncIterator[int]:
     """The API served the way `clients-import serve` serves it, with short time bounds."""
-    import uvicorn
-    from faststream.kafka.fastapi import KafkaRouter
-
-    from clients_import.local_kafka import free_port
-    from services.api.app import build_api
-    from services.api.limits import server_config
-    from shared.kafka import broker_options
-
     strict = settings.model_copy(update={"api_head_timeout_s": HEAD_S, "api_body_stall_s": STALL_S,
                                          "api_body_timeout_s": BODY_S})
-    router = KafkaRouter(**broker_options(strict), schema_url=None, include_in_schema=False)
-    number = free_port()
-    server = uvicorn.Server(server_config(build_api(strict, engine, router), strict, host="127.0.0.1", port=number))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.05)
-    yield number
-    server.should_exit = True
-    await task
+    async with served_api(strict, engine) as number:
+        yield number
 
 
 @dataclass
