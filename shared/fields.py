@@ -23,7 +23,7 @@ class ClientField:
     column: str  # the header name in a file, as the help page spells it
     key: str  # the attribute of ClientValues and the database column
     label: str  # in sentences a person reads
-    kind: str  # which rule checks it: address, name, login, label or choice (services/validator/rules.py)
+    kind: str  # which rule checks it: address, name, login, label or choice (shared/rules.py)
     required: bool = False
     unique: bool = False  # no two rows of a file, and no two clients, share it
     default: str | None = None

@@ -14,10 +14,11 @@ from pydantic import Field, StringConstraints
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from .fields import target_of
 from .tables import column_mappings
 
 __all__ = ["MAP_MAX_COLUMNS", "MAP_COLUMN_MAX", "MAP_FIELD_MAX", "MAPPING_NAME_MAX", "MAPPING_NAME_PATTERN",
-           "MAPPINGS_MAX", "VERSIONS_KEPT", "ColumnMap", "MappingName", "Saved", "save", "newest", "listing", "remove"]
+           "MAPPINGS_MAX", "VERSIONS_KEPT", "ColumnMap", "MappingName", "Saved", "combined_map", "save", "newest", "listing", "remove"]
 
 MAP_MAX_COLUMNS = 500  # entries in one column map: a file has at most MAX_COLUMNS (500 by default) columns
 MAP_COLUMN_MAX = 200  # characters of a column name in a map: a header name has at most MAX_HEADER_CHARS (200)
@@ -34,6 +35,15 @@ ColumnMap = Annotated[
     Field(max_length=MAP_MAX_COLUMNS),
 ]
 MappingName = Annotated[str, StringConstraints(pattern=MAPPING_NAME_PATTERN, max_length=MAPPING_NAME_MAX)]
+
+
+def combined_map(saved: dict[str, str | None], given: dict[str, str | None]) -> dict[str, str | None]:
+    """A saved mapping with the request's column_map over it, column by column: a column the request maps is
+    mapped its way, and a field it gives a column no longer takes the saved mapping's column for it."""
+    given_fields = {target_of(f) for f in given.values() if f is not None} - {None}
+    kept = {column: field for column, field in saved.items()
+            if column not in given and (field is None or target_of(field) not in given_fields)}
+    return {**kept, **given}
 
 
 Saved = dict  # a saved mapping as the API answers it: name, version, columns, saved_by, saved_at

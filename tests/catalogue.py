@@ -37,11 +37,11 @@ from pathlib import Path
 from sqlalchemy import select
 
 from clients_import.pipeline import Pipeline
-from services.uploader.reading import Limits
-from services.validator.rules import RowRules
 from services.writer.plan import Client
 from shared import jobs, topics
 from shared.events import Chunk, ImportNotification, ImportOptions, ImportRequest, Issue, JobStatus, Outcome
+from shared.reading import Limits
+from shared.rules import RowRules
 from shared.settings import Settings
 from shared.tables import clients, job_rows, metadata, row_outcomes
 

@@ -16,6 +16,7 @@ from shared.callbacks import CallbackPolicy, CallbackRefused, check_url
 from shared.db import insert_for, reading
 from shared.events import Chunk, ImportRequest, JobEvent, JobStatus
 from shared.kafka import Publication
+from shared.reading import Limits
 from shared.settings import Settings
 from shared.stage import Output, Stage
 from shared.tables import import_jobs, job_requests
@@ -28,7 +29,6 @@ from .intake import (
     refuse_unsigned,
     repeated,
 )
-from .reading import Limits
 
 __all__ = ["FirstRequest", "STAGE", "Request", "UploaderPorts", "take_requests"]
 
@@ -99,13 +99,8 @@ class UploaderPorts:
                                        .values(mapping_version=saved["version"]))
                 return saved
 
-        return cls(limits_of(settings), settings.chunk_rows, settings.chunk_max_bytes, settings.signing_key, job_status,
+        return cls(Limits.of(settings), settings.chunk_rows, settings.chunk_max_bytes, settings.signing_key, job_status,
                    take, CallbackPolicy.of(settings), mapping)
-
-
-def limits_of(settings: Settings) -> Limits:
-    return Limits(max_records=settings.max_records, max_bytes=settings.max_bytes, max_columns=settings.max_columns,
-                  max_header_chars=settings.max_header_chars, max_record_chars=settings.max_record_chars)
 
 
 async def take_requests(requests: list[Request], ports: UploaderPorts) -> list[Publication]:

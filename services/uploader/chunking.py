@@ -1,4 +1,4 @@
-"""Cutting a read file into chunks, and knowing which rows repeat an earlier email or username.
+"""Cutting a read file into chunks, each with the rows that repeat an earlier email or username (shared/rules.py).
 
 A chunk ends at `chunk_rows` rows or before the row that would take it past `max_bytes`, whichever
 comes first. The bytes counted are the chunk's own JSON, and a conservative estimate of the JSON of
@@ -8,14 +8,13 @@ row's original values under every header name.
 
 import csv
 import json
-import unicodedata
 from dataclasses import dataclass
 from types import SimpleNamespace
 
 from shared.events import Chunk, ImportOptions, RowsAccepted, RowsRejected
-from shared.fields import FIELDS, UNIQUE
-
-from .reading import ReadFile
+from shared.fields import FIELDS
+from shared.reading import ReadFile
+from shared.rules import find_repeats
 
 CHUNK_MAX_BYTES = 1024 * 1024  # the default of settings.chunk_max_bytes
 # Per row, beyond its values: its row and line numbers, the keys of its records, and its error messages
@@ -23,41 +22,6 @@ CHUNK_MAX_BYTES = 1024 * 1024  # the default of settings.chunk_max_bytes
 ROW_ALLOWANCE = 2 * 1024
 # The JSON of an accepted row's normalised values: at most every field at its longest, 4 bytes a character.
 VALUES_MAX = 4 * sum(f.max_length for f in FIELDS)
-
-
-def repeat_key(value: str) -> str:
-    """Case-insensitive, and one key for the Unicode and the punycode (xn--) spelling of a domain."""
-    key = unicodedata.normalize("NFC", value.strip()).lower()
-    local, at, domain = key.rpartition("@")
-    # Only a domain that could be real is decoded: IDNA decoding is quadratic in a label's length.
-    if at and "xn--" in domain and len(domain) <= 253 and all(len(label) <= 63 for label in domain.split(".")):
-        try:
-            key = f"{local}@{domain.encode('ascii').decode('idna')}"
-        except UnicodeError:
-            pass
-    return key
-
-
-def find_repeats(read: ReadFile) -> dict[int, tuple[str, int]]:
-    """Row number -> (field, first row) for each later row that reuses an email or a given username.
-
-    Only the uploader sees the whole file, so it is the one to say which row came first.
-    """
-    repeats: dict[int, tuple[str, int]] = {}
-    for field_name in UNIQUE:
-        column = read.columns.get(field_name)
-        if column is None:
-            continue
-        first_seen: dict[str, int] = {}
-        for row, cells in enumerate(read.records, start=1):
-            key = repeat_key(cells[column]) if column < len(cells) else ""
-            if not key:
-                continue
-            if key in first_seen:
-                repeats.setdefault(row, (field_name, first_seen[key]))
-            else:
-                first_seen[key] = row
-    return repeats
 
 
 def to_csv(header: tuple[str, ...], records: list[list[str]]) -> str:

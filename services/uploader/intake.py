@@ -4,11 +4,11 @@ import json
 
 from shared import jobs, topics
 from shared.events import AppliedMapping, ImportRequest, Issue, JobAccepted, JobRefused, JobRepeated, Source
-from shared.fields import target_of
 from shared.kafka import Publication
+from shared.mappings import combined_map
+from shared.reading import Limits, read_file
 
 from .chunking import cut
-from .reading import Limits, read_file
 
 
 def plan_job(
@@ -46,15 +46,6 @@ def plan_job(
         Publication(topics.JOBS, accepted, key=job_id),
         *(Publication(topics.CHUNKS, chunk, key=job_id) for chunk in chunks),
     ]
-
-
-def combined_map(saved: dict[str, str | None], given: dict[str, str | None]) -> dict[str, str | None]:
-    """A saved mapping with the request's column_map over it, column by column: a column the request maps is
-    mapped its way, and a field it gives a column no longer takes the saved mapping's column for it."""
-    given_fields = {target_of(f) for f in given.values() if f is not None} - {None}
-    kept = {column: field for column, field in saved.items()
-            if column not in given and (field is None or target_of(field) not in given_fields)}
-    return {**kept, **given}
 
 
 def repeated(job_id: str, request: str) -> list[Publication]:

@@ -9,11 +9,11 @@ from shared import topics
 from shared.events import Chunk, RowsAccepted, RowsRejected
 from shared.kafka import Publication, value_of
 from shared.metrics import ROWS
+from shared.rules import RowRules, validate_chunk
 from shared.settings import Settings
 from shared.stage import Handled, Output, Stage
 
 from .routing import route
-from .rules import RowRules, validate_chunk
 
 __all__ = ["STAGE", "ValidatorPorts", "validate_chunks"]
 

@@ -6,8 +6,8 @@ import io
 import pytest
 
 from services.uploader.chunking import cut, find_repeats
-from services.uploader.reading import ReadFile, read_file
 from shared.events import ImportOptions, Mode
+from shared.reading import ReadFile, read_file
 from tests.catalogue import text
 
 

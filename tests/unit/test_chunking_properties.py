@@ -11,10 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.uploader.chunking import CHUNK_MAX_BYTES, cut, find_repeats, json_size
-from services.uploader.reading import Limits, ReadFile, read_file
 from services.validator.routing import route
-from services.validator.rules import validate_chunk
 from shared.events import ImportOptions, Issue, Mode
+from shared.reading import Limits, ReadFile, read_file
+from shared.rules import validate_chunk
 
 CHECKS = settings(max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 

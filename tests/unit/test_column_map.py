@@ -8,12 +8,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from services.uploader.intake import combined_map, plan_job
-from services.uploader.reading import Limits, ReadFile, read_file
-from services.validator.rules import validate_chunk
+from services.uploader.intake import plan_job
 from shared.events import Chunk, ImportOptions, ImportRequest, Issue, JobAccepted, JobRefused
 from shared.fields import FIELDS, TARGETS, split_full_name
-from shared.mappings import MAP_COLUMN_MAX, MAP_MAX_COLUMNS
+from shared.mappings import MAP_COLUMN_MAX, MAP_MAX_COLUMNS, combined_map
+from shared.reading import Limits, ReadFile, read_file
+from shared.rules import validate_chunk
 from tests.catalogue import text
 
 PARTNER = text("Vorname,Nachname,Mail,Notiz", "Ann,Lee,ann@x.com,hi", "Bob,,bob@x.com,")

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from services.uploader.reading import ReadFile, read_file
-from services.validator.rules import check_row
 from shared.events import AcceptedRow
+from shared.reading import ReadFile, read_file
+from shared.rules import check_row
 
 EXPORTS = Path(__file__).parents[1] / "files" / "exports"
 

@@ -8,9 +8,9 @@ import pytest
 from pydantic import ValidationError
 
 from services.uploader.intake import plan_job, refuse_malformed, refuse_reused, refuse_unsigned
-from services.uploader.reading import Limits
 from shared import jobs, topics
 from shared.events import Chunk, ImportOptions, ImportRequest, JobAccepted, JobRefused, Mode, Source
+from shared.reading import Limits
 from tests.catalogue import XLSX, text
 
 CLEAN = text("firstName,email,phone", *(f"C{i},c{i}@x.com,555" for i in range(1, 6)))

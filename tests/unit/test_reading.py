@@ -4,8 +4,8 @@ import codecs
 
 import pytest
 
-from services.uploader.reading import Limits, ReadFile, read_file
 from shared.events import Issue
+from shared.reading import Limits, ReadFile, read_file
 from tests.catalogue import DOCX, OLE2, PLAIN_ZIP, PPTX, XLSX, bulk, text, zip_of
 
 CLIENTS = ("firstName,lastName,email", "Ann,Lee,ann@x.com", "Bob,Smith,bob@x.com")

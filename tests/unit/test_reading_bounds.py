@@ -16,8 +16,8 @@ from collections.abc import Callable
 import pytest
 
 from services.uploader.chunking import cut
-from services.uploader.reading import Limits, ReadFile, read_file
 from shared.events import ImportOptions, Issue
+from shared.reading import Limits, ReadFile, read_file
 
 LIMIT = Limits().max_bytes  # 10 MiB
 HEADER = "firstName,email\n"

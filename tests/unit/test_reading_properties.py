@@ -11,7 +11,8 @@ import io
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from services.uploader.reading import (
+from shared.events import Issue
+from shared.reading import (
     DELIMITERS,
     Limits,
     ReadFile,
@@ -23,7 +24,6 @@ from services.uploader.reading import (
     read_file,
     sniff_binary,
 )
-from shared.events import Issue
 
 LIMIT_CODES = {"too_many_records", "too_many_columns", "header_too_long", "record_too_long"}
 PARSE_CODES = {"unterminated_quote", "malformed_csv"}

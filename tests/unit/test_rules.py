@@ -2,8 +2,8 @@
 
 import pytest
 
-from services.validator.rules import RowRules, check_row, validate_chunk
 from shared.events import AcceptedRow, Chunk, ClientValues, RejectedRow
+from shared.rules import RowRules, check_row, validate_chunk
 
 HEADER = ["firstName", "middleName", "lastName", "email", "username", "project", "desk", "type"]
 COLUMNS = {name: i for i, name in enumerate(HEADER)}

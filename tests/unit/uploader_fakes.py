@@ -3,9 +3,9 @@
 from collections.abc import Mapping
 
 from services.uploader.app import FirstRequest, UploaderPorts
-from services.uploader.reading import Limits
 from shared.callbacks import CallbackPolicy
 from shared.events import JobStatus
+from shared.reading import Limits
 
 
 def memory_ports(statuses: Mapping[str, JobStatus] | None = None, policy: CallbackPolicy = CallbackPolicy()) -> UploaderPorts:

@@ -1,7 +1,8 @@
 """The row rules: what makes a row of a client file acceptable, and its normalised values.
 
 Plain functions over plain data. Each broken rule is an Issue with a stable code and a message a
-person can act on; a row collects all of its issues at once, so it is fixed in one go.
+person can act on; a row collects all of its issues at once, so it is fixed in one go. The validator
+checks every row with them; the API's preview (POST /imports/preview) checks a file's first rows with them.
 """
 
 import csv
@@ -15,8 +16,9 @@ from functools import lru_cache
 from email_validator import EmailNotValidError, validate_email
 
 from shared.events import AcceptedRow, Chunk, ClientValues, Issue, RejectedRow
-from shared.fields import CLIENT_TYPES, FIELDS, FULL_NAME, USERNAME_MAX, USERNAME_MIN, ClientField, split_full_name
+from shared.fields import CLIENT_TYPES, FIELDS, FULL_NAME, UNIQUE, USERNAME_MAX, USERNAME_MIN, ClientField, split_full_name
 from shared.formulas import ESCAPE, formula_sign
+from shared.reading import ReadFile
 
 USERNAME_PATTERN = re.compile(rf"[A-Za-z0-9._-]{{{USERNAME_MIN},{USERNAME_MAX}}}")
 _MARKUP = re.compile(r"<\s*[a-zA-Z!/?]|javascript\s*:", re.IGNORECASE)
@@ -209,6 +211,41 @@ def _extra_values(cells: list[str], header: list[str]) -> Iterable[Issue]:
             message=f"The row has {len(header) + len(extra)} values but the header names {len(header)} columns: "
             "a value probably contains an unquoted delimiter.",
         )
+
+
+def repeat_key(value: str) -> str:
+    """Case-insensitive, and one key for the Unicode and the punycode (xn--) spelling of a domain."""
+    key = unicodedata.normalize("NFC", value.strip()).lower()
+    local, at, domain = key.rpartition("@")
+    # Only a domain that could be real is decoded: IDNA decoding is quadratic in a label's length.
+    if at and "xn--" in domain and len(domain) <= 253 and all(len(label) <= 63 for label in domain.split(".")):
+        try:
+            key = f"{local}@{domain.encode('ascii').decode('idna')}"
+        except UnicodeError:
+            pass
+    return key
+
+
+def find_repeats(read: ReadFile) -> dict[int, tuple[str, int]]:
+    """Row number -> (field, first row) for each later row that reuses an email or a given username.
+
+    Only the uploader (and the API's preview) sees the whole file, so it is the one to say which row came first.
+    """
+    repeats: dict[int, tuple[str, int]] = {}
+    for field_name in UNIQUE:
+        column = read.columns.get(field_name)
+        if column is None:
+            continue
+        first_seen: dict[str, int] = {}
+        for row, cells in enumerate(read.records, start=1):
+            key = repeat_key(cells[column]) if column < len(cells) else ""
+            if not key:
+                continue
+            if key in first_seen:
+                repeats.setdefault(row, (field_name, first_seen[key]))
+            else:
+                first_seen[key] = row
+    return repeats
 
 
 def _repeat_issue(repeat: tuple[str, int], values: dict[str, str]) -> Issue:

@@ -1,7 +1,8 @@
 """Reading an uploaded file: is it a CSV we accept, and what are its header and records?
 
 Pure functions over bytes. A file that cannot be imported gives back an Issue (the reason it is
-rejected whole); one that can gives back a ReadFile.
+rejected whole); one that can gives back a ReadFile. The uploader reads every file with them; the API's
+preview (POST /imports/preview) reads the same way, so the page shows what an import will do.
 
 Any file up to the byte limit is read in time linear in its size and in memory bounded by it.
 Regular expressions (C code) skip blank lines and find where each record ends, so no Python runs
@@ -35,6 +36,12 @@ class Limits:
     max_header_chars: int = 200  # characters in one column name
     max_record_chars: int = 65_536  # characters in one record, its delimiters and quotes included
 
+    @classmethod
+    def of(cls, settings) -> "Limits":
+        """The limits a deployment's settings set (shared/settings.py): the uploader's, and the API's preview."""
+        return cls(max_records=settings.max_records, max_bytes=settings.max_bytes, max_columns=settings.max_columns,
+                   max_header_chars=settings.max_header_chars, max_record_chars=settings.max_record_chars)
+
     @property
     def max_header_line(self) -> int:
         """The longest header line within both header limits: every name quoted and made of doubled quotes."""
@@ -56,6 +63,50 @@ def refuse(code: str, message: str, field_name: str | None = None) -> Issue:
 
 
 def read_file(data: bytes, limits: Limits = Limits(), column_map: dict[str, str | None] | None = None) -> ReadFile | Issue:
+    prepared = _prepare(data, limits)
+    if isinstance(prepared, Issue):
+        return prepared
+    text, warnings, delimiter = prepared
+    return read_records(text, limits, warnings, column_map, delimiter)
+
+
+@dataclass(frozen=True)
+class Head:
+    """A file's header (its names cleaned as the reader cleans them) and its first records, matched to no field."""
+
+    header: tuple[str, ...]
+    records: list[list[str]]
+    delimiter: str
+
+
+def read_head(data: bytes, limits: Limits = Limits(), count: int = 3) -> Head | Issue:
+    """The header and the first `count` records, read as read_file reads them but whatever the header names:
+    what a person maps a file's columns from. An Issue when the file or its header cannot be read at all."""
+    prepared = _prepare(data, limits)
+    if isinstance(prepared, Issue):
+        return prepared
+    text, _, delimiter = prepared
+    delimiter = delimiter or detect_delimiter(text, limits.max_header_line)
+    scan = _Scanner(text, delimiter)
+    found = _read_header(scan, limits)
+    if isinstance(found, Issue):
+        return found
+    header, pos = found
+    records: list[list[str]] = []
+    pos = scan.skip_blank(pos)
+    while len(records) < count and pos < len(scan.text):
+        record = scan.record(pos, limits.max_record_chars)
+        if not isinstance(record, tuple):
+            break  # what the rest of the file holds is read_file's to say
+        cells, pos = record
+        if "".join(cells).strip():
+            records.append(cells)
+        pos = scan.skip_blank(pos)
+    return Head(header=tuple(clean_header_name(name) for name in header), records=records, delimiter=delimiter)
+
+
+def _prepare(data: bytes, limits: Limits) -> tuple[str, list[Issue], str | None] | Issue:
+    """The file's text, the warnings its decoding gave, and the delimiter a `sep=` line names (if any)."""
     if len(data) > limits.max_bytes:
         return refuse(
             "file_too_large",
@@ -78,7 +129,7 @@ def read_file(data: bytes, limits: Limits = Limits(), column_map: dict[str, str 
     if isinstance(found, Issue):
         return found
     delimiter, text = found
-    return read_records(text, limits, warnings, column_map, delimiter)
+    return text, warnings, delimiter
 
 
 def sniff_binary(data: bytes) -> Issue | None:
@@ -229,10 +280,44 @@ _FULL_NAMES = {normalise_header(alias) for alias in FULL_NAME_ALIASES}
 _MAP_PROBLEMS_SHOWN = 10
 
 
+@dataclass(frozen=True)
+class Matched:
+    """Which column is which field (field -> column index), which columns a column map decided (ignored ones
+    too), and the names of the columns no field took."""
+
+    columns: dict[str, int]
+    decided: set[int]
+    unknown: list[str]
+
+    @property
+    def missing(self) -> list[str]:
+        """The required fields no column is (a whole-name column gives firstName)."""
+        return [n for n in REQUIRED if n not in self.columns and not (n == "firstName" and FULL_NAME in self.columns)]
+
+
 def match_header(header: list[str], column_map: dict[str, str | None] | None = None) -> tuple[dict[str, int], list[Issue]] | Issue:
-    """Which column is which field: the column map's say first, then names matched ignoring case, spaces, '_'
-    and '-' (a field's name or one of its aliases); a whole-name column when no column is firstName.
+    """Which column is which field (match_columns), refused when a required field has no column.
     Unknown columns are ignored with a warning."""
+    matched = match_columns(header, column_map)
+    if isinstance(matched, Issue):
+        return matched
+    if matched.missing:
+        return _missing(header, matched.missing, matched.unknown)
+    warnings = []
+    if matched.unknown:
+        warnings.append(
+            Issue(
+                code="unknown_columns",
+                message="These columns are not part of a client and were ignored: "
+                f"{_listing([_show(n) for n in matched.unknown])}.",
+            )
+        )
+    return matched.columns, warnings
+
+
+def match_columns(header: list[str], column_map: dict[str, str | None] | None = None) -> Matched | Issue:
+    """Which column is which field: the column map's say first, then names matched ignoring case, spaces, '_'
+    and '-' (a field's name or one of its aliases); a whole-name column when no column is firstName."""
     mapped = apply_map(header, column_map or {})
     if isinstance(mapped, Issue):
         return mapped
@@ -262,19 +347,7 @@ def match_header(header: list[str], column_map: dict[str, str | None] | None = N
         columns[FULL_NAME] = whole_names[0]
     else:
         unknown += [header[i].strip() for i in whole_names]
-    missing = [n for n in REQUIRED if n not in columns and not (n == "firstName" and FULL_NAME in columns)]
-    if missing:
-        return _missing(header, missing, unknown)
-    warnings = []
-    if unknown:
-        warnings.append(
-            Issue(
-                code="unknown_columns",
-                message="These columns are not part of a client and were ignored: "
-                f"{_listing([_show(n) for n in unknown])}.",
-            )
-        )
-    return columns, warnings
+    return Matched(columns=columns, decided=decided, unknown=unknown)
 
 
 def apply_map(header: list[str], column_map: dict[str, str | None]) -> tuple[dict[str, int], set[int]] | Issue:
