@@ -8,7 +8,7 @@ The API saves and reads them; the uploader, which reads the file, resolves the o
 """
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field, StringConstraints
 from sqlalchemy import delete, func, select
@@ -17,8 +17,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from .fields import target_of
 from .tables import column_mappings
 
+if TYPE_CHECKING:
+    from .events import Issue
+
 __all__ = ["MAP_MAX_COLUMNS", "MAP_COLUMN_MAX", "MAP_FIELD_MAX", "MAPPING_NAME_MAX", "MAPPING_NAME_PATTERN",
-           "MAPPINGS_MAX", "VERSIONS_KEPT", "ColumnMap", "MappingName", "Saved", "combined_map", "save", "newest", "listing", "remove"]
+           "MAPPINGS_MAX", "VERSIONS_KEPT", "ColumnMap", "MappingName", "Saved", "combined_map",
+           "unknown_mapping", "save", "newest", "listing", "remove"]
 
 MAP_MAX_COLUMNS = 500  # entries in one column map: a file has at most MAX_COLUMNS (500 by default) columns
 MAP_COLUMN_MAX = 200  # characters of a column name in a map: a header name has at most MAX_HEADER_CHARS (200)
@@ -44,6 +48,15 @@ def combined_map(saved: dict[str, str | None], given: dict[str, str | None]) -> 
     kept = {column: field for column, field in saved.items()
             if column not in given and (field is None or target_of(field) not in given_fields)}
     return {**kept, **given}
+
+
+def unknown_mapping(name: str) -> "Issue":
+    """Why a request naming a mapping nobody saved is refused whole (the uploader's refusal, the preview's)."""
+    from .events import Issue  # here: events takes its ColumnMap from this module
+
+    return Issue(code="unknown_mapping", message=(
+        f"There is no saved mapping named “{name}”: save it first (PUT /mappings/{name}), or name another "
+        "(GET /mappings lists them). Nothing was imported."))
 
 
 Saved = dict  # a saved mapping as the API answers it: name, version, columns, saved_by, saved_at

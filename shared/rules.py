@@ -55,13 +55,11 @@ def check_row(
     rules: RowRules = RowRules(),
 ) -> AcceptedRow | RejectedRow:
     original = {name or f"column {i + 1}": (cells[i] if i < len(cells) else "") for i, name in enumerate(header)}
-    raw = {name: (cells[i] if i < len(cells) else "") for name, i in columns.items()}
+    raw = raw_values(cells, columns)
     errors = [*_extra_values(cells, header)]
     for name, value in raw.items():
         errors.extend(check_safe(name, value))
-    values = {name: clean(value) for name, value in raw.items()}
-    if FULL_NAME in values:  # a whole-name column gives the name fields no column of the file gives
-        values = {**split_full_name(values.pop(FULL_NAME)), **values}
+    values = given_values(raw)
     fields = _check_fields(values, rules)
     errors.extend(issue for issue in fields if isinstance(issue, Issue))
     if repeat:
@@ -70,6 +68,19 @@ def check_row(
         return RejectedRow(row=row, line=line, errors=tuple(errors), original=original)
     client = ClientValues(**dict(fields))  # no Issue left among them here
     return AcceptedRow(row=row, line=line, values=client, original=original)
+
+
+def raw_values(cells: list[str], columns: dict[str, int]) -> dict[str, str]:
+    """Each mapped column's cell, by its field (a short row's missing cells are empty)."""
+    return {name: (cells[i] if i < len(cells) else "") for name, i in columns.items()}
+
+
+def given_values(raw: dict[str, str]) -> dict[str, str]:
+    """The values the rules check, by field: trimmed and NFC, a whole name split into its parts."""
+    values = {name: clean(value) for name, value in raw.items()}
+    if FULL_NAME in values:  # a whole-name column gives the name fields no column of the file gives
+        values = {**split_full_name(values.pop(FULL_NAME)), **values}
+    return values
 
 
 def clean(value: str) -> str:

@@ -38,10 +38,12 @@ from .errors import ApiError
 from .limits import RequestLimits
 from .mappings import add_mapping_routes, form_column_map, form_mapping_name
 from .paths import DotSegmentGuard
+from .preview import PATH as PREVIEW_PATH
+from .preview import add_preview_route
 from .readcache import ReadCache
 from .sessions import COOKIE as SESSION_COOKIE
 from .sessions import Sessions, cookie_name
-from .upload import FORM_ALLOWANCE, check_contract_text, read_upload
+from .upload import FORM_ALLOWANCE, check_contract_text, take_upload
 
 __all__ = ["build_api", "ApiError", "SESSION_COOKIE"]
 
@@ -189,15 +191,10 @@ def build_api(settings: Settings, engine: AsyncEngine, router: KafkaRouter) -> F
     async def create_import(request: Request, who: Caller) -> JSONResponse:
         """Upload a CSV (multipart field `file`; optional fields `mode`, `dry_run`, `callback_url`;
         optional header `Idempotency-Key`). The byte limit is enforced while the upload streams in."""
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > settings.max_bytes + FORM_ALLOWANCE:
-            raise ApiError(413, "file_too_large", f"The file is larger than the limit of {settings.max_bytes // 1024 // 1024} MB.")
         key = check_contract_text("idempotency_key", request.headers["idempotency-key"], "The Idempotency-Key header",
                                   "idempotency_key") if request.headers.get("idempotency-key") else None
         who = check_contract_text("requested_by", who, "The X-Requested-By header", "requested_by")
-        upload = await read_upload(request.headers.get("content-type", ""), request.stream(), settings.max_bytes)
-        if not upload.file_name.lower().endswith(".csv"):
-            raise ApiError(415, "not_csv_name", f"“{upload.file_name}” is not a .csv file: only CSV files can be imported.")
+        upload = await take_upload(request, settings.max_bytes)
         options = _options(upload.fields, CallbackPolicy.of(settings))
         # The same Idempotency-Key from the same caller is the same job; the uploader honours the id we sign.
         job_id = jobs.idempotent_job_id("api", who, key) if key else str(uuid.uuid4())
@@ -281,6 +278,7 @@ def build_api(settings: Settings, engine: AsyncEngine, router: KafkaRouter) -> F
         return _json(await answers.answer(("clients", q.strip(), limit, offset), read))
 
     add_mapping_routes(app, engine, caller)
+    add_preview_route(app, engine, caller, settings)
 
     @app.get("/openapi.json", include_in_schema=False)
     async def openapi_document(_: Caller) -> dict:
@@ -304,7 +302,8 @@ def build_api(settings: Settings, engine: AsyncEngine, router: KafkaRouter) -> F
         RequestLimits, max_head_bytes=settings.api_max_head_bytes, stall_s=settings.api_body_stall_s,
         whole_s=settings.api_body_timeout_s, default_bytes=settings.api_max_body_bytes,
         # the upload's reader refuses first, with its own message; this is the backstop
-        limits={("POST", "/imports"): settings.max_bytes + 2 * FORM_ALLOWANCE},
+        limits={(route, path): settings.max_bytes + 2 * FORM_ALLOWANCE
+                for route, path in (("POST", "/imports"), ("POST", PREVIEW_PATH))},
     )
     # Added last, so outermost: every answer, the limits' own included, carries the security headers.
     app.add_middleware(guards.FrontDoor, cookie_names=(cookie_name(False), cookie_name(True)))

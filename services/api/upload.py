@@ -6,7 +6,7 @@ with a 4xx and a code that says what is wrong:
     400 not a well-formed form:       malformed_multipart, incomplete_multipart, part_header_too_large,
                                       more_than_one_file, repeated_field, too_many_parts
     413 too big:                      file_too_large (the file, or the whole form past the file and its allowance)
-    415 not a form:                   not_multipart
+    415 not a form:                   not_multipart; not_csv_name (the file's name does not end in .csv)
     422 a value beyond its bound:     file_name_too_long, invalid_file_name, missing_file, field_too_long
 """
 
@@ -16,6 +16,7 @@ from functools import cache
 from typing import Annotated
 
 from annotated_types import MaxLen
+from fastapi import Request
 from pydantic import TypeAdapter, ValidationError
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -66,6 +67,19 @@ async def read_upload(content_type: str, body: AsyncIterator[bytes], max_bytes: 
     if parts.upload.file_name is None:
         raise ApiError(422, "missing_file", f"Attach the CSV file in a form field named '{FILE_FIELD}'.")
     return parts.upload
+
+
+async def take_upload(request: Request, max_bytes: int) -> Upload:
+    """A CSV upload form, refused the moment it passes a bound: by its Content-Length when that says so
+    already, else while it streams in; and refused when its file's name does not end in .csv. Every route
+    that takes a file takes it here (POST /imports, POST /imports/preview)."""
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > max_bytes + FORM_ALLOWANCE:
+        raise file_too_large(max_bytes)
+    upload = await read_upload(request.headers.get("content-type", ""), request.stream(), max_bytes)
+    if not upload.file_name.lower().endswith(".csv"):
+        raise ApiError(415, "not_csv_name", f"“{upload.file_name}” is not a .csv file: only CSV files can be imported.")
+    return upload
 
 
 def file_too_large(max_bytes: int) -> ApiError:

@@ -5,7 +5,7 @@ import json
 from shared import jobs, topics
 from shared.events import AppliedMapping, ImportRequest, Issue, JobAccepted, JobRefused, JobRepeated, Source
 from shared.kafka import Publication
-from shared.mappings import combined_map
+from shared.mappings import combined_map, unknown_mapping
 from shared.reading import Limits, read_file
 
 from .chunking import cut
@@ -30,9 +30,7 @@ def plan_job(
         return [_refused(common, Issue(code="invalid_request", message=str(error)))]
     name = request.options.mapping
     if name is not None and saved is None:
-        return [_refused({**common, "mapping": AppliedMapping(name=name)}, Issue(code="unknown_mapping", message=(
-            f"There is no saved mapping named “{name}”: save it first (PUT /mappings/{name}), or name another "
-            "(GET /mappings lists them). Nothing was imported.")))]
+        return [_refused({**common, "mapping": AppliedMapping(name=name)}, unknown_mapping(name))]
     columns = combined_map(saved["columns"] if saved else {}, request.options.column_map or {})
     applied = AppliedMapping(name=name, version=saved["version"] if saved else None, columns=columns)
     read = read_file(data, limits, columns)
