@@ -129,3 +129,26 @@ async def test_an_outlook_export_and_a_whole_name_column_import_with_no_editing(
         "Ann", "Marie", "Lee")
     assert (stored[f"bob@{d}"]["first_name"], stored[f"bob@{d}"]["last_name"]) == ("Bob", "Ray")
 
+
+
+async def test_what_the_preview_shows_is_what_a_dry_run_of_the_same_file_does(api, engine):
+    """The page shows the preview before a person confirms: every row it marks rejected, with each problem, is
+    what the pipeline rejects, and every row it accepts the pipeline accepts."""
+    d = unique_domain()
+    text = (f"Vorname,Nachname,Mail,Typ,Notiz\nAnn,Lee,ann@{d},,=1+1\nBob,=2+2,bob@{d},,\n,Ray,nofirst@{d},,\n"
+            f"Cid,Fox,not-an-email,,\nDee,Kim,ANN@{d},,\nEve,Ng,eve@{d},wholesale,\nFay,O,fay@{d},corporate,\n")
+    column_map = json.dumps({**PARTNER_MAP, "Typ": "type"})
+    async with httpx.AsyncClient(base_url=api) as http:
+        shown = (await http.post("/imports/preview", files={"file": ("partner.csv", text.encode(), "text/csv")},
+                                 data={"column_map": column_map}, headers=AUTH)).json()
+        answer = await upload(http, text, column_map=column_map, dry_run="true")
+        job = await poll(http, answer.json()["status_url"])
+
+    rejected = [r for r in shown["rows"] if not r["accepted"]]
+    assert shown["refused"] is None and shown["total"] == job["total"] == 7
+    assert (job["dry_run"], job["rejected"], job["processed"] - job["rejected"]) == (True, len(rejected), 7 - len(rejected))
+    assert [(e["row"], e["line"], e["code"], e["message"]) for e in job["errors"]] == [
+        (r["row"], r["line"], e["code"], e["message"]) for r in rejected for e in r["errors"]]
+    assert {e["code"] for e in job["errors"]} >= {"formula_injection", "missing_first_name", "invalid_email",
+                                                 "duplicate_email", "invalid_type"}
+    assert await clients_of(engine, d) == {}
