@@ -10,6 +10,7 @@ mapping an import of it would use; nothing is published and nothing is written.
               it; "header": its name is the field's or an alias; null: nothing, so it is ignored)
     missing   each required field no column is, with the columns that look like it
     refused   the reason an import would refuse the file whole (the uploader's code and message), or null
+    needs_mapping  true when that reason is which column is which field (a column map would fix it)
     rows      the first PREVIEW_ROWS rows as they would be imported: their values by field (normalised when
               the row is accepted), and each problem with its code, field and message
     total     how many rows the file has (null when it is refused)
@@ -43,12 +44,21 @@ PATH = "/imports/preview"
 PREVIEW_ROWS = 20  # rows of the file checked and shown
 SAMPLES = 3  # values shown under each column
 SHOWN_CHARS = 200  # characters of one value shown, "…" after
+# The refusals a column map fixes: the reader's, and the uploader's for a name nobody saved.
+MAPPING_CODES = frozenset({"missing_columns", "duplicate_column", "invalid_column_map", "unknown_mapping"})
 
 
 def preview(data: bytes, limits: Limits, rules: RowRules, column_map: dict[str, str | None] | None = None,
             mapping: str | None = None, saved: dict | None = None) -> dict:
     """The preview of a file under a column map and a saved mapping (`saved`, as found for the name
     `mapping`; None when there is none by that name)."""
+    answer = _preview(data, limits, rules, column_map, mapping, saved)
+    refused = answer["refused"]
+    return {**answer, "needs_mapping": bool(answer["columns"]) and refused is not None and refused["code"] in MAPPING_CODES}
+
+
+def _preview(data: bytes, limits: Limits, rules: RowRules, column_map: dict[str, str | None] | None,
+             mapping: str | None, saved: dict | None) -> dict:
     columns = combined_map(saved["columns"] if saved else {}, column_map or {})
     head = read_head(data, limits, max(SAMPLES, 1))
     answer = {"columns": [], "missing": [], "refused": None, "rows": [], "total": None, "warnings": [],

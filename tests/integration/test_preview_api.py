@@ -44,6 +44,7 @@ async def test_a_header_that_needs_mapping_shows_its_columns_samples_and_what_is
     assert body["columns"][0]["samples"] == ["Ann", "Bob", "Cid"][:SAMPLES]
     assert body["missing"] == [{"field": "firstName", "looks_like": ["Vorname"]}, {"field": "email", "looks_like": ["Mail"]}]
     assert body["refused"]["code"] == "missing_columns" and body["rows"] == [] and body["total"] is None
+    assert body["needs_mapping"]
 
 
 async def test_under_a_map_the_rows_show_as_they_would_be_imported_with_each_problem(http):
@@ -52,7 +53,7 @@ async def test_under_a_map_the_rows_show_as_they_would_be_imported_with_each_pro
     body = answer.json()
     assert [(c["name"], c["field"], c["by"]) for c in body["columns"]] == [
         ("Vorname", "firstName", "map"), ("Nachname", "lastName", "map"), ("Mail", "email", "map"), ("Notiz", None, "map")]
-    assert (body["missing"], body["refused"], body["total"]) == ([], None, 4)
+    assert (body["missing"], body["refused"], body["total"], body["needs_mapping"]) == ([], None, 4, False)
     rows = body["rows"]
     assert [r["accepted"] for r in rows] == [True, False, False, True]
     assert rows[0]["values"]["email"] == "ann@x.com" and rows[0]["values"]["lastName"] == "Lee"
@@ -96,7 +97,7 @@ async def test_a_map_that_does_not_fit_is_the_refusal_and_the_columns_still_show
 async def test_a_file_refused_whole_says_why_and_shows_no_columns(http):
     body = (await preview(http, b"PK\x03\x04xl/workbook")).json()
 
-    assert body["refused"]["code"] == "excel_workbook" and body["columns"] == []
+    assert body["refused"]["code"] == "excel_workbook" and body["columns"] == [] and not body["needs_mapping"]
 
 
 async def test_only_the_first_rows_are_shown_and_long_values_are_cut(http):

@@ -62,15 +62,34 @@ export function listClients({ q = "", limit = 50, offset = 0, signal } = {}) {
   return request("GET", `/clients?${query}`, { signal });
 }
 
-/** `mode` is one of the modes GET /settings lists; without one the server takes its default. */
-export function startImport(file, { dryRun = false, mode = "" } = {}) {
-  const form = new FormData();
-  form.append("file", file, file.name);
+/**
+ * `mode` is one of the modes GET /settings lists; without one the server takes its default. `columnMap`
+ * ({column: field or null}) and `mapping` (a saved mapping's name) say which column is which field.
+ */
+export function startImport(file, { dryRun = false, mode = "", columnMap = null, mapping = "" } = {}) {
+  const form = uploadForm(file, { columnMap, mapping });
   if (dryRun) form.append("dry_run", "true");
   if (mode) form.append("mode", mode);
   // A 401 here is shown inside the modal, with the server's words and a way to sign in again.
   return request("POST", "/imports", { form, ownsAuthErrors: true });
 }
+
+/** What an import of the file would do, read by the server's own reader and rules: nothing is imported. */
+export function previewImport(file, { columnMap = null, mapping = "" } = {}) {
+  return request("POST", "/imports/preview", { form: uploadForm(file, { columnMap, mapping }), ownsAuthErrors: true });
+}
+
+function uploadForm(file, { columnMap, mapping }) {
+  const form = new FormData();
+  form.append("file", file, file.name);
+  if (columnMap) form.append("column_map", JSON.stringify(columnMap));
+  if (mapping) form.append("mapping", mapping);
+  return form;
+}
+
+export const listMappings = () => request("GET", "/mappings");
+export const saveMapping = (name, columns) =>
+  request("PUT", `/mappings/${encodeURIComponent(name)}`, { json: { columns }, ownsAuthErrors: true });
 
 export function getJob(id, statusUrl) {
   // Prefer the server's own status_url; fall back to the documented shape.

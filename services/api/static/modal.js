@@ -4,6 +4,7 @@
 import * as api from "./api.js";
 import { byId, el, show } from "./dom.js";
 import { count, heading, isRunning, outcome, refusedWhole, size, tone } from "./format.js";
+import { beginMapping, initMapping, resetMapping, showDryRun } from "./mapping.js";
 import { reportLinks } from "./reports.js";
 import { defaultMode, fields, getSettings, modes } from "./settings.js";
 
@@ -11,10 +12,11 @@ const FOCUSABLE = "a[href], button:not([disabled]), input:not([disabled]), selec
 const ERRORS_SHOWN = 10;
 
 const state = {
-  view: "form", // "form" | "progress" | "outcome"
+  view: "form", // "form" | "map" | "check" | "progress" | "outcome"
   file: null, // the File chosen and passing the quick checks
   problem: "", // why the last file chosen was refused, repeated if Start is pressed anyway
   jobId: null, // the job this modal follows
+  reading: false, // the server is previewing the file chosen
 };
 let hooks = { track: () => {}, started: () => {}, signInAgain: () => {}, opened: () => {}, closed: () => {} };
 
@@ -39,6 +41,16 @@ export function initImportModal(options) {
     event.target.value = ""; // so choosing the same file again still counts as a change
   });
   byId("import-form").addEventListener("submit", submit);
+  byId("import-review").addEventListener("click", () => submit(null, true));
+  initMapping({
+    view: (view) => setView(view),
+    back: () => setView("form", byId("import-review")),
+    importWith: (file, choice) => upload(file, choice),
+    follow: (job, statusUrl) => {
+      hooks.started(job);
+      hooks.track(job, statusUrl);
+    },
+  });
   byId("import-again").addEventListener("click", () => {
     resetForm();
     setView("form", byId("import-file"));
@@ -93,6 +105,7 @@ export function resetImportModal() {
 
 /** Every job update from the tracker; only the one this modal follows is shown here. */
 export function showJobInModal(job) {
+  if (showDryRun(job)) return;
   if (job.job_id !== state.jobId) return;
   if (isRunning(job)) renderProgress(job);
   else {
@@ -211,6 +224,7 @@ function showFormError(message) {
 }
 
 function resetForm() {
+  resetMapping();
   state.file = null;
   state.problem = "";
   byId("import-dry-run").checked = false;
@@ -221,14 +235,38 @@ function resetForm() {
 
 // ---- uploading and following ----
 
-async function submit(event) {
-  event.preventDefault();
+/**
+ * Start: the server previews the file first. A file whose columns need matching goes to the mapping step
+ * (and so does any file when the person asks to match its columns); any other is imported at once.
+ */
+async function submit(event, review = false) {
+  event?.preventDefault();
   if (!state.file) {
     showFormError(state.problem || "Attach a CSV file first.");
     byId("import-file").focus();
     return;
   }
+  if (state.reading) return;
   const file = state.file;
+  state.reading = true;
+  byId("file-chosen").textContent = `Reading the columns of ${file.name}…`;
+  let preview;
+  try {
+    preview = await api.previewImport(file);
+  } catch (error) {
+    uploadFailed(error);
+    return;
+  } finally {
+    state.reading = false;
+    renderChosen();
+  }
+  if (file !== state.file) return; // another file was chosen meanwhile
+  if (preview.needs_mapping || (review && preview.columns.length > 0)) await beginMapping(file, preview);
+  else await upload(file, {});
+}
+
+/** Upload the file for good, with the form's options and the columns' map (if the mapping step gave one). */
+async function upload(file, { columnMap = null, mapping = "" }) {
   const dryRun = byId("import-dry-run").checked;
   const mode = byId("import-mode").value;
   state.jobId = null;
@@ -236,7 +274,7 @@ async function submit(event) {
   setView("progress");
   let answer;
   try {
-    answer = await api.startImport(file, { dryRun, mode });
+    answer = await api.startImport(file, { dryRun, mode, columnMap, mapping });
   } catch (error) {
     uploadFailed(error);
     return;
@@ -248,6 +286,7 @@ async function submit(event) {
   };
   state.jobId = job.job_id;
   state.file = null;
+  resetMapping();
   renderProgress(job);
   hooks.started(job);
   hooks.track(job, answer.status_url);
@@ -359,6 +398,8 @@ function renderErrors(job) {
 function setView(view, focusTarget) {
   state.view = view;
   show(byId("form-view"), view === "form");
+  show(byId("map-view"), view === "map");
+  show(byId("check-view"), view === "check");
   show(byId("progress-view"), view === "progress");
   show(byId("outcome-view"), view === "outcome");
   if (!isModalOpen()) return;

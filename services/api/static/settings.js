@@ -17,6 +17,20 @@ export function fields() {
   return current?.fields || [];
 }
 
+/**
+ * What a column can be taken as, in file order, then the whole-name column the server splits:
+ * [{value, label, required}]. Each is a name a column map may give (GET /settings' column_map.targets).
+ */
+export function mapTargets() {
+  const whole = current?.column_map?.full_name;
+  const byName = new Map(fields().map((f) => [f.name, f]));
+  const split = (whole?.splits_into || []).map((name) => byName.get(name)?.label || name);
+  const targets = fields().map((f) => ({ value: f.name, label: f.label, required: f.required }));
+  if (whole) targets.push({ value: whole.name, label: `whole name (split into ${split.join(", ")})`, required: false, splits: whole.splits_into });
+  const allowed = new Set(current?.column_map?.targets || targets.map((t) => t.value));
+  return targets.filter((t) => allowed.has(t.value));
+}
+
 /** The import modes: [{value, label, default}]. */
 export function modes() {
   return current?.modes || [];
