@@ -289,6 +289,11 @@ class Matched:
     decided: set[int]
     unknown: list[str]
 
+    def free(self, header: list[str] | tuple[str, ...]) -> list[str]:
+        """The named columns no field took (ignored by the map or unknown): where a missing field may be."""
+        taken = set(self.columns.values())
+        return [name.strip() for index, name in enumerate(header) if index not in taken and name.strip()]
+
     @property
     def missing(self) -> list[str]:
         """The required fields no column is (a whole-name column gives firstName)."""
@@ -302,7 +307,7 @@ def match_header(header: list[str], column_map: dict[str, str | None] | None = N
     if isinstance(matched, Issue):
         return matched
     if matched.missing:
-        return _missing(header, matched.missing, matched.unknown)
+        return _missing(header, matched.missing, matched.free(header))
     warnings = []
     if matched.unknown:
         warnings.append(

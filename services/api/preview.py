@@ -68,7 +68,7 @@ def _preview(data: bytes, limits: Limits, rules: RowRules, column_map: dict[str,
         return {**answer, "refused": _issue(head)}
     matched = _matched(head, columns)
     answer["columns"] = _columns(head, matched)
-    answer["missing"] = [{"field": name, "looks_like": look_alikes(name, matched.unknown)} for name in matched.missing]
+    answer["missing"] = [{"field": name, "looks_like": look_alikes(name, matched.free(head.header))} for name in matched.missing]
     if mapping is not None and saved is None:
         return {**answer, "refused": _issue(unknown_mapping(mapping))}
     read = read_file(data, limits, columns)  # the authority: what the uploader makes of the whole file

@@ -446,6 +446,8 @@ def test_progress_updates_do_not_move_the_layout(page: Page, server, tmp_path: P
     page.route(re.compile(r".*/imports/[0-9a-f-]+$"), scripted)
     sign_in(page, server)
     start_import(page, path)
+    # The upload starts once the server's preview has read the file's columns.
+    expect(page.locator("#progress-view")).to_be_visible()
     samples = []
     boxes = set()
     for _ in range(600):

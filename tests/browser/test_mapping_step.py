@@ -7,7 +7,7 @@ from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
-from .test_clients_page import PIPELINE_TIMEOUT_MS, dialog, sign_in, unique, write_csv
+from .test_clients_page import DOCS, PIPELINE_TIMEOUT_MS, dialog, sign_in, unique, write_csv
 
 PHONE = {"width": 390, "height": 844}
 
@@ -42,12 +42,17 @@ def test_a_partner_file_is_mapped_previewed_saved_imported_and_its_mapping_offer
     expect(missing).to_have_text(re.compile(r"Still missing: first name \(the column “Vorname” looks like it\); "
                                             r"email \(the column “Mail” looks like it\)"))
     page.screenshot(path=output_dir / "mapping-step-unmapped.png")
+    # the server decides: previewing before the required fields have columns says what is missing, here
+    modal.get_by_role("button", name="Preview rows").click()
+    expect(modal.locator("#map-error")).to_contain_text('"email" is missing; the column "Mail" looks like it')
+    expect(modal.locator("#map-error")).to_be_focused()
 
     modal.get_by_label("Vorname", exact=True).select_option(label="first name (required)")
     expect(missing).to_contain_text("Still missing: email")
     modal.get_by_label("Nachname", exact=True).select_option(label="last name")
     modal.get_by_label("Mail", exact=True).select_option(label="email (required)")
     expect(missing).to_have_text("Every required field has a column.")
+    expect(modal.locator("#map-error")).to_be_hidden()
     expect(modal.locator("#map-state-0")).to_have_text("Your choice")
     expect(modal.locator("#map-state-3")).to_have_text("Ignored: not imported")
 
@@ -56,6 +61,7 @@ def test_a_partner_file_is_mapped_previewed_saved_imported_and_its_mapping_offer
     expect(modal.locator("#map-save-status")).to_have_text(f"Saved as “{name}” (version 1). It is offered for your next file.")
     expect(modal.get_by_label("Saved mapping", exact=True)).to_have_value(name)
     page.screenshot(path=output_dir / "mapping-step-mapped.png")
+    page.screenshot(path=DOCS / "screenshot-mapping-step.png", animations="disabled")
 
     modal.get_by_role("button", name="Preview rows").click()
     expect(modal.get_by_role("heading", name=f"Check {first.name}")).to_be_focused()
@@ -75,6 +81,7 @@ def test_a_partner_file_is_mapped_previewed_saved_imported_and_its_mapping_offer
     expect(counts.locator(".count").filter(has_text="Would be created")).to_contain_text("2")
     expect(counts.locator(".count").filter(has_text="Rejected")).to_contain_text("1")
     page.screenshot(path=output_dir / "mapping-step-preview.png")
+    page.screenshot(path=DOCS / "screenshot-mapping-preview.png", animations="disabled")
 
     modal.get_by_role("button", name="Import", exact=True).click()
     expect(modal.locator("#outcome-text")).to_have_text(
@@ -87,6 +94,7 @@ def test_a_partner_file_is_mapped_previewed_saved_imported_and_its_mapping_offer
     attach_and_start(page, second)
     offer = modal.locator("#map-offer")
     expect(offer).to_contain_text(f"The saved mapping “{name}” fits this file's columns.")
+    page.screenshot(path=output_dir / "mapping-offered.png")
     offer.get_by_role("button", name=f"Use the saved mapping {name}").click()
     expect(modal.get_by_label("Saved mapping", exact=True)).to_have_value(name)
     expect(modal.locator("#map-state-2")).to_have_text(f"From the mapping “{name}”")

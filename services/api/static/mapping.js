@@ -118,6 +118,7 @@ function onChoice(event) {
   item.dataset.state = stateOf(index);
   byId(`map-state-${index}`).textContent = stateText(index);
   renderMissing();
+  showMapError(""); // what the server said was about the choices before this one
 }
 
 /** The required fields no column is chosen for, and any field two columns are chosen for. */
@@ -256,6 +257,11 @@ async function checkRows() {
     byId("map-error").focus();
     return;
   }
+  if (preview.needs_mapping) { // which column is which field does not fit yet: the server says why, here
+    showMapError(preview.refused.message);
+    byId("map-error").focus();
+    return;
+  }
   renderCheck(preview);
   hooks.view("check");
   if (!preview.refused) startDryRun();
@@ -306,7 +312,7 @@ function rowOf(row, shown) {
   const problemsCell = el("td", { "data-label": "Problems" },
     row.errors.length ? el("ul", { class: "problems" }, row.errors.map((e) => el("li", {}, e.message))) : "—");
   return el("tr", { class: row.accepted ? "accepted" : "rejected" },
-    el("th", { scope: "row" }, `Line ${count(row.line)} `,
+    el("th", { scope: "row" }, el("span", { class: "stack-label" }, "Line "), `${count(row.line)} `,
       el("span", { class: "row-state" }, row.accepted ? "ok" : "rejected")),
     ...cells, problemsCell);
 }
