@@ -125,6 +125,20 @@ def _shown(value: str) -> str:
     return value if len(value) <= SHOWN_CHARS else value[: SHOWN_CHARS - 1] + "…"
 
 
+_BODY = {
+    "required": True,
+    "content": {"multipart/form-data": {"schema": {
+        "type": "object",
+        "required": ["file"],
+        "properties": {
+            "file": {"type": "string", "format": "binary", "description": "the CSV file (name ending .csv)"},
+            "column_map": {"type": "string", "description": "a JSON object: column as in the header -> field or null"},
+            "mapping": {"type": "string", "description": "the name of a saved mapping"},
+        },
+    }}},
+}
+
+
 def add_preview_route(app: FastAPI, engine: AsyncEngine, caller, settings: Settings) -> None:
     """The route, behind the same caller check as every other route."""
     limits, rules = Limits.of(settings), RowRules(client_types=settings.client_types)
@@ -135,7 +149,7 @@ def add_preview_route(app: FastAPI, engine: AsyncEngine, caller, settings: Setti
         async with reader.connect() as conn:
             return await mappings.newest(conn, name)
 
-    @app.post(PATH, tags=["imports"], description=__doc__.split("\n\n", 1)[1])
+    @app.post(PATH, tags=["imports"], description=__doc__.split("\n\n", 1)[1], openapi_extra={"requestBody": _BODY})
     async def preview_import(request: Request, _: Caller) -> dict:
         """Multipart like POST /imports: `file`, and optional `column_map` and `mapping`; other fields are not read."""
         upload = await take_upload(request, settings.max_bytes)
