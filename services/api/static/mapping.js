@@ -198,12 +198,14 @@ function renderSaved() {
   }
 }
 
-/** A saved mapping whose columns given a field are all in this file (names compared as the server does, blind to case, spaces, "_" and "-"). */
+/**
+ * A saved mapping worth offering: every column it gives a field is in this file's header as written (as the
+ * page saves them). Only an offer: taking it asks the server, whose preview says whether it fits.
+ */
 function fits(saved) {
-  const blind = (name) => name.replace(/[\s_-]+/g, "").toLowerCase();
-  const header = new Set(state.preview.columns.map((c) => blind(c.name)));
+  const header = new Set(state.preview.columns.map((c) => c.name));
   const given = Object.entries(saved.columns || {}).filter(([, field]) => field !== null);
-  return given.length > 0 && given.every(([column]) => header.has(blind(column)));
+  return given.length > 0 && given.every(([column]) => header.has(column.trim()));
 }
 
 /** Take a saved mapping (or none): the server previews the file under it, and its answer is shown. */
