@@ -14,6 +14,7 @@ from pydantic import Field, StringConstraints
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from .db import as_utc
 from .fields import target_of
 from .tables import column_mappings
 
@@ -62,9 +63,14 @@ def unknown_mapping(name: str) -> "Issue":
 Saved = dict  # a saved mapping as the API answers it: name, version, columns, saved_by, saved_at
 
 
+def _iso(moment: datetime | None) -> str | None:
+    # One form for a save's answer and a later read: SQLite hands the time back without its zone.
+    return None if moment is None else as_utc(moment).isoformat()
+
+
 def _saved(row) -> Saved:
     return Saved(name=row.name, version=row.version, columns=row.columns, saved_by=row.saved_by,
-                 saved_at=row.saved_at.isoformat() if row.saved_at else None)
+                 saved_at=_iso(row.saved_at))
 
 
 async def save(conn: AsyncConnection, name: str, columns: dict[str, str | None], saved_by: str) -> Saved | None:
@@ -79,7 +85,7 @@ async def save(conn: AsyncConnection, name: str, columns: dict[str, str | None],
                                                        saved_by=saved_by[:200], saved_at=now))
     await conn.execute(delete(column_mappings).where(column_mappings.c.name == name,
                                                      column_mappings.c.version <= version - VERSIONS_KEPT))
-    return Saved(name=name, version=version, columns=columns, saved_by=saved_by[:200], saved_at=now.isoformat())
+    return Saved(name=name, version=version, columns=columns, saved_by=saved_by[:200], saved_at=_iso(now))
 
 
 async def newest(conn: AsyncConnection, name: str) -> Saved | None:

@@ -86,6 +86,8 @@ class Settings(BaseSettings):
     api_max_head_bytes: int = Field(default=16 * 1024, ge=1024, description="bytes of a request's line and headers")
     api_max_body_bytes: int = Field(default=64 * 1024, ge=1024,
                                     description="bytes of a request body, uploads aside (they have max_bytes)")
+    api_max_connections: int = Field(default=1000, ge=1, description=(
+        "connections the API holds at once; one more is answered 503 too_many_connections and closed"))
 
     log_level: str = "INFO"
 

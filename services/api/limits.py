@@ -14,6 +14,8 @@
   A body that stalled or ran out of time is answered 408 and the connection closed at once.
 - `Content-Length` together with `Transfer-Encoding` is refused (400): two framings of one body is how
   requests are smuggled past a proxy (RFC 9112 6.3).
+- Connections: at most `api_max_connections` at once (uvicorn has no bound but its `limit_concurrency`,
+  whose refusal is plain text); the next one gets its request answered 503 `too_many_connections` and closed.
 - What is not HTTP at all is answered 400 in the same `{code, message}` shape as every other refusal.
 
 Starlette's and FastAPI's own body limit (`max_body_size`) is not used: when Content-Length is over, it
@@ -42,7 +44,7 @@ def server_config(app: ASGIApp, settings: Settings, **overrides) -> uvicorn.Conf
     """How `clients-import serve` (and the tests) serve the API: uvicorn on h11, with the head's bounds."""
     options = {
         "host": settings.api_host, "port": settings.api_port, "log_config": None, "access_log": False,
-        "http": guarded_protocol(settings.api_head_timeout_s, settings.api_max_head_bytes),
+        "http": guarded_protocol(settings.api_head_timeout_s, settings.api_max_head_bytes, settings.api_max_connections),
         "h11_max_incomplete_event_size": settings.api_max_head_bytes,
     }
     return uvicorn.Config(app, **{**options, **overrides})
@@ -177,10 +179,11 @@ class _Answer:
 
 # -- The head: uvicorn's h11 protocol with a timer ---------------------------------------------------------
 
-def guarded_protocol(head_timeout_s: float, max_head_bytes: int) -> type[H11Protocol]:
+def guarded_protocol(head_timeout_s: float, max_head_bytes: int, max_connections: int = 1000) -> type[H11Protocol]:
     """uvicorn's h11 protocol (uvicorn is pinned: this leans on its H11Protocol's hooks) bound to our settings."""
     return type("GuardedH11Protocol", (GuardedH11Protocol,), {"head_timeout_s": head_timeout_s,
-                                                              "max_head_bytes": max_head_bytes})
+                                                              "max_head_bytes": max_head_bytes,
+                                                              "max_connections": max_connections})
 
 
 class GuardedH11Protocol(H11Protocol):
@@ -190,10 +193,14 @@ class GuardedH11Protocol(H11Protocol):
 
     head_timeout_s = 10.0
     max_head_bytes = 16 * 1024
+    max_connections = 1000
     _head_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        if len(self.connections) > self.max_connections:  # this one included
+            # Answered once its request has come (an answer before it could be lost to a reset), then closed.
+            self.app = _too_many_connections(self.max_connections)
         self._await_head()
 
     def data_received(self, data: bytes) -> None:
@@ -238,6 +245,21 @@ class GuardedH11Protocol(H11Protocol):
             self.transport.write(_raw_answer(ApiError(
                 408, "head_timeout", f"The request line and headers did not arrive within {self.head_timeout_s:g} s.")))
         self.transport.close()
+
+
+def _too_many_connections(bound: int) -> ASGIApp:
+    refusal = ApiError(503, "too_many_connections",
+                       f"The server holds {bound:,} connections, its limit: try again in a moment.")
+    body = json.dumps({"code": refusal.code, "message": refusal.message}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+               (b"retry-after", b"1"), (b"connection", b"close"),
+               *((k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.items())]
+
+    async def answer(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    return answer
 
 
 def _raw_answer(error: ApiError) -> bytes:

@@ -260,6 +260,24 @@ async def test_a_well_formed_upload_is_still_taken(port):
     assert answer.status == 202 and answer.json()["status"] == "received"
 
 
+async def test_a_connection_past_the_bound_is_answered_503_and_the_next_one_after_a_close_is_served(settings, engine):
+    capped = settings.model_copy(update={"api_max_connections": 3})
+    healthz = b"GET /healthz HTTP/1.1\r\nHost: api\r\n\r\n"
+    async with served_api(capped, engine) as number:
+        held = [await asyncio.open_connection("127.0.0.1", number) for _ in range(3)]
+        await asyncio.sleep(0.2)  # the server has taken them
+        over = await exchange(number, healthz)
+        held.pop()[1].close()
+        await asyncio.sleep(0.2)
+        after = await exchange(number, healthz)
+        for _, writer in held:
+            writer.close()
+
+    over.assert_refused(503, "too_many_connections")
+    assert over.closed and over.headers.get("retry-after") == "1"
+    assert after.status == 200
+
+
 # Hypothesis: any headers and body on POST /imports, and any path and query on the reads.
 
 _token = st.text(alphabet="abcdefghijklmnopqrstuvwxyz-ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", min_size=1, max_size=20)

@@ -46,6 +46,17 @@ async def test_each_save_is_a_new_version_and_the_newest_is_the_one_read(http):
     assert [(m["name"], m["version"]) for m in listed if m["name"] == name] == [(name, 2)]
 
 
+async def test_a_save_and_a_later_read_give_the_same_time_in_utc(http):
+    name = unique()
+
+    saved = (await http.put(f"/mappings/{name}", json={"columns": {"Mail": "email"}}, headers=BEARER)).json()
+    read = (await http.get(f"/mappings/{name}", headers=BEARER)).json()
+    listed = [m for m in (await http.get("/mappings", headers=BEARER)).json()["items"] if m["name"] == name]
+
+    assert saved["saved_at"].endswith("+00:00")
+    assert read["saved_at"] == listed[0]["saved_at"] == saved["saved_at"]
+
+
 async def test_a_deleted_mapping_is_gone_with_all_its_versions(http):
     name = unique()
     await http.put(f"/mappings/{name}", json={"columns": {"Mail": "email"}}, headers=BEARER)
