@@ -55,7 +55,9 @@ def refuse(code: str, message: str, field_name: str | None = None) -> Issue:
     return Issue(code=code, message=message, field=field_name)
 
 
-def read_file(data: bytes, limits: Limits = Limits(), column_map: dict[str, str | None] | None = None) -> ReadFile | Issue:
+def read_file(data: bytes, limits: Limits = Limits(), column_map: dict[str, str | None] | None = None,
+              fields: bool = True) -> ReadFile | Issue:
+    """`fields=False` reads the table only, finding no field in the header (a retry's file: shared/retries.py)."""
     if len(data) > limits.max_bytes:
         return refuse(
             "file_too_large",
@@ -78,7 +80,7 @@ def read_file(data: bytes, limits: Limits = Limits(), column_map: dict[str, str 
     if isinstance(found, Issue):
         return found
     delimiter, text = found
-    return read_records(text, limits, warnings, column_map, delimiter)
+    return read_records(text, limits, warnings, column_map, delimiter, fields)
 
 
 def sniff_binary(data: bytes) -> Issue | None:
@@ -375,7 +377,7 @@ def look_alikes(field_name: str, names: list[str]) -> list[str]:
 
 
 def read_records(text: str, limits: Limits, warnings: list[Issue], column_map: dict[str, str | None] | None = None,
-                 delimiter: str | None = None) -> ReadFile | Issue:
+                 delimiter: str | None = None, fields: bool = True) -> ReadFile | Issue:
     delimiter = delimiter or detect_delimiter(text, limits.max_header_line)
     scan = _Scanner(text, delimiter)
     found = _read_header(scan, limits)
@@ -383,7 +385,7 @@ def read_records(text: str, limits: Limits, warnings: list[Issue], column_map: d
         return found
     header, after_header = found
     header = [clean_header_name(name) for name in header]
-    matched = match_header(header, column_map)
+    matched = match_header(header, column_map) if fields else ({}, [])
     if isinstance(matched, Issue):
         return matched
     columns, header_warnings = matched
