@@ -4,8 +4,8 @@ import base64
 import csv
 import io
 
-from services.uploader.retrying import plan_retry
 from services.uploader.reading import Limits
+from services.uploader.retrying import plan_retry
 from services.validator.rules import validate_chunk
 from shared import retries, topics
 from shared.events import Chunk, ImportOptions, ImportRequest, JobAccepted, JobRefused, JobStatus, Mode
