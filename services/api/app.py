@@ -39,6 +39,7 @@ from .limits import RequestLimits
 from .mappings import add_mapping_routes, form_column_map, form_mapping_name
 from .paths import DotSegmentGuard
 from .readcache import ReadCache
+from .retry import RETRY_PATH, add_retry_routes
 from .sessions import COOKIE as SESSION_COOKIE
 from .sessions import Sessions, cookie_name
 from .upload import FORM_ALLOWANCE, check_contract_text, read_upload
@@ -281,6 +282,7 @@ def build_api(settings: Settings, engine: AsyncEngine, router: KafkaRouter) -> F
         return _json(await answers.answer(("clients", q.strip(), limit, offset), read))
 
     add_mapping_routes(app, engine, caller)
+    add_retry_routes(app, engine, reader, router, caller, settings)
 
     @app.get("/openapi.json", include_in_schema=False)
     async def openapi_document(_: Caller) -> dict:
@@ -304,7 +306,8 @@ def build_api(settings: Settings, engine: AsyncEngine, router: KafkaRouter) -> F
         RequestLimits, max_head_bytes=settings.api_max_head_bytes, stall_s=settings.api_body_stall_s,
         whole_s=settings.api_body_timeout_s, default_bytes=settings.api_max_body_bytes,
         # the upload's reader refuses first, with its own message; this is the backstop
-        limits={("POST", "/imports"): settings.max_bytes + 2 * FORM_ALLOWANCE},
+        limits={("POST", "/imports"): settings.max_bytes + 2 * FORM_ALLOWANCE,
+                ("POST", RETRY_PATH): settings.max_bytes + 2 * FORM_ALLOWANCE},
     )
     # Added last, so outermost: every answer, the limits' own included, carries the security headers.
     app.add_middleware(guards.FrontDoor, cookie_names=(cookie_name(False), cookie_name(True)))
