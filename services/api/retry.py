@@ -208,7 +208,7 @@ def _new_id() -> str:
 
 
 async def _record_and_publish(engine: AsyncEngine, router: KafkaRouter, job: ImportRequest) -> str:
-    """As POST /imports does: the job recorded `received`, then the request published (again, for a known one:
+    """As POST /imports does: the job recorded first, then the request published (again, for a known one:
     the uploader answers a repeat with the notification once more). A key reused for other rows: 409."""
     async with engine.begin() as conn:
         known = await readside.job_document(conn, job.job_id, 0)
