@@ -93,3 +93,14 @@ async def test_an_edited_errors_csv_is_taken_as_a_file_and_published_whole(api):
 
     assert answer.status_code == 202, answer.text
     assert published[-1].file_bytes().decode() == fixed and published[-1].file_name == "people-errors.csv"
+
+
+async def test_the_openapi_document_describes_the_retry_route_both_ways_and_the_rows_to_fix(api):
+    http, _, _ = api
+    paths = (await http.get("/openapi.json", headers=BEARER)).json()["paths"]
+
+    retry = paths["/imports/{job_id}/retry"]
+    assert set(retry) == {"get", "post"}
+    assert set(retry["post"]["requestBody"]["content"]) == {"multipart/form-data", "application/json"}
+    assert "row" in retry["post"]["requestBody"]["content"]["application/json"]["schema"]["properties"]["rows"]["items"][
+        "properties"]
