@@ -106,12 +106,18 @@ function grid(found) {
   const head = el("tr", {}, el("th", { scope: "col" }, "Row"),
     found.columns.map((column) => el("th", { scope: "col" }, column)));
   const body = found.rows.map((row, r) => el("tr", {},
-    el("th", { scope: "row", role: "rowheader" }, String(row.row)),
+    el("th", { scope: "row", role: "rowheader" }, String(row.row), rowProblems(row, found.columns)),
     found.columns.map((column, c) => cell(row, r, column, c + 1))));
   const table = el("table", { class: "data fix-grid", role: "grid", "aria-label": "Rejected rows",
     "aria-rowcount": String(found.rows.length + 1) }, el("thead", {}, head), el("tbody", {}, body));
   table.addEventListener("keydown", onKey);
   return table;
+}
+
+/** Problems of the row as a whole (too many values, say): shown under its number. */
+function rowProblems(row, columns) {
+  const messages = row.errors.filter((e) => !columns.includes(e.column)).map((e) => e.message);
+  return messages.length ? el("span", { class: "cell-problem" }, messages.join(" ")) : null;
 }
 
 function cell(row, r, column, c) {
