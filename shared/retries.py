@@ -9,15 +9,18 @@ read side counts what is still rejected):
   (`invalid_retry_rows`); a file without a `row` column too (`missing_row_column`).
 - Only rows rejected in the original and not fixed by an earlier retry are imported again. Any other
   row of the original is answered on its own, `not_rejected`, and the rest of the retry goes on.
-- Each retried row starts from the original's values, with the retry's cells over them, column by
-  column: a column named as in the original file, or by a field's name (the column the original read
-  that field from). errors.csv's own columns (`row`, `line`, `errors`) are no values.
+- Each retried row starts from its values as last tried (the original's, or those of the newest ended
+  retry that rejected it again), with the retry's cells over them, column by column: a column named as
+  in the original file, or by a field's name (the column the original read that field from). errors.csv's
+  own columns (`row`, `line`, `errors`) are no values. The original's errors.csv and the page's grid show
+  each row still rejected as last tried too.
 - The rows keep the original's row and line numbers, in the pipeline, the reports and the notification;
   they are imported with the original's mode and column mapping. The original must have ended, have
   written (no dry run) and not be rejected whole. On the topic, a retry comes from the original's
   requester (`requested_by`); our API and CLI may retry any import.
-- What a retry may fix is decided when the uploader first takes it (table `job_retries`): a request
-  delivered again is planned the same way, whatever other retries did meanwhile.
+- What a retry may fix, and what each row starts from, is decided when the uploader first takes it
+  (table `job_retries`): a request delivered again is planned the same way, whatever other retries did
+  meanwhile.
 """
 
 import csv
@@ -35,7 +38,8 @@ from .fields import target_of
 from .tables import import_jobs, job_retries, job_rows, row_outcomes
 
 __all__ = ["ROW_COLUMN", "REPORT_COLUMNS", "Original", "Basis", "refusal", "row_numbers", "answers", "merged",
-           "rows_csv", "options_of", "load_original", "root_of", "fixed_rows", "bind", "retries_of", "RETRIES_SHOWN"]
+           "rows_csv", "options_of", "load_original", "root_of", "fixed_rows", "last_tried", "bind", "retries_of",
+           "RETRIES_SHOWN"]
 
 ROW_COLUMN = "row"
 REPORT_COLUMNS = ("row", "line", "errors")  # errors.csv's own columns, after the file's
@@ -46,8 +50,9 @@ RETRIES_SHOWN = 20  # retries a job document lists, newest first
 @dataclass(frozen=True)
 class RejectedRow:
     line: int
-    values: dict[str, str]  # the original values, by the file's column names
+    values: dict[str, str]  # the values last tried (the original's, or a retry's), by the file's column names
     errors: tuple[dict, ...] = ()
+    source: str | None = None  # the retry that last tried it, if one did
 
 
 @dataclass(frozen=True)
@@ -233,9 +238,10 @@ async def root_of(conn: AsyncConnection, job_id: str) -> str:
     return parent or job_id
 
 
-async def load_original(conn: AsyncConnection, job_id: str) -> Original | None:
+async def load_original(conn: AsyncConnection, job_id: str, sources: Mapping[int, str] | None = None) -> Original | None:
     """The import `job_id` (or, for a retry, the import it retries), with its rejected rows and the rows its
-    retries fixed."""
+    retries fixed. A row a retry tried and left rejected is shown as last tried: its values and errors from
+    the newest ended retry that rejected it (from `sources`, row -> job, when a plan was bound to them)."""
     root = await root_of(conn, job_id)
     job = (await conn.execute(select(import_jobs).where(import_jobs.c.id == root))).mappings().one_or_none()
     if job is None:
@@ -244,11 +250,47 @@ async def load_original(conn: AsyncConnection, job_id: str) -> Original | None:
         job_rows.c.job_id == root).order_by(job_rows.c.row)
     rejected = {r.row: RejectedRow(r.line, dict(r.original or {}), tuple(r.errors or ()))
                 for r in await conn.execute(query)}
+    fixed = await fixed_rows(conn, root)
+    tried = await last_tried(conn, root, sources)
+    for number, (values, errors, source) in tried.items():
+        if number in rejected and (sources is not None or number not in fixed):
+            rejected[number] = RejectedRow(rejected[number].line, values, errors, source)
     return Original(
         job_id=root, file_name=job["file_name"], status=JobStatus(job["status"]), requested_by=job["requested_by"],
         dry_run=bool(job["dry_run"]), mode=Mode(job["mode"]), total=job["total"] or 0, mapping=job["mapping"],
-        rejected=rejected, fixed=await fixed_rows(conn, root),
+        rejected=rejected, fixed=fixed,
     )
+
+
+async def last_tried(conn: AsyncConnection, root: str, sources: Mapping[int, str] | None) -> dict[int, tuple]:
+    """Row -> (values, errors, retry) as last tried: the given sources, else the newest ended retry that
+    rejected the row for a reason of its own (not `not_rejected`)."""
+    retried = select(job_retries.c.job_id, job_retries.c.taken_at).where(
+        job_retries.c.retry_of == root, job_retries.c.refusal.is_(None))
+    if sources is not None:
+        wanted = {job for job in sources.values() if job != root}
+        retried = retried.where(job_retries.c.job_id.in_(sorted(wanted)))
+    else:
+        ended = select(import_jobs.c.id).where(import_jobs.c.status.not_in([s.value for s in (JobStatus.RECEIVED,
+                                                                                                 JobStatus.PROCESSING)]))
+        retried = retried.where(job_retries.c.job_id.in_(ended))
+    taken = {r.job_id: r.taken_at for r in await conn.execute(retried)}
+    if not taken:
+        return {}
+    query = select(job_rows.c.job_id, job_rows.c.row, job_rows.c.original, job_rows.c.errors).where(
+        job_rows.c.job_id.in_(sorted(taken)))
+    found: dict[int, tuple] = {}
+    newest: dict[int, object] = {}
+    for r in await conn.execute(query):
+        errors = tuple(r.errors or ())
+        if sources is not None and sources.get(r.row) != r.job_id:
+            continue
+        if sources is None and (not errors or all(e.get("code") == "not_rejected" for e in errors)):
+            continue
+        if r.row not in newest or taken[r.job_id] > newest[r.row]:
+            newest[r.row] = taken[r.job_id]
+            found[r.row] = (dict(r.original or {}), errors, r.job_id)
+    return found
 
 
 async def fixed_rows(conn: AsyncConnection, original_id: str) -> frozenset[int]:
@@ -260,19 +302,23 @@ async def fixed_rows(conn: AsyncConnection, original_id: str) -> frozenset[int]:
 
 
 async def bind(conn: AsyncConnection, job_id: str, retry_of: str, requested_by: str, trusted: bool) -> Basis:
-    """What the retry `job_id` may fix: decided the first time it is taken, and the same ever after."""
-    original = await load_original(conn, retry_of)
+    """What the retry `job_id` may fix, and which values each row starts from: decided the first time it is
+    taken, and the same ever after (row -> the job whose values it starts from, in `job_retries.rows`)."""
     bound = (await conn.execute(select(job_retries).where(job_retries.c.job_id == job_id))).mappings().one_or_none()
     if bound is None:
+        original = await load_original(conn, retry_of)
         refused = refusal(original, requested_by, trusted)
-        rows = sorted(original.retryable) if original is not None and refused is None else None
+        rows = ({str(n): original.rejected[n].source or original.job_id for n in sorted(original.retryable)}
+                if original is not None and refused is None else None)
         insert = insert_for(conn.dialect.name, job_retries).on_conflict_do_nothing(index_elements=[job_retries.c.job_id])
         await conn.execute(insert.values(
             job_id=job_id, retry_of=original.job_id if original else retry_of, rows=rows,
             refusal=refused.model_dump() if refused else None, taken_at=datetime.now(UTC)))
         bound = (await conn.execute(select(job_retries).where(job_retries.c.job_id == job_id))).mappings().one()
+    sources = {int(n): source for n, source in (bound["rows"] or {}).items()}
+    original = await load_original(conn, bound["retry_of"], sources)
     refused = Issue(**bound["refusal"]) if bound["refusal"] else None
-    return Basis(original, frozenset(bound["rows"] or ()), refused)
+    return Basis(original, frozenset(sources), refused)
 
 
 async def retries_of(conn: AsyncConnection, original_id: str, limit: int = RETRIES_SHOWN) -> tuple[list[dict], int]:

@@ -206,7 +206,7 @@ job_retries = Table(
     metadata,
     Column("job_id", String(64), primary_key=True),
     Column("retry_of", String(64), nullable=False),
-    Column("rows", _json),  # the original's row numbers this retry may fix: rejected, and not fixed before it
+    Column("rows", _json),  # {row: job whose values it starts from}: the rows it may fix (rejected, not fixed before)
     Column("refusal", _json),  # or why it was refused whole ({"code", "message"})
     Column("taken_at", DateTime(timezone=True), nullable=False),
     Index("ix_job_retries_retry_of", "retry_of"),

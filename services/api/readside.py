@@ -95,13 +95,22 @@ def _cut(message: str) -> str:
 
 
 async def rejected_rows(conn: AsyncConnection, job_id: str) -> list[dict]:
-    """Rows the validator refused and rows the writer refused, in file order, but those a retry imported since."""
+    """Rows the validator refused and rows the writer refused, in file order, but those a retry imported since;
+    a row a retry tried and left rejected, with that retry's values and errors."""
     counted = select(job_rows.c.row, job_rows.c.line, job_rows.c.errors, job_rows.c.original).where(
         job_rows.c.job_id == job_id
     )
     fixed = await retries.fixed_rows(conn, job_id)
+    tried = await retries.last_tried(conn, job_id, None)  # a row a retry left rejected: as last tried
     rows = (await conn.execute(counted.order_by(job_rows.c.row))).mappings()
-    return [dict(r) for r in rows if r["row"] not in fixed]
+    return [_as_tried(dict(r), tried.get(r["row"])) for r in rows if r["row"] not in fixed]
+
+
+def _as_tried(row: dict, tried: tuple | None) -> dict:
+    if tried is None:
+        return row
+    values, errors, _ = tried
+    return {**row, "original": values, "errors": list(errors)}
 
 
 async def accepted_rows(conn: AsyncConnection, job_id: str) -> list[dict]:

@@ -44,11 +44,12 @@ async def test_rows_fixed_through_the_api_become_clients_under_their_original_ro
             {"row": 2, "values": {"Mail": f"bob@{d}"}},
             {"row": 3, "values": {"firstName": "Cy"}},  # a field's name: the column the original read it from
             {"row": 1, "values": {"Mail": f"ann2@{d}"}},  # imported already: answered, not retried
+            {"row": 4, "values": {"Mail": "di@still"}},  # still wrong: rejected again, as tried
         ]})
         assert answer.status_code == 202, answer.text
         accepted = answer.json()
         assert accepted["retry_of"] == original["job_id"] and accepted["status_url"] == f"/imports/{accepted['job_id']}"
-        assert accepted["rows"]["retried"] == [2, 3]
+        assert accepted["rows"]["retried"] == [2, 3, 4]
         assert [(r["row"], r["code"]) for r in accepted["rows"]["not_rejected"]] == [(1, "not_rejected")]
 
         note = (await partner.client.wait([accepted["job_id"]], 60))[accepted["job_id"]]
@@ -58,8 +59,8 @@ async def test_rows_fixed_through_the_api_become_clients_under_their_original_ro
         retry_doc = (await http.get(accepted["status_url"], headers=AUTH)).json()
 
     assert (note.status, note.total, note.created, note.rejected, note.retry_of) == (
-        JobStatus.COMPLETED_WITH_ERRORS, 3, 2, 1, original["job_id"])
-    assert [(e.row, e.code) for e in note.errors] == [(1, "not_rejected")]
+        JobStatus.COMPLETED_WITH_ERRORS, 4, 2, 2, original["job_id"])
+    assert [(e.row, e.code) for e in note.errors] == [(1, "not_rejected"), (4, "invalid_email")]
     found = await clients_of(engine, d)
     assert sorted(found) == [f"ann@{d}", f"bob@{d}", f"cy@{d}"]
     assert (found[f"bob@{d}"]["first_name"], found[f"cy@{d}"]["first_name"], found[f"cy@{d}"]["last_name"]) == (
@@ -69,6 +70,8 @@ async def test_rows_fixed_through_the_api_become_clients_under_their_original_ro
     assert [(r["job_id"], r["created"]) for r in after["retries"]] == [(accepted["job_id"], 2)]
     report = list(csv.DictReader(io.StringIO(errors.text.lstrip("\ufeff"))))
     assert [r["row"] for r in report] == ["4"], "errors.csv lists only the rows still rejected"
+    assert (report[0]["Mail"], report[0]["First Name"]) == ("di@still", "Di"), "as last tried"
+    assert "di@still" in report[0]["errors"]
 
 
 async def test_the_edited_errors_csv_is_a_retry_and_rows_already_fixed_are_answered(api, engine, partner):

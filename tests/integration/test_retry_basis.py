@@ -62,3 +62,37 @@ async def test_a_retry_of_a_retry_belongs_to_the_first_import_and_refusals_are_b
     assert (await ports.retry_basis(outsider, original, "intruder", False)).refusal.code == "retry_not_allowed"
     assert (await ports.retry_basis(outsider, original, "acme", True)).refusal.code == "retry_not_allowed"
     assert (await ports.retry_basis(str(uuid.uuid4()), "no-such-job", "acme", False)).refusal.code == "unknown_import"
+
+
+async def a_retry(db, ports, original: str, tried: dict[int, str], status: str = "completed_with_errors") -> str:
+    """A retry taken by the uploader that ended with these rows rejected again, as tried (row -> email)."""
+    retry = str(uuid.uuid4())
+    await ports.retry_basis(retry, original, "acme", False)
+    async with db.begin() as conn:
+        await conn.execute(insert_for(conn.dialect.name, import_jobs).values(
+            id=retry, file_name="fixes.csv", source="api", requested_by="acme", mode="upsert", dry_run=False,
+            status=status, total=len(tried), rejected=len(tried), received_at=datetime.now(UTC), retry_of=original))
+        for row, email in tried.items():
+            await conn.execute(insert_for(conn.dialect.name, job_rows).values(
+                job_id=retry, row=row, line=row + 1, outcome="rejected", original={"firstName": "", "email": email},
+                errors=[{"field": "firstName", "code": "missing_first_name", "message": "empty"}]))
+    return retry
+
+
+async def test_a_row_left_rejected_by_a_retry_starts_the_next_from_what_was_last_tried(db):
+    ports = UploaderPorts.open(Settings(_env_file=None), db)
+    original = await an_import(db, [2, 4])
+    first = await a_retry(db, ports, original, {4: "p4@x.com"})
+    running = await a_retry(db, ports, original, {2: "p2@running.com"}, status="processing")  # not ended: not yet
+
+    taken = str(uuid.uuid4())
+    basis = await ports.retry_basis(taken, original, "acme", False)
+    assert basis.original.rejected[4].values == {"firstName": "", "email": "p4@x.com"}
+    assert basis.original.rejected[4].errors[0]["code"] == "missing_first_name"
+    assert basis.original.rejected[2].values == {"firstName": "P2", "email": "bad@"} and running
+
+    await a_retry(db, ports, original, {4: "newer@x.com"})  # tried again since: the plan taken keeps its start
+    again = await ports.retry_basis(taken, original, "acme", False)
+    assert again.original.rejected[4].values["email"] == "p4@x.com" and again.original.rejected[4].source == first
+    async with db.connect() as conn:
+        assert (await retries.load_original(conn, original)).rejected[4].values["email"] == "newer@x.com"
