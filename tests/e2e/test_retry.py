@@ -127,3 +127,40 @@ async def test_a_partner_retries_on_the_topic_and_a_request_delivered_again_chan
     assert sorted(await clients_of(engine, d)) == [f"ann@{d}", f"di@{d}"]
     accepted = [json.loads(r.value) for r in of_job(await read_topic(settings, topics.JOBS), retry_id)]
     assert sum(1 for e in accepted if e["event"] == "job.accepted") == 1
+
+
+async def test_a_retry_whose_records_are_all_delivered_again_changes_nothing_and_counts_nothing_twice(
+        partner, settings, engine, api):
+    from aiokafka import AIOKafkaProducer
+
+    from .kafka_tools import wait_until_drained
+    from .test_delivery import _snapshot
+
+    d = unique_domain()
+    original = await partner.run(people(d), "people.csv", column_map={"Mail": "email"})
+    retry = ImportRequest(requested_by="e2e", file_name="fixes.csv", content=f"row,email\n2,bob@{d}\n4,di@{d}\n",
+                          idempotency_key=f"fix-{d}", retry_of=original.job_id)
+    retry_id = jobs.idempotent_job_id("topic", "e2e", f"fix-{d}")
+    await partner.client.submit(retry)
+    note = (await partner.client.wait([retry_id], 60))[retry_id]
+    assert (note.created, note.rejected) == (2, 0)
+    await wait_until_drained(settings)
+    before = await _snapshot(engine, retry_id, d)
+
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers,
+                                max_request_size=settings.request_max_bytes)
+    await producer.start()
+    try:
+        for topic in (topics.JOBS, topics.CHUNKS, topics.ROWS_ACCEPTED, topics.ROWS_REJECTED, topics.ROWS_WRITTEN):
+            for record in of_job(await read_topic(settings, topic), retry_id):
+                await producer.send_and_wait(topic, record.value, key=record.key, partition=record.partition)
+    finally:
+        await producer.stop()
+    await wait_until_drained(settings)
+    await asyncio.sleep(0.6)  # past the API's read cache
+
+    assert await _snapshot(engine, retry_id, d) == before
+    assert len(of_job(await read_topic(settings, topics.NOTIFICATIONS), retry_id)) == 1
+    async with httpx.AsyncClient(base_url=api) as http:
+        document = (await http.get(f"/imports/{original.job_id}", headers=AUTH)).json()
+    assert (document["still_rejected"], [r["created"] for r in document["retries"]]) == (1, [2])
