@@ -62,6 +62,9 @@ def test_two_cells_fixed_in_the_grid_are_imported_and_become_clients(page: Page,
     name = grid.locator('td[data-r="1"][data-c="1"]')
     page.keyboard.press("ArrowDown")
     page.keyboard.press("ArrowLeft")
+    page.keyboard.press("Tab")  # out of the grid to its buttons, and back to the cell it left
+    page.keyboard.press("Shift+Tab")
+    expect(name).to_be_focused()
     page.keyboard.press("Enter")
     expect(name.locator(".cell-problem")).to_contain_text("is required")
     page.keyboard.type("Cy")

@@ -125,7 +125,7 @@ function cell(row, r, column, c) {
   const td = el("td", { role: "gridcell", tabindex: "-1", "data-r": String(r), "data-c": String(c),
     "data-column": column, "data-label": column });
   td.addEventListener("dblclick", () => startEdit(td));
-  td.addEventListener("click", () => td.focus());
+  td.addEventListener("click", () => focusCell(r, c));
   render(td, row.values[column] ?? "", errors.map((e) => e.message));
   return td;
 }
@@ -160,9 +160,13 @@ function onKey(event) {
   }
 }
 
+/** One cell of the grid is in the Tab order at a time (a roving tabindex): the one last moved to. */
 function focusCell(r, c) {
   const target = state?.dialog.querySelector(`td[data-r="${r}"][data-c="${c}"]`);
-  if (target) target.focus();
+  if (!target) return;
+  for (const cell of state.dialog.querySelectorAll('td[tabindex="0"]')) cell.setAttribute("tabindex", "-1");
+  target.setAttribute("tabindex", "0");
+  target.focus();
 }
 
 function currentValue(td) {
