@@ -72,6 +72,16 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--mapping", metavar="NAME", help="use the saved mapping NAME (PUT /mappings/NAME); --map overrides it")
     run.set_defaults(command=cmd_run)
 
+    retry = commands.add_parser("retry", help="import corrected rows of an import again (only its rejected rows) and "
+                                              "print the notification")
+    retry.add_argument("job", metavar="JOB", help="the import's job id")
+    retry.add_argument("file", type=Path, metavar="FILE",
+                       help='the corrected rows: a CSV with a "row" column (the edited errors.csv), or a .json file '
+                            '{"rows": [{"row": 7, "values": {...}}]}')
+    retry.add_argument("--json", action="store_true", help="the notification as JSON")
+    retry.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the notification")
+    retry.set_defaults(command=cmd_retry)
+
     broker = commands.add_parser("broker", help="start a local Kafka broker in the foreground")
     broker.add_argument("--sasl", action="store_true",
                         help="take only SCRAM-SHA-256/512 logins (SASL_PLAINTEXT), as KAFKA_SASL_USERNAME and "
@@ -196,6 +206,34 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if all(note.status in IMPORTED for note in notes) else 1
 
 
+def cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
+    """As `run` does, for a retry: its rows keep the import's row numbers (shared/retries.py)."""
+    from .retrying import RetryRefused, retry_request
+
+    if not args.file.is_file():
+        print(f"clients-import: no such file: {args.file}", file=sys.stderr)
+        return 2
+    if settings.signing_key is None:
+        settings = settings.model_copy(update={"job_signing_secret": secrets.token_hex(32)})
+    try:
+        request = asyncio.run(retry_request(settings, args.job, args.file))
+    except RetryRefused as refused:
+        print(f"clients-import retry: {printable(str(refused))}", file=sys.stderr)
+        return 2
+    if settings.kafka_bootstrap_servers and asyncio.run(_served_there(settings)):
+        print(f"clients-import retry: the services already run on {settings.kafka_bootstrap_servers} (`serve`): send "
+              f"the rows through the HTTP API there (POST /imports/{args.job}/retry).", file=sys.stderr)
+        return 2
+    with broker_for(settings) as settings:
+        try:
+            (note,) = asyncio.run(_run(settings, [request], args.timeout, show_progress=not args.json))
+        except TimeoutError:
+            print(f"clients-import retry: no notification within {args.timeout:g} s (--timeout)", file=sys.stderr)
+            return 1
+    print(note.model_dump_json() if args.json else summary(note))
+    return 0 if note.status in IMPORTED else 1
+
+
 async def _served_there(settings: Settings) -> bool:
     """Whether the stages already run on this broker (`serve`): its uploader group has members. `run`
     must not join their groups with stages of its own, signing job ids with a key they do not know."""
@@ -265,6 +303,8 @@ def summary(note: ImportNotification) -> str:
     control characters (an escape sequence, a bidi override) are shown as escapes, never sent to the terminal."""
     mark = {JobStatus.COMPLETED: "✔", JobStatus.VALIDATED: "✔", JobStatus.COMPLETED_WITH_ERRORS: "!"}.get(note.status, "✘")
     lines = [f"{mark} {note.message}  [{note.status.value}, job {note.job_id}]"]
+    if note.retry_of:
+        lines.append(f"    a retry of job {note.retry_of}: row numbers are that import's")
     if note.mapping and (note.mapping.name or note.mapping.columns):
         used = f"mapping {note.mapping.name} (version {note.mapping.version})" if note.mapping.name else "column map"
         read = ", ".join(f"{field} from “{column}”" for field, column in note.mapping.fields.items())

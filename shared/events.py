@@ -137,6 +137,9 @@ class ImportRequest(Event):
         default=None, max_length=64, description="set by our own API and CLI, with job_signature; partners leave it out"
     )
     job_signature: str | None = Field(default=None, max_length=128, description="proves our API or CLI named job_id")
+    retry_of: str | None = Field(default=None, max_length=64, pattern=_PRINTABLE, description=(
+        "a retry: the id of the import whose rejected rows this file corrects (its `row` column names them); "
+        "imported with that import's mode and mapping (shared/retries.py)"))
 
     @model_validator(mode="after")
     def _one_content(self) -> "ImportRequest":
@@ -186,6 +189,7 @@ class JobAccepted(Event):
     idempotency_key: str | None = None
     received_at: datetime = Field(default_factory=utcnow)
     mapping: AppliedMapping | None = None
+    retry_of: str | None = Field(default=None, description="the import this one retries rows of")
 
 
 class JobRefused(Event):
@@ -202,6 +206,7 @@ class JobRefused(Event):
     idempotency_key: str | None = None
     received_at: datetime = Field(default_factory=utcnow)
     mapping: AppliedMapping | None = Field(default=None, description="the saved mapping named, when one was found")
+    retry_of: str | None = Field(default=None, description="the import this one retries rows of")
 
 
 class JobRepeated(Event):
@@ -240,6 +245,13 @@ class Chunk(Event):
         default_factory=dict, description="row -> (field, earlier row holding the same email or username)"
     )
     options: ImportOptions = ImportOptions()
+    rows: tuple[int, ...] = Field(default=(), description=(
+        "each row's number when they do not run on from first_row: a retry's rows keep their original numbers"))
+    refused: dict[int, Issue] = Field(default_factory=dict, description=(
+        "row -> why it is rejected without a check: a retry's row that is not rejected in the original"))
+
+    def row_number(self, offset: int) -> int:
+        return self.rows[offset] if self.rows else self.first_row + offset
 
 
 def _limit(column: str) -> int:
@@ -365,6 +377,7 @@ class ImportNotification(Event):
     source: Source = Source.TOPIC
     finished_at: datetime = Field(default_factory=utcnow)
     mapping: AppliedMapping | None = None
+    retry_of: str | None = Field(default=None, description="a retry: the import whose rows it corrects (row numbers are that import's)")
 
     @property
     def message(self) -> str:

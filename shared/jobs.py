@@ -76,6 +76,7 @@ async def record_received(conn: AsyncConnection, job_id: str, request: ImportReq
             id=job_id, file_name=request.file_name, source=request.source.value, requested_by=request.requested_by,
             mode=options.mode.value, dry_run=options.dry_run, callback_url=options.callback_url,
             idempotency_key=request.idempotency_key, status=JobStatus.RECEIVED.value, received_at=datetime.now(UTC),
+            retry_of=request.retry_of,
         ).on_conflict_do_nothing(index_elements=[import_jobs.c.id])
     )
 
@@ -105,7 +106,9 @@ def quote_errors(rejected_rows: Iterable[tuple[int, int, list[dict]]], limit: in
 
 def content_digest(request: ImportRequest) -> str:
     """What a job id is bound to: the file and how to import it (not who sent it or under which id)."""
-    body = request.model_dump_json(include={"file_name", "content", "content_base64", "options"})
+    # A retry's target is part of what it asks (left out when there is none: digests taken before stay).
+    fields = {"file_name", "content", "content_base64", "options"} | ({"retry_of"} if request.retry_of else set())
+    body = request.model_dump_json(include=fields)
     return hashlib.sha256(body.encode()).hexdigest()
 
 

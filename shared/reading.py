@@ -62,12 +62,14 @@ def refuse(code: str, message: str, field_name: str | None = None) -> Issue:
     return Issue(code=code, message=message, field=field_name)
 
 
-def read_file(data: bytes, limits: Limits = Limits(), column_map: dict[str, str | None] | None = None) -> ReadFile | Issue:
+def read_file(data: bytes, limits: Limits = Limits(), column_map: dict[str, str | None] | None = None,
+              fields: bool = True) -> ReadFile | Issue:
+    """`fields=False` reads the table only, finding no field in the header (a retry's file: shared/retries.py)."""
     prepared = _prepare(data, limits)
     if isinstance(prepared, Issue):
         return prepared
     text, warnings, delimiter = prepared
-    return read_records(text, limits, warnings, column_map, delimiter)
+    return read_records(text, limits, warnings, column_map, delimiter, fields)
 
 
 @dataclass(frozen=True)
@@ -453,7 +455,7 @@ def look_alikes(field_name: str, names: list[str]) -> list[str]:
 
 
 def read_records(text: str, limits: Limits, warnings: list[Issue], column_map: dict[str, str | None] | None = None,
-                 delimiter: str | None = None) -> ReadFile | Issue:
+                 delimiter: str | None = None, fields: bool = True) -> ReadFile | Issue:
     delimiter = delimiter or detect_delimiter(text, limits.max_header_line)
     scan = _Scanner(text, delimiter)
     found = _read_header(scan, limits)
@@ -461,7 +463,7 @@ def read_records(text: str, limits: Limits, warnings: list[Issue], column_map: d
         return found
     header, after_header = found
     header = [clean_header_name(name) for name in header]
-    matched = match_header(header, column_map)
+    matched = match_header(header, column_map) if fields else ({}, [])
     if isinstance(matched, Issue):
         return matched
     columns, header_warnings = matched

@@ -36,12 +36,21 @@ def validate_chunk(chunk: Chunk, rules: RowRules = RowRules()) -> tuple[list[Acc
     accepted: list[AcceptedRow] = []
     rejected: list[RejectedRow] = []
     for offset, cells in enumerate(reader):
-        row = chunk.first_row + offset
+        row = chunk.row_number(offset)
+        if row in chunk.refused:  # the uploader's answer (a retry's row the original did not reject): no check
+            rejected.append(RejectedRow(row=row, line=chunk.lines[offset], errors=(chunk.refused[row],),
+                                        original=original_values(cells, header)))
+            continue
         result = check_row(
             cells, header, chunk.columns, row=row, line=chunk.lines[offset], repeat=chunk.repeats.get(row), rules=rules
         )
         (accepted if isinstance(result, AcceptedRow) else rejected).append(result)
     return accepted, rejected
+
+
+def original_values(cells: list[str], header: list[str]) -> dict[str, str]:
+    """A row's values as uploaded, by column name (an unnamed column is "column N")."""
+    return {name or f"column {i + 1}": (cells[i] if i < len(cells) else "") for i, name in enumerate(header)}
 
 
 def check_row(
@@ -54,7 +63,7 @@ def check_row(
     repeat: tuple[str, int] | None = None,
     rules: RowRules = RowRules(),
 ) -> AcceptedRow | RejectedRow:
-    original = {name or f"column {i + 1}": (cells[i] if i < len(cells) else "") for i, name in enumerate(header)}
+    original = original_values(cells, header)
     raw = raw_values(cells, columns)
     errors = [*_extra_values(cells, header)]
     for name, value in raw.items():

@@ -82,7 +82,10 @@ import_jobs = Table(
     Column("notified_at", DateTime(timezone=True)),
     # The column mapping the uploader applied (shared/events.py AppliedMapping); NULL before it read the file.
     Column("mapping", JSON),
+    # A retry: the import whose rejected rows it corrects (shared/retries.py).
+    Column("retry_of", String(64)),
     Index("ix_import_jobs_received_at", "received_at"),
+    Index("ix_import_jobs_retry_of", "retry_of"),
 )
 
 # The notifier's ledger: each row event counted once. A record of rows is known by its job and its
@@ -193,6 +196,20 @@ job_requests = Table(
     # The version of the saved mapping the job was first planned with: a request delivered again is
     # planned with the same one, even if the mapping was saved again meanwhile.
     Column("mapping_version", Integer),
+)
+
+# The uploader's ledger of retries (shared/retries.py): each retry, the import it corrects, and what it
+# decided when it first took the request (the rows it may fix then, or why it refused), so a request
+# delivered again is planned the same way whatever other retries did meanwhile.
+job_retries = Table(
+    "job_retries",
+    metadata,
+    Column("job_id", String(64), primary_key=True),
+    Column("retry_of", String(64), nullable=False),
+    Column("rows", _json),  # {row: job whose values it starts from}: the rows it may fix (rejected, not fixed before)
+    Column("refusal", _json),  # or why it was refused whole ({"code", "message"})
+    Column("taken_at", DateTime(timezone=True), nullable=False),
+    Index("ix_job_retries_retry_of", "retry_of"),
 )
 
 # One row the runners write when a stage fails in a way that may be the database's: a database that

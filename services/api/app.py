@@ -41,6 +41,7 @@ from .paths import DotSegmentGuard
 from .preview import PATH as PREVIEW_PATH
 from .preview import add_preview_route
 from .readcache import ReadCache
+from .retry import RETRY_PATH, add_retry_routes
 from .sessions import COOKIE as SESSION_COOKIE
 from .sessions import Sessions, cookie_name
 from .upload import FORM_ALLOWANCE, check_contract_text, take_upload
@@ -279,6 +280,7 @@ def build_api(settings: Settings, engine: AsyncEngine, router: KafkaRouter) -> F
 
     add_mapping_routes(app, engine, caller)
     add_preview_route(app, engine, caller, settings)
+    add_retry_routes(app, engine, reader, router, caller, settings)
 
     @app.get("/openapi.json", include_in_schema=False)
     async def openapi_document(_: Caller) -> dict:
@@ -303,7 +305,7 @@ def build_api(settings: Settings, engine: AsyncEngine, router: KafkaRouter) -> F
         whole_s=settings.api_body_timeout_s, default_bytes=settings.api_max_body_bytes,
         # the upload's reader refuses first, with its own message; this is the backstop
         limits={(route, path): settings.max_bytes + 2 * FORM_ALLOWANCE
-                for route, path in (("POST", "/imports"), ("POST", PREVIEW_PATH))},
+                for route, path in (("POST", "/imports"), ("POST", PREVIEW_PATH), ("POST", RETRY_PATH))},
     )
     # Added last, so outermost: every answer, the limits' own included, carries the security headers.
     app.add_middleware(guards.FrontDoor, cookie_names=(cookie_name(False), cookie_name(True)))

@@ -57,7 +57,7 @@ class RequestLimits:
     body was not read.
 
     `limits` maps (method, path) to the byte bound of a route that reads big bodies (the upload); every
-    other body has `default_bytes`."""
+    other body has `default_bytes`. A `*` in a path stands for one whole segment (`/imports/*/retry`)."""
 
     def __init__(self, app: ASGIApp, *, max_head_bytes: int, stall_s: float, whole_s: float, default_bytes: int,
                  limits: dict[tuple[str, str], int] | None = None) -> None:
@@ -69,7 +69,7 @@ class RequestLimits:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        route = (scope["method"], scope["path"])
+        route = _route_of(scope["method"], scope["path"], self.limits)
         max_bytes = self.limits.get(route, self.default_bytes)
         body = _Body(receive, stall_s=self.stall_s, whole_s=self.whole_s, max_bytes=max_bytes,
                      expected=_framing(headers))
@@ -86,6 +86,19 @@ class RequestLimits:
             await answer.refuse(error)
         except ClientDisconnect:
             log.info("client left mid-body", extra={"step": "api.disconnect", "path": scope["path"]})
+
+
+def _route_of(method: str, path: str, limits: dict[tuple[str, str], int]) -> tuple[str, str]:
+    """The key of `limits` this request falls under: its own path, or a pattern whose `*` segments match it."""
+    if (method, path) in limits:
+        return method, path
+    segments = path.split("/")
+    for key_method, pattern in limits:
+        parts = pattern.split("/")
+        if key_method == method and "*" in parts and len(parts) == len(segments) and all(
+                p == "*" and s != "" or p == s for p, s in zip(parts, segments, strict=True)):
+            return key_method, pattern
+    return method, path
 
 
 def _head_bytes(scope: Scope) -> int:

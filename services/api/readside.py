@@ -5,7 +5,7 @@ from pathlib import PurePath
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared import jobs, search
+from shared import jobs, retries, search
 from shared.db import as_utc
 from shared.events import Issue, JobCounts, JobStatus, Outcome, outcome_sentence
 from shared.tables import clients, import_jobs, job_rows, row_outcomes
@@ -18,7 +18,24 @@ async def job_document(conn: AsyncConnection, job_id: str, first_errors: int) ->
     if job is None:
         return None
     errors = [_issue(e.model_dump()) for e in await jobs.first_errors(conn, job_id, first_errors)]
-    return _document(job, errors)
+    return {**_document(job, errors), **await retry_facts(conn, job)}
+
+
+async def retry_facts(conn: AsyncConnection, job) -> dict:
+    """An import's retries (newest first, at most RETRIES_SHOWN) and its rows still rejected after them."""
+    listed, count = await retries.retries_of(conn, job["id"])
+    fixed = await retries.fixed_rows(conn, job["id"]) if count else frozenset()
+    still = job["rejected"] or 0
+    if fixed:
+        query = select(func.count()).select_from(job_rows).where(job_rows.c.job_id == job["id"],
+                                                                 job_rows.c.row.in_(sorted(fixed)))
+        still -= await conn.scalar(query) or 0
+    return {
+        "retries": [{**r, "received_at": as_utc(r["received_at"]), "finished_at": as_utc(r["finished_at"]),
+                     "status_url": f"/imports/{r['job_id']}"} for r in listed],
+        "retries_more": max(count - len(listed), 0),
+        "still_rejected": max(still, 0),
+    }
 
 
 async def list_jobs(conn: AsyncConnection, limit: int, offset: int) -> tuple[list[dict], int]:
@@ -58,6 +75,7 @@ def _document(job, errors: list[dict], shown_warnings: int = JOB_WARNINGS) -> di
         "message": _cut(outcome_sentence(job["file_name"], status, tally, bool(job["dry_run"]), reason)),
         "callback_outcome": job["callback_outcome"],
         "mapping": job["mapping"],
+        "retry_of": job["retry_of"],
         "received_at": as_utc(job["received_at"]),
         "finished_at": as_utc(job["finished_at"]),
         "links": {
@@ -77,11 +95,22 @@ def _cut(message: str) -> str:
 
 
 async def rejected_rows(conn: AsyncConnection, job_id: str) -> list[dict]:
-    """Rows the validator refused and rows the writer refused, in file order."""
+    """Rows the validator refused and rows the writer refused, in file order, but those a retry imported since;
+    a row a retry tried and left rejected, with that retry's values and errors."""
     counted = select(job_rows.c.row, job_rows.c.line, job_rows.c.errors, job_rows.c.original).where(
         job_rows.c.job_id == job_id
     )
-    return [dict(r) for r in (await conn.execute(counted.order_by(job_rows.c.row))).mappings()]
+    fixed = await retries.fixed_rows(conn, job_id)
+    tried = await retries.last_tried(conn, job_id, None)  # a row a retry left rejected: as last tried
+    rows = (await conn.execute(counted.order_by(job_rows.c.row))).mappings()
+    return [_as_tried(dict(r), tried.get(r["row"])) for r in rows if r["row"] not in fixed]
+
+
+def _as_tried(row: dict, tried: tuple | None) -> dict:
+    if tried is None:
+        return row
+    values, errors, _ = tried
+    return {**row, "original": values, "errors": list(errors)}
 
 
 async def accepted_rows(conn: AsyncConnection, job_id: str) -> list[dict]:

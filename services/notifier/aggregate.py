@@ -64,4 +64,5 @@ def notification(job: Mapping, counts: JobCounts, errors: tuple[RowError, ...]) 
         source=Source(job["source"]),
         finished_at=as_utc(job["finished_at"]),
         mapping=AppliedMapping(**job["mapping"]) if job.get("mapping") else None,
+        retry_of=job.get("retry_of"),
     )

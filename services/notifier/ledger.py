@@ -45,7 +45,7 @@ class JobState:
     repeat: bool = field(default=False, compare=False)
 
 
-_UPLOADER_WORD = ("status", "total", "warnings", "reason", "finished_at", "mapping")
+_UPLOADER_WORD = ("status", "total", "warnings", "reason", "finished_at", "mapping", "retry_of")
 _COUNTS = tuple(outcome.value for outcome in Outcome)
 
 
@@ -98,6 +98,7 @@ async def record_jobs(
             received_at=event.received_at,
             finished_at=event.received_at if refused else None,
             mapping=event.mapping.model_dump() if event.mapping else None,
+            retry_of=event.retry_of,
             **dict.fromkeys(_COUNTS, 0),
         )
         # A refused file counts nothing, whatever stray rows were counted before; an accepted one

@@ -11,7 +11,7 @@ from aiokafka import ConsumerRecord
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared import jobs, mappings, topics
+from shared import jobs, mappings, retries, topics
 from shared.callbacks import CallbackPolicy, CallbackRefused, check_url
 from shared.db import insert_for, reading
 from shared.events import Chunk, ImportRequest, JobEvent, JobStatus
@@ -29,6 +29,7 @@ from .intake import (
     refuse_unsigned,
     repeated,
 )
+from .retrying import plan_retry
 
 __all__ = ["FirstRequest", "STAGE", "Request", "UploaderPorts", "take_requests"]
 
@@ -71,6 +72,8 @@ class UploaderPorts:
     # The saved mapping a job is planned with, by name and job (None when there is none): the newest
     # version the first time, and the same version for the job ever after.
     mapping: Callable[[str, str], Awaitable[dict | None]] | None = None
+    # What a retry (by job id, of an import, from a requester, trusted or not) may fix: bound when first taken.
+    retry_basis: Callable[[str, str, str, bool], Awaitable[retries.Basis]] | None = None
 
     @classmethod
     def open(cls, settings: Settings, engine: AsyncEngine, _publish: object = None) -> "UploaderPorts":
@@ -99,8 +102,12 @@ class UploaderPorts:
                                        .values(mapping_version=saved["version"]))
                 return saved
 
+        async def retry_basis(job_id: str, retry_of: str, requested_by: str, trusted: bool) -> retries.Basis:
+            async with engine.begin() as conn:
+                return await retries.bind(conn, job_id, retry_of, requested_by, trusted)
+
         return cls(Limits.of(settings), settings.chunk_rows, settings.chunk_max_bytes, settings.signing_key, job_status,
-                   take, CallbackPolicy.of(settings), mapping)
+                   take, CallbackPolicy.of(settings), mapping, retry_basis)
 
 
 async def take_requests(requests: list[Request], ports: UploaderPorts) -> list[Publication]:
@@ -131,6 +138,8 @@ async def take_request(request: Request, ports: UploaderPorts) -> list[Publicati
             return []
         log.info("repeated request", extra={"step": "job.repeated", "job_id": job_id})
         return repeated(job_id, request.origin)
+    if request.event.retry_of is not None and ports.retry_basis is not None:
+        return await take_retry(request.event, job_id, ports)
     name = request.event.options.mapping
     saved = await ports.mapping(name, job_id) if name is not None and ports.mapping is not None else None
     # Reading a 10 MB file takes CPU time: off the event loop, so heartbeats and other work go on.
@@ -139,6 +148,16 @@ async def take_request(request: Request, ports: UploaderPorts) -> list[Publicati
     )
     log.info("job received", extra={"step": "job.received", "job_id": job_id, "file_name": request.event.file_name,
                                     "event": publications[0].event.event, "chunks": len(publications) - 1})
+    return publications
+
+
+async def take_retry(request: ImportRequest, job_id: str, ports: UploaderPorts) -> list[Publication]:
+    """A retry: corrected rows of an earlier import (shared/retries.py). A signed job id says our API or CLI sent it."""
+    basis = await ports.retry_basis(job_id, request.retry_of, request.requested_by, request.job_id is not None)
+    publications = await asyncio.to_thread(plan_retry, request, job_id, basis, ports.limits, ports.chunk_rows,
+                                           ports.chunk_max_bytes)
+    log.info("retry received", extra={"step": "job.received", "job_id": job_id, "retry_of": request.retry_of,
+                                      "event": publications[0].event.event, "chunks": len(publications) - 1})
     return publications
 
 

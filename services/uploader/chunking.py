@@ -8,10 +8,11 @@ row's original values under every header name.
 
 import csv
 import json
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from types import SimpleNamespace
 
-from shared.events import Chunk, ImportOptions, RowsAccepted, RowsRejected
+from shared.events import Chunk, ImportOptions, Issue, RowsAccepted, RowsRejected
 from shared.fields import FIELDS
 from shared.reading import ReadFile
 from shared.rules import find_repeats
@@ -43,23 +44,33 @@ def json_size(text: str) -> int:
 
 
 def cut(
-    job_id: str, read: ReadFile, chunk_rows: int, options: ImportOptions, max_bytes: int = CHUNK_MAX_BYTES
+    job_id: str, read: ReadFile, chunk_rows: int, options: ImportOptions, max_bytes: int = CHUNK_MAX_BYTES,
+    numbers: list[int] | None = None, refused: dict[int, Issue] | None = None,
 ) -> list[Chunk]:
-    repeats = find_repeats(read)
+    """`numbers`: each record's row number when they are not 1, 2, 3... (a retry's rows keep the original's);
+    `refused`: rows (by number) rejected without a check, and left out of the search for repeats."""
+    refused = refused or {}
+    number = (lambda index: numbers[index]) if numbers else (lambda index: index + 1)
+    checked = read if not refused else replace(
+        read, records=[[] if number(i) in refused else cells for i, cells in enumerate(read.records)])
+    repeats = {number(row - 1): (name, number(first - 1)) for row, (name, first) in find_repeats(checked).items()}
     header = to_csv(read.header, [])
     lines = csv_lines(read.records)
-    spans = _spans(read, lines, repeats, _Sizes.of(job_id, read, header, options), chunk_rows, max_bytes)
+    spans = _spans(read, lines, repeats, _Sizes.of(job_id, read, header, options), chunk_rows, max_bytes,
+                   number if numbers else None, refused)
     return [
         Chunk(
             job_id=job_id,
             index=index,
             count=len(spans),
-            first_row=start + 1,
+            first_row=number(start),
             lines=tuple(read.lines[start:end]),
             csv=header + "".join(lines[start:end]),
             columns=read.columns,
-            repeats={row: repeats[row] for row in range(start + 1, end + 1) if row in repeats},
+            repeats={number(i): repeats[number(i)] for i in range(start, end) if number(i) in repeats},
             options=options,
+            rows=tuple(numbers[start:end]) if numbers else (),
+            refused={number(i): refused[number(i)] for i in range(start, end) if number(i) in refused},
         )
         for index, (start, end) in enumerate(spans)
     ]
@@ -67,13 +78,19 @@ def cut(
 
 def _spans(
     read: ReadFile, lines: list[str], repeats: dict[int, tuple[str, int]], sizes: "_Sizes", chunk_rows: int,
-    max_bytes: int,
+    max_bytes: int, numbered: Callable[[int], int] | None = None, refused: dict[int, Issue] | None = None,
 ) -> list[tuple[int, int]]:
-    """[start, end) of each chunk's rows. A row too big for any chunk still gets one of its own."""
+    """[start, end) of each chunk's rows. A row too big for any chunk still gets one of its own. `numbered`:
+    each record's row number, when the chunks list them (a retry's)."""
     spans: list[tuple[int, int]] = []
     start, chunk_bytes, record_bytes = 0, sizes.chunk, sizes.record
     for index, cells in enumerate(read.records):
-        row_chunk, row_record = sizes.row(index + 1, cells, lines[index], read.lines[index], repeats.get(index + 1))
+        row = numbered(index) if numbered else index + 1
+        row_chunk, row_record = sizes.row(row, cells, lines[index], read.lines[index], repeats.get(row))
+        if numbered:  # the chunk's `rows` lists it
+            row_chunk += len(str(row)) + 1
+        if refused and row in refused:  # its answer travels with it: `"row": {issue},`
+            row_chunk += json_size(refused[row].model_dump_json()) + len(str(row)) + 4
         full = index - start >= chunk_rows
         if index > start and (full or chunk_bytes + row_chunk > max_bytes or record_bytes + row_record > max_bytes):
             spans.append((start, index))

@@ -185,3 +185,30 @@ async def test_run_refuses_to_join_the_services_already_running_on_the_broker(se
     path.write_text(f"firstName,email\nAnn,ann@{unique_domain()}\n")
     code, _, err, _ = await run_cli(operator_env(settings), "run", str(path), timeout=60)
     assert code == 2 and "already run" in err and "POST /imports" in err
+
+
+def test_retry_imports_the_fixed_rows_of_an_import_under_their_row_numbers(tmp_path):
+    """run, errors, retry: as an operator fixes an import's rejected rows (each command with a broker of its own)."""
+    d = unique_domain()
+    env = _env(None, tmp_path)
+    people = tmp_path / "people.csv"
+    people.write_text(f"firstName,email\nAnn,ann@{d}\nBob,bob@\n,cy@{d}\n")
+    first = subprocess.run([*CLI, "run", str(people), "--json"], env=env, capture_output=True, text=True, timeout=180)
+    job = json.loads(first.stdout)["job_id"]
+    errors = tmp_path / "people-errors.csv"
+    subprocess.run([*CLI, "errors", job, "-o", str(errors)], env=env, check=True, capture_output=True, timeout=60)
+    errors.write_text(errors.read_text(encoding="utf-8-sig").replace("bob@", f"bob@{d}", 1), encoding="utf-8")
+
+    done = subprocess.run([*CLI, "retry", job, str(errors), "--json"], env=env, capture_output=True, text=True,
+                          timeout=180)
+    shown = subprocess.run([*CLI, "retry", job, str(errors)], env=env, capture_output=True, text=True, timeout=180)
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    note = json.loads(done.stdout)
+    assert (note["retry_of"], note["created"], note["rejected"]) == (job, 1, 1)
+    assert [(e["row"], e["code"]) for e in note["errors"]] == [(3, "missing_first_name")]
+    # the same file again: row 2 was fixed by the first retry, row 3 is still rejected
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert f"a retry of job {job}" in shown.stdout and "row 2 (line" in shown.stdout and "earlier retry" in shown.stdout
+    gone = subprocess.run([*CLI, "retry", "no-such-job", str(errors)], env=env, capture_output=True, text=True, timeout=60)
+    assert gone.returncode == 2 and "unknown_import" in gone.stderr

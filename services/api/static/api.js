@@ -100,3 +100,9 @@ export function getJob(id, statusUrl) {
 }
 
 export const listImports = (limit = 20) => request("GET", `/imports?limit=${limit}`);
+
+/** The rows a retry of an import may fix (of the import it retries, for a retry): GET /imports/{id}/retry. */
+export const getRetryRows = (id) => request("GET", `/imports/${encodeURIComponent(id)}/retry`);
+
+/** Corrected rows, [{row, values: {column: value}}], imported again as a retry of the import. */
+export const retryRows = (id, rows) => request("POST", `/imports/${encodeURIComponent(id)}/retry`, { json: { rows } });

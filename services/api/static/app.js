@@ -2,6 +2,7 @@
 import * as api from "./api.js";
 import { initClients, loadClients, resetClients } from "./clients.js";
 import { byId, show } from "./dom.js";
+import { initFixRows, showJobInFixRows } from "./fixrows.js";
 import { isRunning, lost, plural } from "./format.js";
 import { loadHistory, resetHistory, updateHistory } from "./history.js";
 import { JobTracker } from "./jobs.js";
@@ -25,6 +26,7 @@ function start() {
     opened: () => holdToasts(true),
     closed: () => holdToasts(false),
   });
+  initFixRows({ track: (job, statusUrl) => tracker.track(job, statusUrl) });
   followJobs();
   checkSession();
 }
@@ -123,6 +125,7 @@ function followJobs() {
   tracker.addEventListener("update", (event) => {
     updateHistory(event.detail);
     showJobInModal(event.detail);
+    showJobInFixRows(event.detail);
   });
   tracker.addEventListener("final", (event) => {
     notify(event.detail);

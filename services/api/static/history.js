@@ -2,6 +2,7 @@
 import * as api from "./api.js";
 import { byId, el, show } from "./dom.js";
 import { counts, statusLabel, tone, when } from "./format.js";
+import { fixRowsButton } from "./fixrows.js";
 import { reportLinks } from "./reports.js";
 
 const LIMIT = 20;
@@ -74,5 +75,5 @@ function historyRow(job) {
     el("td", { "data-label": "Rows", class: "counts-cell" }, counts(job)),
     el("td", { "data-label": "By" }, job.requested_by),
     el("td", { "data-label": "Received" }, el("time", { datetime: job.received_at }, when(job.received_at))),
-    el("td", { "data-label": "Reports" }, el("span", { class: "links" }, reportLinks(job))));
+    el("td", { "data-label": "Reports" }, el("span", { class: "links" }, reportLinks(job)), fixRowsButton(job)));
 }

@@ -2,6 +2,7 @@
 // needs, so it must not vanish on a timer) and an entry in the bell's list of recent ones.
 import { byId, el, show } from "./dom.js";
 import { outcome, tone, when } from "./format.js";
+import { fixRowsButton } from "./fixrows.js";
 import { reportLinks } from "./reports.js";
 
 const MAX_TOASTS = 3;
@@ -85,7 +86,7 @@ function addToList(job, isNew) {
   const item = el("li", { class: `bell-item tone-${tone(job)}` },
     el("p", { class: "bell-text" }, outcome(job)),
     el("p", { class: "bell-meta" }, when(job.finished_at || job.received_at)),
-    el("p", { class: "links" }, reportLinks(job)));
+    el("p", { class: "links" }, reportLinks(job), fixRowsButton(job)));
   list.prepend(item);
   while (list.children.length > MAX_LISTED) list.lastElementChild.remove();
   if (isNew) unread += 1;
@@ -107,7 +108,7 @@ function toast(job) {
   const node = el("div", { class: `toast tone-${tone(job)}`, role: "status" },
     el("p", { class: "toast-title" }, tone(job) === "bad" ? "Import not done" : "Import finished"),
     el("p", { class: "toast-text" }, outcome(job)),
-    el("p", { class: "links" }, reportLinks(job)),
+    el("p", { class: "links" }, reportLinks(job), fixRowsButton(job)),
     close);
   close.addEventListener("click", () => node.remove());
   region.append(node);
