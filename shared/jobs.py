@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .db import insert_for
-from .events import ImportOptions, ImportRequest, JobStatus, RowError
+from .events import ImportOptions, ImportRequest, JobKind, JobStatus, RowError
 from .tables import import_jobs, job_requests, job_rows
 
 __all__ = ["content_digest", "bound_digest", "RUNNING", "FINAL", "TRANSITIONS", "can_move", "job_id_for", "idempotent_job_id", "origin_job_id",
@@ -76,6 +76,7 @@ async def record_received(conn: AsyncConnection, job_id: str, request: ImportReq
             id=job_id, file_name=request.file_name, source=request.source.value, requested_by=request.requested_by,
             mode=options.mode.value, dry_run=options.dry_run, callback_url=options.callback_url,
             idempotency_key=request.idempotency_key, status=JobStatus.RECEIVED.value, received_at=datetime.now(UTC),
+            kind=(JobKind.UNDO if request.undo_of else JobKind.IMPORT).value, undo_of=request.undo_of,
         ).on_conflict_do_nothing(index_elements=[import_jobs.c.id])
     )
 
@@ -105,7 +106,9 @@ def quote_errors(rejected_rows: Iterable[tuple[int, int, list[dict]]], limit: in
 
 def content_digest(request: ImportRequest) -> str:
     """What a job id is bound to: the file and how to import it (not who sent it or under which id)."""
-    body = request.model_dump_json(include={"file_name", "content", "content_base64", "options"})
+    # An undo is bound to the import it takes back (an import's digest stays what it always was).
+    fields = {"file_name", "content", "content_base64", "options", *(("undo_of",) if request.undo_of else ())}
+    body = request.model_dump_json(include=fields)
     return hashlib.sha256(body.encode()).hexdigest()
 
 

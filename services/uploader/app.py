@@ -11,10 +11,10 @@ from aiokafka import ConsumerRecord
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared import jobs, mappings, topics
+from shared import jobs, mappings, topics, undo
 from shared.callbacks import CallbackPolicy, CallbackRefused, check_url
 from shared.db import insert_for, reading
-from shared.events import Chunk, ImportRequest, JobEvent, JobStatus
+from shared.events import Chunk, ImportRequest, JobEvent, JobStatus, RowsAccepted
 from shared.kafka import Publication
 from shared.settings import Settings
 from shared.stage import Output, Stage
@@ -22,6 +22,7 @@ from shared.tables import import_jobs, job_requests
 
 from .intake import (
     plan_job,
+    plan_undo_job,
     refuse_callback,
     refuse_malformed,
     refuse_reused,
@@ -71,6 +72,9 @@ class UploaderPorts:
     # The saved mapping a job is planned with, by name and job (None when there is none): the newest
     # version the first time, and the same version for the job ever after.
     mapping: Callable[[str, str], Awaitable[dict | None]] | None = None
+    # An undo: the import it takes back, claimed for this undo job unless it may not be (shared/undo.py).
+    undo_target: Callable[[str, str], Awaitable["UndoTarget"]] | None = None
+    partitions: int = 1  # of clients.import.rows.accepted: an undo sends each writer its share
 
     @classmethod
     def open(cls, settings: Settings, engine: AsyncEngine, _publish: object = None) -> "UploaderPorts":
@@ -99,8 +103,27 @@ class UploaderPorts:
                                        .values(mapping_version=saved["version"]))
                 return saved
 
+        async def undo_target(undo_of: str, job_id: str) -> UndoTarget:
+            async with engine.begin() as conn:
+                state = await undo.undo_state(conn, undo_of)
+                refused = undo.refusal(state, job_id, datetime.now(UTC), settings.undo_retention_days)
+                if refused is None and await undo.claim(conn, undo_of, job_id) != job_id:
+                    state = await undo.undo_state(conn, undo_of)  # another undo took it a moment before
+                    refused = undo.refusal(state, job_id, datetime.now(UTC), settings.undo_retention_days)
+            file_name = state.job["file_name"] if state.job is not None else ""
+            return UndoTarget(refused, file_name, state.recorded)
+
         return cls(limits_of(settings), settings.chunk_rows, settings.chunk_max_bytes, settings.signing_key, job_status,
-                   take, CallbackPolicy.of(settings), mapping)
+                   take, CallbackPolicy.of(settings), mapping, undo_target, settings.topic_partitions)
+
+
+class UndoTarget(NamedTuple):
+    """The import an undo request names: why it may not be undone (None: it is claimed for this undo), its
+    file's name, and how many of its rows the undo takes back."""
+
+    refusal: object  # shared.events.Issue | None
+    file_name: str
+    rows: int
 
 
 def limits_of(settings: Settings) -> Limits:
@@ -136,6 +159,11 @@ async def take_request(request: Request, ports: UploaderPorts) -> list[Publicati
             return []
         log.info("repeated request", extra={"step": "job.repeated", "job_id": job_id})
         return repeated(job_id, request.origin)
+    if request.event.undo_of is not None:
+        target = await ports.undo_target(request.event.undo_of, job_id)
+        log.info("undo received", extra={"step": "job.received", "job_id": job_id, "undo_of": request.event.undo_of,
+                                         "refused": getattr(target.refusal, "code", None)})
+        return plan_undo_job(request.event, job_id, target.refusal, target.file_name, target.rows, ports.partitions)
     name = request.event.options.mapping
     saved = await ports.mapping(name, job_id) if name is not None and ports.mapping is not None else None
     # Reading a 10 MB file takes CPU time: off the event loop, so heartbeats and other work go on.
@@ -170,6 +198,8 @@ STAGE = Stage(
         Output(topics.JOBS, JobEvent, "jobs",
                "A job was accepted (with its total), rejected whole (with the reason), or repeated."),
         Output(topics.CHUNKS, Chunk, "chunks", "A job's file as CSV slices: the header, some rows, and where they start."),
+        Output(topics.ROWS_ACCEPTED, RowsAccepted, "rows.accepted (undo)",
+               "An undo's share for each partition: no rows, `undo_of`, `partition` and `partitions`."),
     ),
     decode=decode_request,
     handle=take_requests,
