@@ -12,7 +12,7 @@ from rich.text import Text
 
 from services.api import readside, reports
 from shared.db import create_engine, has_tables, reading
-from shared.events import ImportProgress, ImportRequest, JobStatus, Outcome
+from shared.events import IMPORT_OUTCOMES, ImportProgress, ImportRequest, JobStatus
 from shared.settings import Settings
 
 from .client import ImportClient
@@ -23,7 +23,7 @@ STATUS_STYLE = {status.value: _TONE_STYLE[status.text.tone] for status in JobSta
 
 
 # An undo's own counts (deleted, restored, conflicts) are in `--json` and its message.
-_IMPORT_OUTCOMES = (Outcome.CREATED, Outcome.UPDATED, Outcome.UNCHANGED, Outcome.REJECTED)
+_IMPORT_OUTCOMES = IMPORT_OUTCOMES
 
 
 async def show_jobs(settings: Settings, limit: int, as_json: bool) -> None:

@@ -66,6 +66,10 @@ class Outcome(StrEnum):
         return "conflicts" if self is Outcome.CONFLICT else self.value
 
 
+IMPORT_OUTCOMES = (Outcome.CREATED, Outcome.UPDATED, Outcome.UNCHANGED, Outcome.REJECTED)  # an import's rows
+UNDO_OUTCOMES = (Outcome.DELETED, Outcome.RESTORED, Outcome.CONFLICT, Outcome.UNCHANGED)  # an undo's rows
+
+
 class JobKind(StrEnum):
     IMPORT = "import"
     UNDO = "undo"  # takes back an earlier import (`undo_of`)

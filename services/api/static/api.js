@@ -81,3 +81,6 @@ export function getJob(id, statusUrl) {
 }
 
 export const listImports = (limit = 20) => request("GET", `/imports?limit=${limit}`);
+
+/** Undo an import: 202 with the undo job's `job_id` and `status_url`; 409 with the reason it cannot be. */
+export const undoImport = (id) => request("POST", `/imports/${encodeURIComponent(id)}/undo`);
