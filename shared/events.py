@@ -450,7 +450,8 @@ def undo_sentence(file_name: str, status: JobStatus, counts: JobCounts, reason: 
         return f"The undo of {name} did not finish: {reason.message if reason else 'it ran out of time.'}"
     if not status.is_final:
         return f"Undoing {name}: {counts.processed:,} of {counts.total:,} clients so far."
-    kept = (f", {counts.conflicts:,} changed since and kept as they are (see conflicts.csv)" if counts.conflicts
-            else "")
-    return (f"Undid {name}: {counts.deleted:,} clients deleted, {counts.restored:,} restored, "
+    kept = (f", {counts.conflicts:,} changed since and kept as {'it is' if counts.conflicts == 1 else 'they are'} "
+            "(see conflicts.csv)" if counts.conflicts else "")
+    clients = "client" if counts.deleted == 1 else "clients"
+    return (f"Undid {name}: {counts.deleted:,} {clients} deleted, {counts.restored:,} restored, "
             f"{counts.unchanged:,} already as before{kept}.")

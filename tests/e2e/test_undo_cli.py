@@ -37,5 +37,5 @@ async def test_undo_against_served_stages_sends_the_request_to_them_and_prints_t
     code, out, err, _ = await run_cli(operator_env(settings), "undo", original.job_id, timeout=120)
 
     assert code == 0, err[-2000:]
-    assert out.startswith("✔ Undid the import of clients.csv: 1 clients deleted")
+    assert out.startswith("✔ Undid the import of clients.csv: 1 client deleted")
     assert await clients_of(engine, d) == {}
