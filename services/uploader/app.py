@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shared import jobs, mappings, topics, undo
 from shared.callbacks import CallbackPolicy, CallbackRefused, check_url
 from shared.db import insert_for, reading
-from shared.events import Chunk, ImportRequest, JobEvent, JobStatus, RowsAccepted
+from shared.events import Chunk, ImportRequest, Issue, JobEvent, JobStatus, RowsAccepted
 from shared.kafka import Publication
 from shared.settings import Settings
 from shared.stage import Output, Stage
@@ -121,7 +121,7 @@ class UndoTarget(NamedTuple):
     """The import an undo request names: why it may not be undone (None: it is claimed for this undo), its
     file's name, and how many of its rows the undo takes back."""
 
-    refusal: object  # shared.events.Issue | None
+    refusal: Issue | None
     file_name: str
     rows: int
 
@@ -162,7 +162,7 @@ async def take_request(request: Request, ports: UploaderPorts) -> list[Publicati
     if request.event.undo_of is not None:
         target = await ports.undo_target(request.event.undo_of, job_id)
         log.info("undo received", extra={"step": "job.received", "job_id": job_id, "undo_of": request.event.undo_of,
-                                         "refused": getattr(target.refusal, "code", None)})
+                                         "refused": target.refusal.code if target.refusal else None})
         return plan_undo_job(request.event, job_id, target.refusal, target.file_name, target.rows, ports.partitions)
     name = request.event.options.mapping
     saved = await ports.mapping(name, job_id) if name is not None and ports.mapping is not None else None
