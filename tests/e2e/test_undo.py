@@ -136,3 +136,19 @@ async def test_an_undo_request_naming_an_unknown_import_is_rejected(partner):
     note = (await partner.client.wait([job]))[job]
     assert (note.status, note.reason.code) == (JobStatus.REJECTED, "unknown_import")
 
+
+
+async def test_the_same_idempotency_key_is_the_same_undo_and_another_key_is_already_undone(api, engine):
+    d = unique_domain()
+    async with httpx.AsyncClient(base_url=api) as http:
+        original = await imported(http, f"firstName,email\nEve,eve@{d}\n")
+        key = {**AUTH, "Idempotency-Key": f"undo-{d}"}
+        first = await http.post(f"/imports/{original['job_id']}/undo", headers=key)
+        undo = await poll(http, first.json()["status_url"])
+        again = await http.post(f"/imports/{original['job_id']}/undo", headers=key)
+        other = await http.post(f"/imports/{original['job_id']}/undo", headers={**AUTH, "Idempotency-Key": f"x-{d}"})
+
+    assert first.status_code == again.status_code == 202
+    assert again.json() == {"job_id": undo["job_id"], "status": "completed", "status_url": f"/imports/{undo['job_id']}"}
+    assert (other.status_code, other.json()["code"]) == (409, "already_undone")
+    assert undo["deleted"] == 1 and await clients_of(engine, d) == {}
