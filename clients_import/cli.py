@@ -23,6 +23,7 @@ from .local_kafka import LocalKafka, ScramUser
 from .operator import progress_display, show_jobs, watch, write_report
 from .pipeline import Pipeline
 from .topology import SERVICES, STAGE_NAMES
+from .undo_command import add_undo_command
 
 IMPORTED = {JobStatus.COMPLETED, JobStatus.COMPLETED_WITH_ERRORS, JobStatus.VALIDATED}
 REFUSED = 3  # exit code: Kafka could not be reached or refused us (as `status` and `dlq` say for no answer)
@@ -71,6 +72,7 @@ def parser() -> argparse.ArgumentParser:
                      help="read the file's COLUMN as FIELD (firstName, email, ...); COLUMN= ignores it; repeatable")
     run.add_argument("--mapping", metavar="NAME", help="use the saved mapping NAME (PUT /mappings/NAME); --map overrides it")
     run.set_defaults(command=cmd_run)
+    add_undo_command(commands)
 
     retry = commands.add_parser("retry", help="import corrected rows of an import again (only its rejected rows) and "
                                               "print the notification")
@@ -98,7 +100,8 @@ def parser() -> argparse.ArgumentParser:
     watch.set_defaults(command=cmd_watch)
 
     for kind, text in (("errors", "write a job's errors.csv: the rejected rows, to fix and upload again"),
-                       ("results", "write a job's results.csv: each accepted row with its client id and outcome")):
+                       ("results", "write a job's results.csv: each accepted row with its client id and outcome"),
+                       ("conflicts", "write an undo's conflicts.csv: the clients changed since, kept as they are")):
         report = commands.add_parser(kind, help=text)
         report.add_argument("job")
         report.add_argument("-o", "--output", type=Path, help=f"where to write it (default: <file>-{kind}.csv)")

@@ -12,7 +12,7 @@ from rich.text import Text
 
 from services.api import readside, reports
 from shared.db import create_engine, has_tables, reading
-from shared.events import ImportProgress, ImportRequest, JobStatus, Outcome
+from shared.events import IMPORT_OUTCOMES, ImportProgress, ImportRequest, JobStatus
 from shared.settings import Settings
 
 from .client import ImportClient
@@ -20,6 +20,10 @@ from .dlq import plain, printable
 
 _TONE_STYLE = {"good": "green", "partial": "yellow", "bad": "red", "running": "cyan"}
 STATUS_STYLE = {status.value: _TONE_STYLE[status.text.tone] for status in JobStatus}
+
+
+# An undo's own counts (deleted, restored, conflicts) are in `--json` and its message.
+_IMPORT_OUTCOMES = IMPORT_OUTCOMES
 
 
 async def show_jobs(settings: Settings, limit: int, as_json: bool) -> None:
@@ -37,17 +41,18 @@ async def show_jobs(settings: Settings, limit: int, as_json: bool) -> None:
         return
     table = Table(title=f"Recent imports ({len(items)} of {total})")
     table.add_column("job", no_wrap=True)
-    for column in ("file", "status", "rows", *(o.value for o in Outcome), "by", "received at"):
+    for column in ("file", "status", "rows", *(o.value for o in _IMPORT_OUTCOMES), "by", "received at"):
         table.add_column(column, overflow="fold")
     for j in items:  # every cell plain text: a file named `[/bold].csv` is shown, not parsed as markup
-        table.add_row(plain(j["job_id"]), plain(j["file_name"]), _status(j["status"]),
-                      plain(f"{j['processed']}/{j['total']}"), *(plain(j[o.value]) for o in Outcome),
+        table.add_row(plain(j["job_id"]), plain(j["file_name"]), _status(j["status"], j.get("kind")),
+                      plain(f"{j['processed']}/{j['total']}"), *(plain(j[o.count]) for o in _IMPORT_OUTCOMES),
                       plain(j["requested_by"]), plain(f"{j['received_at']:%Y-%m-%d %H:%M:%S}"))
     Console().print(table)
 
 
-def _status(status: str) -> Text:
-    return Text(printable(status), style=STATUS_STYLE.get(status, ""))
+def _status(status: str, kind: str | None = None) -> Text:
+    shown = f"{status} (undo)" if kind == "undo" else status
+    return Text(printable(shown), style=STATUS_STYLE.get(status, ""))
 
 
 async def watch(settings: Settings, job_id: str | None) -> None:

@@ -55,6 +55,24 @@ class Outcome(StrEnum):
     UPDATED = "updated"
     UNCHANGED = "unchanged"
     REJECTED = "rejected"
+    # An undo's rows (shared/undo.py): what became of each row of the import it takes back.
+    DELETED = "deleted"
+    RESTORED = "restored"
+    CONFLICT = "conflict"
+
+    @property
+    def count(self) -> str:
+        """The count of a job (JobCounts, a job document, a notification) this outcome adds to."""
+        return "conflicts" if self is Outcome.CONFLICT else self.value
+
+
+IMPORT_OUTCOMES = (Outcome.CREATED, Outcome.UPDATED, Outcome.UNCHANGED, Outcome.REJECTED)  # an import's rows
+UNDO_OUTCOMES = (Outcome.DELETED, Outcome.RESTORED, Outcome.CONFLICT, Outcome.UNCHANGED)  # an undo's rows
+
+
+class JobKind(StrEnum):
+    IMPORT = "import"
+    UNDO = "undo"  # takes back an earlier import (`undo_of`)
 
 
 class JobStatus(StrEnum):
@@ -123,13 +141,15 @@ class AppliedMapping(BaseModel):
 
 
 class ImportRequest(Event):
-    """clients.import.requests: start an import. Give the CSV as `content` (text) or `content_base64` (bytes)."""
+    """clients.import.requests: start an import. Give the CSV as `content` (text) or `content_base64` (bytes).
+    Or undo an earlier import: `undo_of` names its job, and the request carries no file."""
 
     # Names a person or a program reads back: no control characters (a NUL, say, no database takes).
     idempotency_key: str | None = Field(default=None, max_length=200, pattern=_PRINTABLE)
     requested_by: str = Field(default="unknown", max_length=200, pattern=_PRINTABLE)
     source: Source = Source.TOPIC
-    file_name: str = Field(min_length=1, max_length=255, pattern=_PRINTABLE)
+    file_name: str = Field(default="(undo)", min_length=1, max_length=255, pattern=_PRINTABLE,
+                           description="required for an import; an undo takes the undone import's")
     content: str | None = None
     content_base64: str | None = None
     options: ImportOptions = ImportOptions()
@@ -140,9 +160,19 @@ class ImportRequest(Event):
     retry_of: str | None = Field(default=None, max_length=64, pattern=_PRINTABLE, description=(
         "a retry: the id of the import whose rejected rows this file corrects (its `row` column names them); "
         "imported with that import's mode and mapping (shared/retries.py)"))
+    undo_of: str | None = Field(default=None, min_length=1, max_length=64, pattern=_PRINTABLE,
+                                description="undo this import (its job id) instead of importing a file")
 
     @model_validator(mode="after")
     def _one_content(self) -> "ImportRequest":
+        if self.undo_of is not None:
+            if self.retry_of is not None:
+                raise ValueError("a request is an undo (undo_of) or a retry (retry_of), not both")
+            if self.content is not None or self.content_base64 is not None:
+                raise ValueError("an undo (undo_of) carries no file: leave content and content_base64 out")
+            return self
+        if "file_name" not in self.model_fields_set:
+            raise ValueError("file_name is required for an import")
         if (self.content is None) == (self.content_base64 is None):
             raise ValueError("give exactly one of content and content_base64")
         return self
@@ -190,6 +220,8 @@ class JobAccepted(Event):
     received_at: datetime = Field(default_factory=utcnow)
     mapping: AppliedMapping | None = None
     retry_of: str | None = Field(default=None, description="the import this one retries rows of")
+    kind: JobKind = JobKind.IMPORT
+    undo_of: str | None = Field(default=None, description="for an undo: the import it takes back")
 
 
 class JobRefused(Event):
@@ -207,6 +239,8 @@ class JobRefused(Event):
     received_at: datetime = Field(default_factory=utcnow)
     mapping: AppliedMapping | None = Field(default=None, description="the saved mapping named, when one was found")
     retry_of: str | None = Field(default=None, description="the import this one retries rows of")
+    kind: JobKind = JobKind.IMPORT
+    undo_of: str | None = Field(default=None, description="for an undo: the import it would have taken back")
 
 
 class JobRepeated(Event):
@@ -289,6 +323,11 @@ class RowsAccepted(Event):
     chunk: int
     options: ImportOptions = ImportOptions()
     rows: tuple[AcceptedRow, ...]
+    # An undo's share of the work instead of rows: take back the rows of import `undo_of` whose email
+    # goes to `partition` of `partitions` (shared.topics.partition_for), the partition this record is on.
+    undo_of: str | None = None
+    partition: int | None = None
+    partitions: int | None = None
 
 
 class RejectedRow(BaseModel):
@@ -342,10 +381,14 @@ class JobCounts(BaseModel):
     updated: int = 0
     unchanged: int = 0
     rejected: int = 0
+    deleted: int = 0
+    restored: int = 0
+    conflicts: int = 0
 
     @property
     def processed(self) -> int:
-        return self.created + self.updated + self.unchanged + self.rejected
+        return (self.created + self.updated + self.unchanged + self.rejected + self.deleted + self.restored
+                + self.conflicts)
 
 
 class ImportProgress(Event):
@@ -378,17 +421,26 @@ class ImportNotification(Event):
     finished_at: datetime = Field(default_factory=utcnow)
     mapping: AppliedMapping | None = None
     retry_of: str | None = Field(default=None, description="a retry: the import whose rows it corrects (row numbers are that import's)")
+    kind: JobKind = JobKind.IMPORT
+    undo_of: str | None = Field(default=None, description="for an undo: the import it took back")
+    deleted: int = Field(default=0, description="undo: clients the import created, deleted")
+    restored: int = Field(default=0, description="undo: clients the import updated, given their earlier values back")
+    conflicts: int = Field(default=0, description="undo: clients changed since, kept as they are (conflicts.csv)")
 
     @property
     def message(self) -> str:
         """What happened, in plain words."""
         counts = JobCounts(total=self.total, created=self.created, updated=self.updated, unchanged=self.unchanged,
-                           rejected=self.rejected)
-        return outcome_sentence(self.file_name, self.status, counts, self.dry_run, self.reason)
+                           rejected=self.rejected, deleted=self.deleted, restored=self.restored,
+                           conflicts=self.conflicts)
+        return outcome_sentence(self.file_name, self.status, counts, self.dry_run, self.reason, self.kind)
 
 
-def outcome_sentence(file_name: str, status: JobStatus, counts: JobCounts, dry_run: bool, reason: Issue | None) -> str:
+def outcome_sentence(file_name: str, status: JobStatus, counts: JobCounts, dry_run: bool, reason: Issue | None,
+                     kind: JobKind = JobKind.IMPORT) -> str:
     """The one sentence that says how a job went: in notifications, job documents, the page and the CLI."""
+    if kind is JobKind.UNDO:
+        return undo_sentence(file_name, status, counts, reason)
     name = file_name or "The file"
     if status is JobStatus.REJECTED:
         return f"{name} was not imported: {reason.message if reason else 'the file was refused.'}"
@@ -403,3 +455,18 @@ def outcome_sentence(file_name: str, status: JobStatus, counts: JobCounts, dry_r
                 f"updated, {counts.unchanged:,} unchanged, {counts.rejected:,} rejected.")
     return (f"{name} imported: {counts.created:,} created, {counts.updated:,} updated, {counts.unchanged:,} unchanged, "
             f"{counts.rejected:,} rejected.")
+
+
+def undo_sentence(file_name: str, status: JobStatus, counts: JobCounts, reason: Issue | None) -> str:
+    name = f"the import of {file_name}" if file_name else "the import"
+    if status is JobStatus.REJECTED:
+        return f"Could not undo {name}: {reason.message if reason else 'the undo was refused.'}"
+    if status is JobStatus.FAILED:
+        return f"The undo of {name} did not finish: {reason.message if reason else 'it ran out of time.'}"
+    if not status.is_final:
+        return f"Undoing {name}: {counts.processed:,} of {counts.total:,} clients so far."
+    kept = (f", {counts.conflicts:,} changed since and kept as {'it is' if counts.conflicts == 1 else 'they are'} "
+            "(see conflicts.csv)" if counts.conflicts else "")
+    clients = "client" if counts.deleted == 1 else "clients"
+    return (f"Undid {name}: {counts.deleted:,} {clients} deleted, {counts.restored:,} restored, "
+            f"{counts.unchanged:,} already as before{kept}.")

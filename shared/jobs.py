@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .db import insert_for
-from .events import ImportOptions, ImportRequest, JobStatus, RowError
+from .events import ImportOptions, ImportRequest, JobKind, JobStatus, RowError
 from .tables import import_jobs, job_requests, job_rows
 
 __all__ = ["content_digest", "bound_digest", "RUNNING", "FINAL", "TRANSITIONS", "can_move", "job_id_for", "idempotent_job_id", "origin_job_id",
@@ -77,6 +77,7 @@ async def record_received(conn: AsyncConnection, job_id: str, request: ImportReq
             mode=options.mode.value, dry_run=options.dry_run, callback_url=options.callback_url,
             idempotency_key=request.idempotency_key, status=JobStatus.RECEIVED.value, received_at=datetime.now(UTC),
             retry_of=request.retry_of,
+            kind=(JobKind.UNDO if request.undo_of else JobKind.IMPORT).value, undo_of=request.undo_of,
         ).on_conflict_do_nothing(index_elements=[import_jobs.c.id])
     )
 
@@ -106,8 +107,9 @@ def quote_errors(rejected_rows: Iterable[tuple[int, int, list[dict]]], limit: in
 
 def content_digest(request: ImportRequest) -> str:
     """What a job id is bound to: the file and how to import it (not who sent it or under which id)."""
-    # A retry's target is part of what it asks (left out when there is none: digests taken before stay).
-    fields = {"file_name", "content", "content_base64", "options"} | ({"retry_of"} if request.retry_of else set())
+    # A retry's or an undo's target is part of what it asks (left out when there is none: digests taken before stay).
+    fields = {"file_name", "content", "content_base64", "options",
+              *(name for name in ("retry_of", "undo_of") if getattr(request, name))}
     body = request.model_dump_json(include=fields)
     return hashlib.sha256(body.encode()).hexdigest()
 

@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     progress_interval_s: float = Field(default=0.25, description="least time between two progress events of a job")
     first_errors: int = Field(default=20, description="errors quoted in a notification")
     job_deadline_s: float = Field(default=600.0, description="a job still processing after this fails")
+    undo_retention_days: float = Field(default=30.0, gt=0, description=(
+        "an import can be undone for this long; the values it overwrote are purged a day after"))
 
     webhook_secret: str | None = Field(default=None, description="signs callback POSTs (HMAC-SHA256)")
     webhook_attempts: int = Field(default=5, ge=1)

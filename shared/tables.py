@@ -57,6 +57,53 @@ row_outcomes = Table(
     PrimaryKeyConstraint("job_id", "row"),
 )
 
+# The writer's record of what each import changed, written in the same transaction as the change, so the
+# import can be undone (services/writer/undo.py): for a created client every value it was created with
+# (`before` NULL), for an updated one the fields it changed, before and after. Purged a day after
+# UNDO_RETENTION_DAYS.
+client_changes = Table(
+    "client_changes",
+    metadata,
+    Column("job_id", String(64), nullable=False),
+    Column("row", Integer, nullable=False),
+    Column("line", Integer, nullable=False),
+    Column("email", String(254), nullable=False),
+    Column("client_id", String(36), nullable=False),
+    Column("outcome", String(16), nullable=False),  # created or updated
+    Column("before", _json),
+    Column("after", JSON, nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("job_id", "row"),
+    Index("ix_client_changes_recorded_at", "recorded_at"),
+)
+
+# What an undo found changed since, field by field, written with the undo's own row results: the
+# undo's conflicts.csv.
+undo_conflicts = Table(
+    "undo_conflicts",
+    metadata,
+    Column("job_id", String(64), nullable=False),  # the undo's
+    Column("row", Integer, nullable=False),  # the undone import's row
+    Column("field", String(64), nullable=False),
+    Column("email", String(254), nullable=False),
+    Column("client_id", String(36), nullable=False),
+    Column("now", String(254)),  # what the client holds now
+    Column("undo_value", String(254)),  # what undo would have written
+    Column("would_delete", Boolean, nullable=False),  # undo would have deleted the client (the import created it)
+    Column("code", String(32), nullable=False),
+    PrimaryKeyConstraint("job_id", "row", "field"),
+)
+
+# The uploader's record of undos: an import is undone by one job at most, so two undo requests cannot
+# both take it back.
+undo_claims = Table(
+    "undo_claims",
+    metadata,
+    Column("undo_of", String(64), primary_key=True),
+    Column("job_id", String(64), nullable=False),
+    Column("claimed_at", DateTime(timezone=True), nullable=False),
+)
+
 import_jobs = Table(
     "import_jobs",
     metadata,
@@ -84,6 +131,15 @@ import_jobs = Table(
     Column("mapping", JSON),
     # A retry: the import whose rejected rows it corrects (shared/retries.py).
     Column("retry_of", String(64)),
+    # An undo (kind "undo") names the import it takes back, and counts what it did; the import it took back
+    # says by which job and when (set by the notifier when the undo ends).
+    Column("kind", String(16)),  # NULL: an import (rows from before undo existed)
+    Column("undo_of", String(64)),
+    Column("deleted", Integer),
+    Column("restored", Integer),
+    Column("conflicts", Integer),
+    Column("undone_by", String(64)),
+    Column("undone_at", DateTime(timezone=True)),
     Index("ix_import_jobs_received_at", "received_at"),
     Index("ix_import_jobs_retry_of", "retry_of"),
 )
@@ -99,6 +155,9 @@ job_parts = Table(
     Column("updated", Integer, nullable=False),
     Column("unchanged", Integer, nullable=False),
     Column("rejected", Integer, nullable=False),
+    Column("deleted", Integer),  # an undo's outcomes
+    Column("restored", Integer),
+    Column("conflict", Integer),
     PrimaryKeyConstraint("job_id", "first_row"),
 )
 

@@ -1,5 +1,7 @@
 """The public topics. Partners and operators read and write these names: keep them stable."""
 
+import zlib
+
 REQUESTS = "clients.import.requests"
 JOBS = "clients.import.jobs"
 CHUNKS = "clients.import.chunks"
@@ -11,3 +13,9 @@ NOTIFICATIONS = "clients.import.notifications"
 DLQ = "clients.import.dlq"
 
 ALL = (REQUESTS, JOBS, CHUNKS, ROWS_ACCEPTED, ROWS_REJECTED, ROWS_WRITTEN, PROGRESS, NOTIFICATIONS, DLQ)
+
+
+def partition_for(email: str, partitions: int) -> int:
+    """The partition of clients.import.rows.accepted every record about one email goes to (its rows, and
+    the undo of them), so one writer applies them in the order they came."""
+    return zlib.crc32(email.encode()) % partitions

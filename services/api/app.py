@@ -11,6 +11,7 @@ import hmac
 import logging
 import re
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -25,7 +26,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from shared import jobs, search, topics
+from shared import jobs, search, topics, undo
 from shared.callbacks import CallbackPolicy, CallbackRefused, check_url
 from shared.db import create_reader
 from shared.events import ImportOptions, ImportRequest, JobStatus, Mode, Source
@@ -68,6 +69,18 @@ _UPLOAD_BODY = {
             "mapping": {"type": "string", "description": "the name of a saved mapping (PUT /mappings/{name})"},
         },
     }}},
+}
+
+
+def _refusal_example(code: str) -> dict:
+    return {"application/json": {"example": {"code": code, "message": "…"}}}
+
+
+UNDO_RESPONSES = {
+    404: {"description": "`unknown_import`: no import with that id", "content": _refusal_example("unknown_import")},
+    409: {"description": "`already_undone` · `not_finished` (still running) · `nothing_to_undo` (a dry run, a file "
+                         "rejected whole, an undo) · `too_old` (ended more than UNDO_RETENTION_DAYS ago)",
+          "content": _refusal_example("already_undone")},
 }
 
 
@@ -221,6 +234,33 @@ def build_api(settings: Settings, engine: AsyncEngine, router: KafkaRouter) -> F
         status = known["status"] if known else JobStatus.RECEIVED.value
         return JSONResponse({"job_id": job_id, "status": status, "status_url": f"/imports/{job_id}"}, status_code=202)
 
+    @app.post("/imports/{job_id}/undo", status_code=202, tags=["imports"], responses=UNDO_RESPONSES)
+    async def undo_import(job_id: str, request: Request, who: Caller) -> JSONResponse:
+        """Undo an import: delete the clients it created, give the clients it updated their earlier values
+        back, leave what was changed since as it is (listed in the undo's conflicts.csv). The undo is a job
+        of its own (kind `undo`); follow it at `status_url`. Optional header `Idempotency-Key`."""
+        key = check_contract_text("idempotency_key", request.headers["idempotency-key"], "The Idempotency-Key header",
+                                  "idempotency_key") if request.headers.get("idempotency-key") else None
+        who = check_contract_text("requested_by", who, "The X-Requested-By header", "requested_by")
+        undo_job_id = jobs.idempotent_job_id("api-undo", who, key) if key else str(uuid.uuid4())
+        async with engine.begin() as conn:
+            state = await undo.undo_state(conn, job_id)
+            refused = undo.refusal(state, undo_job_id, datetime.now(UTC), settings.undo_retention_days)
+            if refused is not None:
+                raise ApiError(undo.HTTP_STATUS[refused.code], refused.code, refused.message)
+            job = ImportRequest(idempotency_key=key, requested_by=who, source=Source.API,
+                                file_name=state.job["file_name"], undo_of=job_id, job_id=undo_job_id,
+                                job_signature=jobs.sign(signing_key, undo_job_id))
+            known = await readside.job_document(conn, undo_job_id, 0)
+            if known is None:
+                await jobs.record_received(conn, undo_job_id, job)
+        await router.broker.publish(job.model_dump_json().encode(), topics.REQUESTS, key=undo_job_id.encode(),
+                                    headers={"content-type": "application/json"})
+        log.info("undo taken", extra={"step": "job.undo", "job_id": undo_job_id, "undo_of": job_id})
+        status = known["status"] if known else JobStatus.RECEIVED.value
+        return JSONResponse({"job_id": undo_job_id, "status": status, "status_url": f"/imports/{undo_job_id}"},
+                            status_code=202)
+
     @app.get("/imports", tags=["imports"])
     async def list_imports(
         _: Caller, limit: int = Query(20, ge=1, le=200), offset: int = Query(0, ge=0, le=readside.MAX_OFFSET)
@@ -260,6 +300,12 @@ def build_api(settings: Settings, engine: AsyncEngine, router: KafkaRouter) -> F
     async def results_report(job_id: str, _: Caller) -> Response:
         """Each accepted row with its client id and outcome."""
         return await _report(job_id, "results")
+
+    @app.get("/imports/{job_id}/conflicts.csv", tags=["imports"])
+    async def conflicts_report(job_id: str, _: Caller) -> Response:
+        """An undo's conflicts: each field changed since the import it undid, with what the client holds now and
+        what undo would have written."""
+        return await _report(job_id, "conflicts")
 
     @app.get("/clients", tags=["clients"], description=(
         f"`q` is plain text found in a first or last name, an email or a username ({search.MIN_SUBSTRING} characters "

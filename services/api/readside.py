@@ -7,8 +7,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared import jobs, retries, search
 from shared.db import as_utc
-from shared.events import Issue, JobCounts, JobStatus, Outcome, outcome_sentence
-from shared.tables import clients, import_jobs, job_rows, row_outcomes
+from shared.events import Issue, JobCounts, JobKind, JobStatus, Outcome, outcome_sentence
+from shared.tables import clients, import_jobs, job_rows, row_outcomes, undo_conflicts
 
 from . import reports
 
@@ -52,7 +52,8 @@ MESSAGE_CHARS = 1000  # characters of one warning's or reason's message
 
 
 def _document(job, errors: list[dict], shown_warnings: int = JOB_WARNINGS) -> dict:
-    counts = {outcome.value: job[outcome.value] or 0 for outcome in Outcome}
+    counts = {outcome.count: job[outcome.count] or 0 for outcome in Outcome}
+    kind = JobKind(job["kind"] or JobKind.IMPORT)
     status = JobStatus(job["status"])
     reason = Issue(**job["reason"]) if job["reason"] else None
     tally = JobCounts(total=job["total"] or 0, **counts)
@@ -72,16 +73,22 @@ def _document(job, errors: list[dict], shown_warnings: int = JOB_WARNINGS) -> di
         "warnings_more": max(len(warnings) - shown_warnings, 0),
         "reason": _issue(job["reason"]) if job["reason"] else None,
         "errors": errors,
-        "message": _cut(outcome_sentence(job["file_name"], status, tally, bool(job["dry_run"]), reason)),
+        "message": _cut(outcome_sentence(job["file_name"], status, tally, bool(job["dry_run"]), reason, kind)),
         "callback_outcome": job["callback_outcome"],
         "mapping": job["mapping"],
         "retry_of": job["retry_of"],
         "received_at": as_utc(job["received_at"]),
         "finished_at": as_utc(job["finished_at"]),
+        "kind": kind.value,
+        "undo_of": job["undo_of"],  # an undo: the import it takes back
+        "undone_by": job["undone_by"],  # an import: the undo that took it back, and when it ended
+        "undone_at": as_utc(job["undone_at"]),
         "links": {
             "self": f"/imports/{job['id']}",
             "errors_csv": f"/imports/{job['id']}/errors.csv",
             "results_csv": f"/imports/{job['id']}/results.csv",
+            **({"conflicts_csv": f"/imports/{job['id']}/conflicts.csv"} if kind is JobKind.UNDO else
+               {"undo": f"/imports/{job['id']}/undo"}),
         },
     }
 
@@ -123,7 +130,15 @@ async def accepted_rows(conn: AsyncConnection, job_id: str) -> list[dict]:
     return [dict(r) for r in (await conn.execute(query)).mappings()]
 
 
-REPORTS = {"errors": (rejected_rows, reports.errors_csv), "results": (accepted_rows, reports.results_csv)}
+async def conflict_rows(conn: AsyncConnection, job_id: str) -> list[dict]:
+    """An undo's conflicts, in the undone import's row order."""
+    query = select(undo_conflicts).where(undo_conflicts.c.job_id == job_id).order_by(undo_conflicts.c.row,
+                                                                                     undo_conflicts.c.field)
+    return [dict(r) for r in (await conn.execute(query)).mappings()]
+
+
+REPORTS = {"errors": (rejected_rows, reports.errors_csv), "results": (accepted_rows, reports.results_csv),
+           "conflicts": (conflict_rows, reports.conflicts_csv)}
 
 
 async def report(conn: AsyncConnection, job_id: str, kind: str) -> tuple[str, str] | None:

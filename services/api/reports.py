@@ -14,7 +14,7 @@ from urllib.parse import quote
 from shared.fields import EXAMPLE_ROWS, FIELDS
 from shared.formulas import escape_formula
 
-__all__ = ["errors_csv", "results_csv", "template_csv", "escape_formula", "download_name", "content_disposition",
+__all__ = ["errors_csv", "results_csv", "conflicts_csv", "template_csv", "escape_formula", "download_name", "content_disposition",
            "NAME_MAX"]
 
 # The template shows the seed's columns: the fields with no default (project, desk and type have one).
@@ -45,6 +45,20 @@ def results_csv(rows: Iterable[Mapping]) -> str:
     write(fields)
     for row in rows:
         write([row[f] for f in fields])
+    return BOM + out.getvalue()
+
+
+CONFLICT_COLUMNS = ("row", "email", "client_id", "field", "now", "undo_would_write", "reason")
+
+
+def conflicts_csv(rows: Iterable[Mapping]) -> str:
+    """An undo's conflicts: each field of a client changed since the import it undid, left as it is: what the
+    client holds now, and what undo would have written (the client deleted, for one the import created)."""
+    out, write = _report_writer()
+    write(CONFLICT_COLUMNS)
+    for row in rows:
+        would = "(client deleted)" if row["would_delete"] else row["undo_value"]
+        write([row["row"], row["email"], row["client_id"], row["field"], row["now"], would, row["code"]])
     return BOM + out.getvalue()
 
 

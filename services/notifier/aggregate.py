@@ -4,19 +4,23 @@ from collections.abc import Mapping
 
 from shared import jobs
 from shared.db import as_utc
-from shared.events import AppliedMapping, ImportNotification, Issue, JobCounts, JobStatus, Outcome, RowError, Source
+from shared.events import (
+    AppliedMapping,
+    ImportNotification,
+    Issue,
+    JobCounts,
+    JobKind,
+    JobStatus,
+    Outcome,
+    RowError,
+    Source,
+)
 from shared.jobs import can_move
 
 
 def count(outcomes: Mapping[str, int], total: int | None) -> JobCounts:
     """Counts by outcome; every row ends in exactly one of them."""
-    return JobCounts(
-        total=total or 0,
-        created=outcomes.get(Outcome.CREATED, 0),
-        updated=outcomes.get(Outcome.UPDATED, 0),
-        unchanged=outcomes.get(Outcome.UNCHANGED, 0),
-        rejected=outcomes.get(Outcome.REJECTED, 0),
-    )
+    return JobCounts(total=total or 0, **{o.count: outcomes.get(o, 0) or 0 for o in Outcome})
 
 
 def status_of(total: int | None, counts: JobCounts, dry_run: bool) -> JobStatus:
@@ -28,7 +32,7 @@ def status_of(total: int | None, counts: JobCounts, dry_run: bool) -> JobStatus:
         return JobStatus.PROCESSING
     if dry_run:
         return JobStatus.VALIDATED
-    return JobStatus.COMPLETED_WITH_ERRORS if counts.rejected else JobStatus.COMPLETED
+    return JobStatus.COMPLETED_WITH_ERRORS if counts.rejected or counts.conflicts else JobStatus.COMPLETED
 
 
 def advance(current: JobStatus, proposed: JobStatus) -> JobStatus:
@@ -65,4 +69,9 @@ def notification(job: Mapping, counts: JobCounts, errors: tuple[RowError, ...]) 
         finished_at=as_utc(job["finished_at"]),
         mapping=AppliedMapping(**job["mapping"]) if job.get("mapping") else None,
         retry_of=job.get("retry_of"),
+        kind=JobKind(job.get("kind") or JobKind.IMPORT),
+        undo_of=job.get("undo_of"),
+        deleted=counts.deleted,
+        restored=counts.restored,
+        conflicts=counts.conflicts,
     )

@@ -45,8 +45,8 @@ class JobState:
     repeat: bool = field(default=False, compare=False)
 
 
-_UPLOADER_WORD = ("status", "total", "warnings", "reason", "finished_at", "mapping", "retry_of")
-_COUNTS = tuple(outcome.value for outcome in Outcome)
+_UPLOADER_WORD = ("status", "total", "warnings", "reason", "finished_at", "mapping", "retry_of", "kind", "undo_of")
+_COUNTS = tuple(outcome.count for outcome in Outcome)  # the job's columns
 
 
 def _awaiting_uploader():
@@ -99,6 +99,8 @@ async def record_jobs(
             finished_at=event.received_at if refused else None,
             mapping=event.mapping.model_dump() if event.mapping else None,
             retry_of=event.retry_of,
+            kind=event.kind.value,
+            undo_of=event.undo_of,
             **dict.fromkeys(_COUNTS, 0),
         )
         # A refused file counts nothing, whatever stray rows were counted before; an accepted one
@@ -212,14 +214,19 @@ async def _settle_one(conn: AsyncConnection, job, tally: dict[str, int], now: da
         .where(import_jobs.c.id == job["id"])
         .values(
             status=status.value,
-            created=counts.created,
-            updated=counts.updated,
-            unchanged=counts.unchanged,
-            rejected=counts.rejected,
+            **{name: getattr(counts, name) for name in _COUNTS},
             finished_at=now if status.is_final else None,
         )
     )
+    if status.is_final and job["undo_of"] and status is not JobStatus.FAILED:
+        await _mark_undone(conn, job["undo_of"], job["id"], now)
     return JobState(job["id"], status, counts, notify=status.is_final, ended=status.is_final)
+
+
+async def _mark_undone(conn: AsyncConnection, undo_of: str, undo_job_id: str, now: datetime) -> None:
+    """The undone import's document says by which job and when (once: the first undo to end keeps it)."""
+    await conn.execute(update(import_jobs).where(import_jobs.c.id == undo_of, import_jobs.c.undone_by.is_(None))
+                       .values(undone_by=undo_job_id, undone_at=now))
 
 
 async def notification_for(conn: AsyncConnection, state: JobState, first_errors: int) -> ImportNotification:

@@ -11,10 +11,10 @@ from aiokafka import ConsumerRecord
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared import jobs, mappings, retries, topics
+from shared import jobs, mappings, retries, topics, undo
 from shared.callbacks import CallbackPolicy, CallbackRefused, check_url
 from shared.db import insert_for, reading
-from shared.events import Chunk, ImportRequest, JobEvent, JobStatus
+from shared.events import Chunk, ImportRequest, Issue, JobEvent, JobStatus, RowsAccepted
 from shared.kafka import Publication
 from shared.reading import Limits
 from shared.settings import Settings
@@ -23,6 +23,7 @@ from shared.tables import import_jobs, job_requests
 
 from .intake import (
     plan_job,
+    plan_undo_job,
     refuse_callback,
     refuse_malformed,
     refuse_reused,
@@ -74,6 +75,9 @@ class UploaderPorts:
     mapping: Callable[[str, str], Awaitable[dict | None]] | None = None
     # What a retry (by job id, of an import, from a requester, trusted or not) may fix: bound when first taken.
     retry_basis: Callable[[str, str, str, bool], Awaitable[retries.Basis]] | None = None
+    # An undo: the import it takes back, claimed for this undo job unless it may not be (shared/undo.py).
+    undo_target: Callable[[str, str], Awaitable["UndoTarget"]] | None = None
+    partitions: int = 1  # of clients.import.rows.accepted: an undo sends each writer its share
 
     @classmethod
     def open(cls, settings: Settings, engine: AsyncEngine, _publish: object = None) -> "UploaderPorts":
@@ -106,8 +110,27 @@ class UploaderPorts:
             async with engine.begin() as conn:
                 return await retries.bind(conn, job_id, retry_of, requested_by, trusted)
 
+        async def undo_target(undo_of: str, job_id: str) -> UndoTarget:
+            async with engine.begin() as conn:
+                state = await undo.undo_state(conn, undo_of)
+                refused = undo.refusal(state, job_id, datetime.now(UTC), settings.undo_retention_days)
+                if refused is None and await undo.claim(conn, undo_of, job_id) != job_id:
+                    state = await undo.undo_state(conn, undo_of)  # another undo took it a moment before
+                    refused = undo.refusal(state, job_id, datetime.now(UTC), settings.undo_retention_days)
+            file_name = state.job["file_name"] if state.job is not None else ""
+            return UndoTarget(refused, file_name, state.recorded)
+
         return cls(Limits.of(settings), settings.chunk_rows, settings.chunk_max_bytes, settings.signing_key, job_status,
-                   take, CallbackPolicy.of(settings), mapping, retry_basis)
+                   take, CallbackPolicy.of(settings), mapping, retry_basis, undo_target, settings.topic_partitions)
+
+
+class UndoTarget(NamedTuple):
+    """The import an undo request names: why it may not be undone (None: it is claimed for this undo), its
+    file's name, and how many of its rows the undo takes back."""
+
+    refusal: Issue | None
+    file_name: str
+    rows: int
 
 
 async def take_requests(requests: list[Request], ports: UploaderPorts) -> list[Publication]:
@@ -140,6 +163,11 @@ async def take_request(request: Request, ports: UploaderPorts) -> list[Publicati
         return repeated(job_id, request.origin)
     if request.event.retry_of is not None and ports.retry_basis is not None:
         return await take_retry(request.event, job_id, ports)
+    if request.event.undo_of is not None:
+        target = await ports.undo_target(request.event.undo_of, job_id)
+        log.info("undo received", extra={"step": "job.received", "job_id": job_id, "undo_of": request.event.undo_of,
+                                         "refused": target.refusal.code if target.refusal else None})
+        return plan_undo_job(request.event, job_id, target.refusal, target.file_name, target.rows, ports.partitions)
     name = request.event.options.mapping
     saved = await ports.mapping(name, job_id) if name is not None and ports.mapping is not None else None
     # Reading a 10 MB file takes CPU time: off the event loop, so heartbeats and other work go on.
@@ -184,6 +212,8 @@ STAGE = Stage(
         Output(topics.JOBS, JobEvent, "jobs",
                "A job was accepted (with its total), rejected whole (with the reason), or repeated."),
         Output(topics.CHUNKS, Chunk, "chunks", "A job's file as CSV slices: the header, some rows, and where they start."),
+        Output(topics.ROWS_ACCEPTED, RowsAccepted, "rows.accepted (undo)",
+               "An undo's share for each partition: no rows, `undo_of`, `partition` and `partitions`."),
     ),
     decode=decode_request,
     handle=take_requests,

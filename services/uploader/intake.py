@@ -3,7 +3,17 @@
 import json
 
 from shared import jobs, topics
-from shared.events import AppliedMapping, ImportRequest, Issue, JobAccepted, JobRefused, JobRepeated, Source
+from shared.events import (
+    AppliedMapping,
+    ImportRequest,
+    Issue,
+    JobAccepted,
+    JobKind,
+    JobRefused,
+    JobRepeated,
+    RowsAccepted,
+    Source,
+)
 from shared.kafka import Publication
 from shared.mappings import combined_map, unknown_mapping
 from shared.reading import Limits, read_file
@@ -44,6 +54,25 @@ def plan_job(
         Publication(topics.JOBS, accepted, key=job_id),
         *(Publication(topics.CHUNKS, chunk, key=job_id) for chunk in chunks),
     ]
+
+
+def plan_undo_job(
+    request: ImportRequest, job_id: str, refusal: Issue | None, file_name: str, rows: int, partitions: int
+) -> list[Publication]:
+    """An undo job: refused (`refusal`, from shared/undo.py), or accepted with the `rows` of the import it
+    takes back, and one share for each partition of the accepted rows, on that partition: each writer
+    takes back the rows of the emails it owns, in order with their other rows."""
+    common = dict(job_id=job_id, file_name=file_name or request.file_name or "(unknown import)", source=request.source,
+                  requested_by=request.requested_by, options=request.options,
+                  idempotency_key=request.idempotency_key, kind=JobKind.UNDO, undo_of=request.undo_of)
+    if refusal is not None:
+        return [_refused(common, refusal)]
+    shares = [
+        Publication(topics.ROWS_ACCEPTED, RowsAccepted(job_id=job_id, chunk=0, rows=(), undo_of=request.undo_of,
+                                                       partition=p, partitions=partitions), key=job_id, partition=p)
+        for p in range(partitions)
+    ]
+    return [Publication(topics.JOBS, JobAccepted(**common, total=rows, chunks=0), key=job_id), *shares]
 
 
 def repeated(job_id: str, request: str) -> list[Publication]:

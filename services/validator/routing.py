@@ -4,22 +4,17 @@ Every record is bounded in bytes: a record over the budget is split into records
 row travels in exactly one record, so the notifier still counts each once).
 """
 
-import zlib
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 
 from shared import topics
 from shared.events import AcceptedRow, Chunk, RejectedRow, RowsAccepted, RowsRejected
 from shared.kafka import Publication
+from shared.topics import partition_for
 
 __all__ = ["partition_for", "route", "RECORD_MAX_BYTES"]
 
 RECORD_MAX_BYTES = 1024 * 1024
-
-
-def partition_for(email: str, partitions: int) -> int:
-    """Every row of one email goes to one partition, so one writer applies them in the order they came."""
-    return zlib.crc32(email.encode()) % partitions
 
 
 def route(

@@ -1,8 +1,11 @@
 """The writer: accepted rows in, clients upserted by email, one result per row out."""
 
+import asyncio
 import logging
 from collections import Counter
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from itertools import groupby
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -13,6 +16,7 @@ from shared.settings import Settings
 from shared.stage import Output, Stage
 
 from .plan import PendingRow
+from .undo import purge_changes, undo_share, undone_events
 from .upsert import apply_rows
 
 __all__ = ["STAGE", "WriterPorts", "write_rows", "written_events"]
@@ -20,16 +24,50 @@ __all__ = ["STAGE", "WriterPorts", "write_rows", "written_events"]
 log = logging.getLogger("clients_import.writer")
 
 
+_PURGE_EVERY_S = 3600.0
+
+
 @dataclass(frozen=True)
 class WriterPorts:
     engine: AsyncEngine
+    undo_retention_days: float = 30.0
 
     @classmethod
-    def open(cls, _settings: Settings, engine: AsyncEngine, _publish: object = None) -> "WriterPorts":
-        return cls(engine)
+    def open(cls, settings: Settings, engine: AsyncEngine, _publish: object = None) -> "WriterPorts":
+        return cls(engine, settings.undo_retention_days)
+
+    def background(self) -> list:
+        return [self.run_purge()]
+
+    async def run_purge(self) -> None:
+        """Forget the values recorded for undo once they are past the retention, hourly."""
+        while True:
+            try:
+                purged = await purge_changes(self.engine, self.undo_retention_days, datetime.now(UTC))
+                if purged:
+                    log.info("undo records purged", extra={"step": "undo.purged", "rows": purged})
+            except Exception:  # the loop must outlive a passing database error
+                log.exception("purging undo records failed", extra={"step": "undo.purged"})
+            await asyncio.sleep(_PURGE_EVERY_S)
 
 
 async def write_rows(batches: list[RowsAccepted], ports: WriterPorts) -> list[Publication]:
+    """Rows and undo shares, in the order they came (a share may follow rows of the same emails)."""
+    publications: list[Publication] = []
+    for is_undo, run in groupby(batches, key=lambda b: b.undo_of is not None):
+        run = list(run)
+        publications += await undo_shares(run, ports) if is_undo else await upsert_rows(run, ports)
+    return publications
+
+
+async def undo_shares(shares: list[RowsAccepted], ports: WriterPorts) -> list[Publication]:
+    publications: list[Publication] = []
+    for share in shares:
+        publications += undone_events(share, await undo_share(ports.engine, share))
+    return publications
+
+
+async def upsert_rows(batches: list[RowsAccepted], ports: WriterPorts) -> list[Publication]:
     # The database commits here; offsets are committed only after the publications are acknowledged.
     results = await apply_rows(ports.engine, [PendingRow(b.job_id, b.options, row) for b in batches for row in b.rows])
     for job_id, n in Counter(job_id for job_id, _ in results).items():
@@ -54,7 +92,7 @@ def written_events(batches: list[RowsAccepted], results: list[tuple[str, RowResu
 
 STAGE = Stage(
     name="writer",
-    description="Upserts clients by email, a batch per transaction.",
+    description="Upserts clients by email, a batch per transaction; undoes an import's share of a partition.",
     consumes=(topics.ROWS_ACCEPTED,),
     publishes=(
         Output(topics.ROWS_WRITTEN, RowsWritten, "rows.written",

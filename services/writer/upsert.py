@@ -21,6 +21,7 @@ from shared.fields import FIELDS
 from shared.metrics import ROWS, TRANSACTION_SECONDS
 from shared.tables import clients, row_outcomes
 
+from .changes import record_changes
 from .plan import Client, PendingRow, Plan, plan_writes, username_base, username_range
 
 log = logging.getLogger("clients_import.writer")
@@ -73,6 +74,7 @@ async def _apply(
         now = datetime.now(UTC)
         await _upsert(conn, plan.upserts, now)
         await _record(conn, plan.results)
+        await record_changes(conn, fresh, plan.results, existing, now)  # for undo (changes.py)
     new = {(job_id, result.row): result for job_id, result in plan.results}
     return [(p.job_id, recorded.get((p.job_id, p.row.row)) or new[(p.job_id, p.row.row)]) for p in pending], plan.results
 

@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from services.notifier import ledger
 from shared.events import (
+    IMPORT_OUTCOMES,
     ImportNotification,
     ImportOptions,
     ImportRequest,
@@ -39,7 +40,7 @@ from shared.jobs import record_received
 from shared.tables import import_jobs
 
 INVALID = "invalid"  # a row the validator refused; the others are the writer's outcomes
-FATES = (INVALID, *Outcome)
+FATES = (INVALID, *IMPORT_OUTCOMES)
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 
 
@@ -85,7 +86,7 @@ def row_records(job_id: str, fates: list[str], chunk_rows: int, partitions: list
 
 def expected_end(fates: list[str], dry_run: bool) -> tuple[JobStatus, JobCounts]:
     tally = Counter(Outcome.REJECTED if f == INVALID else Outcome(f) for f in fates)
-    counts = JobCounts(total=len(fates), **{o.value: tally[o] for o in Outcome})
+    counts = JobCounts(total=len(fates), **{o.value: tally[o] for o in IMPORT_OUTCOMES})
     if dry_run:
         return JobStatus.VALIDATED, counts
     return (JobStatus.COMPLETED_WITH_ERRORS if counts.rejected else JobStatus.COMPLETED), counts
@@ -143,7 +144,7 @@ async def stored_status(db, job_id: str) -> JobStatus | None:
 
 
 def stored_counts(job: dict) -> JobCounts:
-    return JobCounts(total=job["total"] or 0, **{o.value: job[o.value] for o in Outcome})
+    return JobCounts(total=job["total"] or 0, **{o.count: job[o.count] for o in Outcome})
 
 
 STAGE = {JobStatus.RECEIVED: 0, JobStatus.PROCESSING: 1}  # then any final status: 2

@@ -153,3 +153,15 @@ def test_misspelt_import_options_are_refused_rather_than_silently_ignored(option
                                            (JobStatus.FAILED, True)])
 def test_only_received_and_processing_jobs_are_unfinished(status: JobStatus, final: bool):
     assert status.is_final is final
+
+
+def test_an_undo_says_what_it_did_in_its_own_words():
+    from shared.events import ImportNotification, Issue, JobKind, JobStatus
+
+    note = ImportNotification(job_id="u", file_name="c.csv", status=JobStatus.COMPLETED_WITH_ERRORS, total=4, created=0,
+                              updated=0, unchanged=1, rejected=0, kind=JobKind.UNDO, undo_of="j", deleted=1, restored=1,
+                              conflicts=1)
+    assert note.message == ("Undid the import of c.csv: 1 client deleted, 1 restored, 1 already as before, 1 changed "
+                            "since and kept as it is (see conflicts.csv).")
+    refused = note.model_copy(update={"status": JobStatus.REJECTED, "reason": Issue(code="already_undone", message="m.")})
+    assert refused.message == "Could not undo the import of c.csv: m."

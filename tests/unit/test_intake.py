@@ -171,3 +171,34 @@ def test_a_job_id_is_bound_to_the_content_it_was_first_taken_for():
     (publication,) = refuse_reused(first, jobs.origin_job_id(ORIGIN))
     assert publication.event.reason.code == "idempotency_key_reused"
     assert publication.event.job_id == jobs.origin_job_id(ORIGIN)
+
+
+def test_an_undo_is_a_job_of_its_own_with_one_share_for_each_partition_on_that_partition():
+    from services.uploader.intake import plan_undo_job
+    from shared import topics
+    from shared.events import ImportRequest, Issue, JobKind
+
+    request = ImportRequest(idempotency_key="k", requested_by="partner", undo_of="import-1")
+    job, *shares = plan_undo_job(request, "undo-1", None, "clients.csv", 7, partitions=3)
+
+    assert (job.topic, job.event.event, job.event.kind, job.event.undo_of, job.event.total) == (
+        topics.JOBS, "job.accepted", JobKind.UNDO, "import-1", 7)
+    assert job.event.file_name == "clients.csv"
+    assert [(s.topic, s.partition, s.event.partition, s.event.partitions, s.event.rows) for s in shares] == [
+        (topics.ROWS_ACCEPTED, p, p, 3, ()) for p in range(3)]
+    assert all(s.event.job_id == "undo-1" and s.event.undo_of == "import-1" for s in shares)
+
+    (refused,) = plan_undo_job(request, "undo-2", Issue(code="already_undone", message="m"), "clients.csv", 7, 3)
+    assert (refused.event.event, refused.event.reason.code, refused.event.kind) == ("job.rejected", "already_undone",
+                                                                                   JobKind.UNDO)
+
+
+def test_an_undo_request_carries_no_file_and_an_import_request_needs_one():
+    import pytest
+
+    from shared.events import ImportRequest
+
+    with pytest.raises(ValueError, match="carries no file"):
+        ImportRequest(undo_of="import-1", content="firstName,email\n")
+    with pytest.raises(ValueError, match="file_name is required"):
+        ImportRequest(content="firstName,email\n")

@@ -106,3 +106,5 @@ export const getRetryRows = (id) => request("GET", `/imports/${encodeURIComponen
 
 /** Corrected rows, [{row, values: {column: value}}], imported again as a retry of the import. */
 export const retryRows = (id, rows) => request("POST", `/imports/${encodeURIComponent(id)}/retry`, { json: { rows } });
+/** Undo an import: 202 with the undo job's `job_id` and `status_url`; 409 with the reason it cannot be. */
+export const undoImport = (id) => request("POST", `/imports/${encodeURIComponent(id)}/undo`);

@@ -9,6 +9,7 @@ import { JobTracker } from "./jobs.js";
 import { initImportModal, renderImportSettings, requirementsFailed, resetImportModal, showJobInModal } from "./modal.js";
 import { holdToasts, initNotifications, notify, remember, resetNotifications } from "./notifications.js";
 import { setSettings } from "./settings.js";
+import { initUndo } from "./undo.js";
 
 const tracker = new JobTracker();
 
@@ -27,6 +28,7 @@ function start() {
     closed: () => holdToasts(false),
   });
   initFixRows({ track: (job, statusUrl) => tracker.track(job, statusUrl) });
+  initUndo({ track: (job, statusUrl) => tracker.track(job, statusUrl), started: (job) => updateHistory(job) });
   followJobs();
   checkSession();
 }
@@ -130,6 +132,7 @@ function followJobs() {
   tracker.addEventListener("final", (event) => {
     notify(event.detail);
     loadClients();
+    if (event.detail.kind === "undo") loadHistory(); // the import it took back now says so
   });
   tracker.addEventListener("count", (event) => renderRunning(event.detail));
   // A job the server never showed us (404 for a long while): say so rather than spin forever.

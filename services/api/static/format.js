@@ -59,7 +59,7 @@ export function heading(job) {
  */
 export function tone(job) {
   const known = status(job.status)?.tone || (isRunning(job) ? "running" : job.reason ? "bad" : "good");
-  return known === "good" && job.rejected > 0 ? "partial" : known;
+  return known === "good" && (job.rejected > 0 || job.conflicts > 0) ? "partial" : known;
 }
 
 /** The whole file was refused or the import never finished: there are no row counts to show. */
@@ -90,6 +90,10 @@ export function counts(job) {
     return job.total ? `${count(job.processed)} of ${count(job.total)} rows` : "Reading the file…";
   }
   if (refusedWhole(job)) return job.reason?.message || "";
+  if (job.kind === "undo") {
+    return [`${count(job.deleted)} deleted`, `${count(job.restored)} restored`, `${count(job.conflicts)} conflicts`]
+      .join(" · ");
+  }
   return [
     `${count(job.created)} created`,
     `${count(job.updated)} updated`,

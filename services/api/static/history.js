@@ -4,6 +4,7 @@ import { byId, el, show } from "./dom.js";
 import { counts, statusLabel, tone, when } from "./format.js";
 import { fixRowsButton } from "./fixrows.js";
 import { reportLinks } from "./reports.js";
+import { undoControl } from "./undo.js";
 
 const LIMIT = 20;
 const jobs = new Map(); // job_id -> job document
@@ -69,11 +70,13 @@ function rowFor(job) {
 function historyRow(job) {
   // The label and the tone (running, good, partial, bad) are the status's own, from GET /settings.
   return el("tr", {},
-    el("th", { scope: "row" }, job.file_name, job.dry_run ? el("span", { class: "tag" }, "dry run") : null),
+    el("th", { scope: "row" }, job.file_name, job.dry_run ? el("span", { class: "tag" }, "dry run") : null,
+      job.kind === "undo" ? el("span", { class: "tag" }, "undo") : null),
     el("td", { "data-label": "Status" },
       el("span", { class: `badge-status tone-${tone(job)}`, "data-status": job.status }, statusLabel(job.status))),
     el("td", { "data-label": "Rows", class: "counts-cell" }, counts(job)),
     el("td", { "data-label": "By" }, job.requested_by),
     el("td", { "data-label": "Received" }, el("time", { datetime: job.received_at }, when(job.received_at))),
-    el("td", { "data-label": "Reports" }, el("span", { class: "links" }, reportLinks(job)), fixRowsButton(job)));
+    el("td", { "data-label": "Reports" }, el("span", { class: "links" }, reportLinks(job), undoControl(job)),
+      fixRowsButton(job)));
 }

@@ -102,11 +102,17 @@ function renderCount() {
   show(byId("bell-empty"), byId("bell-list").children.length === 0);
 }
 
+function toastTitle(job) {
+  const undo = job.kind === "undo";
+  if (tone(job) === "bad") return undo ? "Undo not done" : "Import not done";
+  return undo ? "Undo finished" : "Import finished";
+}
+
 function toast(job) {
   const region = byId("toasts");
   const close = el("button", { type: "button", class: "toast-close", "aria-label": "Dismiss notification" }, "×");
   const node = el("div", { class: `toast tone-${tone(job)}`, role: "status" },
-    el("p", { class: "toast-title" }, tone(job) === "bad" ? "Import not done" : "Import finished"),
+    el("p", { class: "toast-title" }, toastTitle(job)),
     el("p", { class: "toast-text" }, outcome(job)),
     el("p", { class: "links" }, reportLinks(job), fixRowsButton(job)),
     close);

@@ -13,6 +13,12 @@ export function reportLinks(job) {
   const found = [];
   const errors = safePath(links.errors_csv);
   const results = safePath(links.results_csv);
+  const conflicts = safePath(links.conflicts_csv);
+  if (job.kind === "undo") {
+    // An undo's rows are the import's it took back: its one report lists the clients it left as they are.
+    if (job.conflicts > 0 && conflicts) found.push(download(conflicts, "Download conflicts.csv"));
+    return found;
+  }
   if (job.rejected > 0 && errors) found.push(download(errors, "Download errors.csv"));
   if (written > 0 && results) found.push(download(results, "Download results.csv"));
   return found;

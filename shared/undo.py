@@ -1,0 +1,74 @@
+"""Undoing an import: when it may be undone, decided once for every front door (the API answers with it
+at once, the uploader decides with it for every request, the topic's included).
+
+An import may be undone once, after it ended, while the values it overwrote are kept
+(UNDO_RETENTION_DAYS), when it wrote something. An undo is itself a job (kind `undo`, `undo_of` the
+import); the writers do its work (services/writer/undo.py), the notifier counts it.
+"""
+
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from .db import as_utc, insert_for
+from .events import Issue, JobKind, JobStatus
+from .tables import client_changes, import_jobs, undo_claims
+
+__all__ = ["UndoState", "undo_state", "refusal", "claim", "HTTP_STATUS"]
+
+# How the API answers each refusal (the topic answers with a rejected notification of the same code).
+HTTP_STATUS = {"unknown_import": 404, "not_finished": 409, "already_undone": 409, "nothing_to_undo": 409,
+               "too_old": 409}
+
+
+class UndoState(NamedTuple):
+    """What is known of the import to undo: its job row (None: unknown), the undo that took it (if any),
+    and how many of its rows have their changes recorded."""
+
+    job: Mapping | None
+    undone_by: str | None
+    recorded: int
+
+
+async def undo_state(conn: AsyncConnection, undo_of: str) -> UndoState:
+    job = (await conn.execute(select(import_jobs).where(import_jobs.c.id == undo_of))).mappings().one_or_none()
+    if job is None:
+        return UndoState(None, None, 0)
+    claimed = await conn.scalar(select(undo_claims.c.job_id).where(undo_claims.c.undo_of == undo_of))
+    recorded = await conn.scalar(select(func.count()).select_from(client_changes).where(client_changes.c.job_id == undo_of))
+    return UndoState(job, claimed or job["undone_by"], recorded or 0)
+
+
+def refusal(state: UndoState, undo_job_id: str | None, now: datetime, retention_days: float) -> Issue | None:
+    """Why the import cannot be undone (by `undo_job_id`, which may be the undo that took it: a request
+    delivered again), or None."""
+    job = state.job
+    if job is None:
+        return Issue(code="unknown_import", message="There is no import with that id.")
+    if (job["kind"] or JobKind.IMPORT) == JobKind.UNDO:
+        return Issue(code="nothing_to_undo", message="That job is an undo: an undo cannot be undone.")
+    if state.undone_by is not None and state.undone_by != undo_job_id:
+        return Issue(code="already_undone", message=f"That import was already undone (by job {state.undone_by}).")
+    if not JobStatus(job["status"]).is_final:
+        return Issue(code="not_finished", message="That import is still running: wait for its notification, then undo it.")
+    if job["dry_run"] or job["status"] == JobStatus.REJECTED:
+        return Issue(code="nothing_to_undo", message="That import wrote nothing (a dry run, or a file rejected whole).")
+    ended = as_utc(job["finished_at"] or job["received_at"])
+    if ended < now - timedelta(days=retention_days):
+        return Issue(code="too_old", message=(f"That import ended more than {retention_days:g} days ago "
+                                              "(UNDO_RETENTION_DAYS): what it overwrote is no longer kept."))
+    if not state.recorded:
+        if (job["created"] or 0) + (job["updated"] or 0):
+            return Issue(code="too_old", message="That import ran before undo existed: what it overwrote was not kept.")
+        return Issue(code="nothing_to_undo", message="That import created and updated no client: there is nothing to undo.")
+    return None
+
+
+async def claim(conn: AsyncConnection, undo_of: str, undo_job_id: str) -> str:
+    """Bind the import to this undo unless another took it first; the undo that holds it."""
+    insert = insert_for(conn.dialect.name, undo_claims).on_conflict_do_nothing(index_elements=[undo_claims.c.undo_of])
+    await conn.execute(insert.values(undo_of=undo_of, job_id=undo_job_id, claimed_at=datetime.now(UTC)))
+    return await conn.scalar(select(undo_claims.c.job_id).where(undo_claims.c.undo_of == undo_of))
