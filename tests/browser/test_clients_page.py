@@ -424,6 +424,15 @@ def test_closing_the_modal_keeps_the_import_going(page: Page, server, output_dir
     page.get_by_label("Search clients").fill(f"{tag}4999@")
     expect(page.locator("#clients-range")).to_have_text("1–1 of 1")
     page.screenshot(path=output_dir / "background-done.png")
+    # The toast stays, but an import modal opened now is over it: the toast never covers the modal's buttons.
+    page.get_by_role("button", name="Import", exact=True).click()
+    expect(dialog(page)).to_be_visible()
+    covered = page.evaluate("""() => {
+        const box = document.querySelector('.toast').getBoundingClientRect();
+        const top = document.elementFromPoint(box.left + box.width / 2, box.top + box.height / 2);
+        return !!top.closest('.toast');
+    }""")
+    assert not covered
 
 
 def test_progress_updates_do_not_move_the_layout(page: Page, server, tmp_path: Path):
