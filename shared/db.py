@@ -21,7 +21,12 @@ from .tables import metadata
 def create_engine(url: str) -> AsyncEngine:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_async_engine(url, pool_size=5, max_overflow=5)
+        # A plan per execution: the writer's look-ups by IN lists of 500 keys, planned once generically (asyncpg
+        # prepares every statement), became sequential scans comparing each row with each of the 500
+        # parameters, slower as the table grew (measured: 200 rows/s through the pipeline; a 5000-row batch
+        # took 4 s at 20,000 clients and growing, against a steady 0.7 s with a plan per execution).
+        return create_async_engine(url, pool_size=5, max_overflow=5,
+                                   connect_args={"server_settings": {"plan_cache_mode": "force_custom_plan"}})
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_async_engine(url, connect_args={"timeout": 60})
