@@ -201,8 +201,8 @@ def profile_summary(path: Path, top: int = 12) -> str:
 
 def _short(frame: str) -> str:
     name, _, where = frame.partition(" (")
-    where = where.rstrip(")").replace(str(Path(sys.prefix)), "").split("site-packages/")[-1]
-    return f"{name} ({where})"
+    where = where.rstrip(")").replace(str(Path(sys.prefix)), "").split("site-packages/")[-1].rsplit(":", 1)[0]
+    return f"{name} ({where})"  # the function, whichever of its lines
 
 
 # -- the services ---------------------------------------------------------------------------------------------
