@@ -2,9 +2,20 @@
 
 A search text of three characters or more matches clients whose first name, last name, email or
 username *contains* it, case-insensitively, as plain text (no wildcards). On SQLite an FTS5 table
-with the trigram tokenizer (`clients_search`, external content: it indexes `clients` by rowid) is
-kept in step with `clients` by triggers, so every writer keeps it current in its own transaction.
-On PostgreSQL GIN indexes of the `pg_trgm` extension serve `ILIKE '%text%'`.
+with the trigram tokenizer (`clients_search`, external content: it indexes `clients` by rowid) holds
+every client up to a watermark, the rowid `clients_search_state.indexed_through`:
+- a new client (a rowid past the watermark) is indexed in bulk by `catch_up`, which the writer calls in
+  the transaction that upserts, so its clients are found from the moment they are committed. One
+  INSERT ... SELECT over the batch costs about a fifth of what a trigger per row cost (measured:
+  ~9 µs a row against ~50 µs), which made the index the writer's largest cost;
+- a change to a client's searched columns is indexed by the writer too, in bulk, in the same
+  transaction (`reindexed`: the old entries out before the upsert, the new ones in after it), and a
+  deletion by a trigger. No trigger on UPDATE: its mere presence doubled the upsert's cost, even for
+  the rows the upsert inserts (measured: ~23 µs a row against ~12);
+- a client inserted by anything but the writer (a script, a restored backup) is found once the next
+  writer batch commits or the services start (`install` catches up too); a client *changed* by
+  anything but the writer keeps its old index entries until `reindexed` is used for it.
+On PostgreSQL GIN indexes of the `pg_trgm` extension serve `ILIKE '%text%'`, kept by PostgreSQL itself.
 
 A trigram index cannot find one or two characters, so a shorter text matches clients whose email
 or username *starts with* it: a range on their unique indexes.
@@ -13,41 +24,49 @@ A search finds at most `MAX_MATCHES` clients (the newest first on SQLite): more 
 a list a person reads, and counting all of 250,000 matches would cost what the index saved.
 
 SQLite's VACUUM may renumber the rowids of `clients` (its key is not an integer): after a VACUUM,
-rebuild the index with `INSERT INTO clients_search(clients_search) VALUES('rebuild')`.
+rebuild the index with `INSERT INTO clients_search(clients_search) VALUES('rebuild')` and set
+`clients_search_state.indexed_through` to `max(rowid)` of `clients`.
 """
 
+import contextlib
 import logging
+from collections.abc import Collection
 
-from sqlalchemy import Select, TextClause, literal_column, or_, select, text
+from sqlalchemy import Select, TextClause, bindparam, literal_column, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .tables import clients
 
-__all__ = ["MAX_MATCHES", "MIN_SUBSTRING", "install", "matching_keys", "key_column"]
+__all__ = ["MAX_MATCHES", "MIN_SUBSTRING", "SEARCHED", "install", "catch_up", "reindexed", "matching_keys", "key_column"]
 
 log = logging.getLogger("clients_import.search")
 
 MAX_MATCHES = 1000  # clients one search finds and counts; `total` says at most this many
+_SLICE = 500  # emails per IN (...) list
 MIN_SUBSTRING = 3  # characters a trigram index can find inside a value; shorter texts match prefixes
 
-_SEARCHED = ("first_name", "last_name", "email", "username")
+SEARCHED = _SEARCHED = ("first_name", "last_name", "email", "username")  # the columns a search looks in
 _FTS = "clients_search"
+
+_STATE = f"{_FTS}_state"
+_INDEXED = f"(SELECT indexed_through FROM {_STATE})"
+_OLD = ", ".join("old." + c for c in _SEARCHED)
+_NEW = ", ".join("new." + c for c in _SEARCHED)
 
 _SQLITE_DDL = (
     f"CREATE VIRTUAL TABLE IF NOT EXISTS {_FTS} USING fts5("
     f"{', '.join(_SEARCHED)}, content='clients', content_rowid='rowid', tokenize='trigram')",
-    # An upsert that changes none of the searched columns (most re-imports) leaves the index alone.
-    f"CREATE TRIGGER IF NOT EXISTS {_FTS}_insert AFTER INSERT ON clients BEGIN "
-    f"INSERT INTO {_FTS}(rowid, {', '.join(_SEARCHED)}) VALUES (new.rowid, {', '.join('new.' + c for c in _SEARCHED)}); END",
-    f"CREATE TRIGGER IF NOT EXISTS {_FTS}_delete AFTER DELETE ON clients BEGIN "
-    f"INSERT INTO {_FTS}({_FTS}, rowid, {', '.join(_SEARCHED)}) VALUES ('delete', old.rowid, "
-    f"{', '.join('old.' + c for c in _SEARCHED)}); END",
-    f"CREATE TRIGGER IF NOT EXISTS {_FTS}_update AFTER UPDATE OF {', '.join(_SEARCHED)} ON clients "
-    f"WHEN {' OR '.join(f'old.{c} IS NOT new.{c}' for c in _SEARCHED)} BEGIN "
-    f"INSERT INTO {_FTS}({_FTS}, rowid, {', '.join(_SEARCHED)}) VALUES ('delete', old.rowid, "
-    f"{', '.join('old.' + c for c in _SEARCHED)}); "
-    f"INSERT INTO {_FTS}(rowid, {', '.join(_SEARCHED)}) VALUES (new.rowid, {', '.join('new.' + c for c in _SEARCHED)}); END",
+    f"CREATE TABLE IF NOT EXISTS {_STATE} (id INTEGER PRIMARY KEY CHECK (id = 1), indexed_through INTEGER NOT NULL)",
+    # SQLite gives a new row the largest rowid plus one: when the largest indexed one goes, the watermark
+    # comes down with it, so a rowid given again is past the watermark and gets indexed.
+    f"CREATE TRIGGER IF NOT EXISTS {_FTS}_removed AFTER DELETE ON clients WHEN old.rowid <= {_INDEXED} BEGIN "
+    f"INSERT INTO {_FTS}({_FTS}, rowid, {', '.join(_SEARCHED)}) VALUES ('delete', old.rowid, {_OLD}); "
+    f"UPDATE {_STATE} SET indexed_through = (SELECT coalesce(max(rowid), 0) FROM clients) "
+    f"WHERE indexed_through > (SELECT coalesce(max(rowid), 0) FROM clients); END",
 )
+# The triggers of the version before the watermark, which indexed every insert and update one row at a time:
+# the mere presence of an AFTER UPDATE trigger doubled the cost of the writer's upsert, even of rows it inserts.
+_OLD_TRIGGERS = tuple(f"DROP TRIGGER IF EXISTS {_FTS}_{kind}" for kind in ("insert", "update", "delete", "changed"))
 
 _POSTGRES_INDEXES = tuple(
     f"CREATE INDEX IF NOT EXISTS ix_clients_{c}_trgm ON clients USING gin ({c} gin_trgm_ops)" for c in _SEARCHED
@@ -66,11 +85,51 @@ async def install(conn: AsyncConnection) -> None:
 
 
 async def _install_sqlite(conn: AsyncConnection) -> None:
-    existed = await conn.scalar(text("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = :name"), {"name": _FTS})
-    for statement in _SQLITE_DDL:
+    indexed = await conn.scalar(text("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = :name"), {"name": _FTS})
+    watermark = await conn.scalar(text("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = :name"), {"name": _STATE})
+    for statement in (*_OLD_TRIGGERS, *_SQLITE_DDL):
         await conn.exec_driver_sql(statement)
-    if not existed:  # a database made before the search index: index the clients it already has
-        await conn.exec_driver_sql(f"INSERT INTO {_FTS}({_FTS}) VALUES ('rebuild')")
+    if not watermark:
+        # An index kept by the earlier triggers holds every client; a new one holds none yet.
+        start = "(SELECT coalesce(max(rowid), 0) FROM clients)" if indexed else "0"
+        await conn.exec_driver_sql(f"INSERT INTO {_STATE} (id, indexed_through) VALUES (1, {start})")
+    await catch_up(conn)
+
+
+@contextlib.asynccontextmanager
+async def reindexed(conn: AsyncConnection, emails: Collection[str]):
+    """Around the writer's upsert: the clients of these emails, whose searched columns it changes, are
+    taken out of the index before (with the values they had) and put back after, then new clients are
+    indexed (`catch_up`). In bulk, in the caller's transaction."""
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    columns = ", ".join(_SEARCHED)
+    emails = sorted(emails)
+    for start in range(0, len(emails), _SLICE):
+        await conn.execute(text(
+            f"INSERT INTO {_FTS}({_FTS}, rowid, {columns}) SELECT 'delete', rowid, {columns} FROM clients "
+            f"WHERE email IN :emails AND rowid <= {_INDEXED}").bindparams(bindparam("emails", expanding=True)),
+            {"emails": emails[start : start + _SLICE]})
+    yield
+    for start in range(0, len(emails), _SLICE):
+        await conn.execute(text(
+            f"INSERT INTO {_FTS}(rowid, {columns}) SELECT rowid, {columns} FROM clients "
+            f"WHERE email IN :emails AND rowid <= {_INDEXED}").bindparams(bindparam("emails", expanding=True)),
+            {"emails": emails[start : start + _SLICE]})
+    await catch_up(conn)
+
+
+async def catch_up(conn: AsyncConnection) -> None:
+    """Index the clients past the watermark, in the caller's transaction: one statement for them all.
+    The writer calls it after each upsert; on PostgreSQL there is nothing to do."""
+    if conn.dialect.name != "sqlite":
+        return
+    columns = ", ".join(_SEARCHED)
+    await conn.exec_driver_sql(
+        f"INSERT INTO {_FTS}(rowid, {columns}) SELECT rowid, {columns} FROM clients WHERE rowid > {_INDEXED}")
+    await conn.exec_driver_sql(
+        f"UPDATE {_STATE} SET indexed_through = coalesce((SELECT max(rowid) FROM clients), indexed_through)")
 
 
 async def _install_postgres(conn: AsyncConnection) -> None:

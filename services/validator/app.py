@@ -62,4 +62,7 @@ STAGE = Stage(
     decode=value_of(Chunk.model_validate_json),
     handle=validate_chunks,
     ports=ValidatorPorts.open,
+    # A bounded batch: 16 chunks (8,000 rows at 500 a chunk) is big enough to amortise a fetch and small enough
+    # that a backlog of files neither holds 100,000 rows in memory at once nor waits for all of them to publish.
+    max_records=16,
 )

@@ -102,4 +102,7 @@ STAGE = Stage(
     decode=value_of(RowsAccepted.model_validate_json),
     handle=write_rows,
     ports=WriterPorts.open,
+    # A bounded transaction: 64 records (about 8,000 rows at 4 partitions and 500 rows a chunk) amortises the
+    # commit and the index's flush; more saves little and holds every row of a backlog in memory at once.
+    max_records=64,
 )

@@ -15,6 +15,7 @@ from sqlalchemy import and_, bindparam, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from shared import search
 from shared.db import execute_many, insert_for
 from shared.events import Issue, Outcome, RowResult
 from shared.fields import FIELDS
@@ -72,11 +73,18 @@ async def _apply(
         usernames = await _username_owners(conn, fresh, existing)
         plan = plan_writes(fresh, existing, usernames, new_ids(len(fresh)).__next__)
         now = datetime.now(UTC)
-        await _upsert(conn, plan.upserts, now)
+        async with search.reindexed(conn, _renamed(existing, plan)):  # in bulk: found once committed
+            await _upsert(conn, plan.upserts, now)
         await _record(conn, plan.results)
         await record_changes(conn, fresh, plan.results, existing, now)  # for undo (changes.py)
     new = {(job_id, result.row): result for job_id, result in plan.results}
     return [(p.job_id, recorded.get((p.job_id, p.row.row)) or new[(p.job_id, p.row.row)]) for p in pending], plan.results
+
+
+def _renamed(existing: dict[str, Client], plan: Plan) -> list[str]:
+    """The emails of the clients whose searched columns the plan changes."""
+    return [email for email, client in plan.updated.items()
+            if (before := existing.get(email)) is None or any(getattr(client, c) != getattr(before, c) for c in search.SEARCHED)]
 
 
 def new_ids(n: int):
