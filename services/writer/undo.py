@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from shared import topics
+from shared import search, topics
 from shared.db import execute_many, insert_for
 from shared.events import Issue, Outcome, RowResult, RowsAccepted, RowsWritten
 from shared.kafka import Publication
@@ -116,10 +116,12 @@ async def _apply(conn: AsyncConnection, job_id: str, plan: UndoPlan, now: dateti
     if plan.restores:
         statement = update(clients).where(clients.c.id == bindparam("b_id")).values(
             {name: bindparam(f"b_{name}") for name in (*CHANGED_FIELDS, "updated_at")})
-        await conn.execute(statement, [
-            {"b_id": c.id, "b_updated_at": now, **{f"b_{name}": getattr(c, name) for name in CHANGED_FIELDS}}
-            for c in plan.restores.values()
-        ])
+        # A restored name or username is searched for by its earlier value again (shared/search.py).
+        async with search.reindexed(conn, [c.email for c in plan.restores.values()]):
+            await conn.execute(statement, [
+                {"b_id": c.id, "b_updated_at": now, **{f"b_{name}": getattr(c, name) for name in CHANGED_FIELDS}}
+                for c in plan.restores.values()
+            ])
     await execute_many(conn, row_outcomes.insert(), [
         dict(job_id=job_id, row=r.row, line=r.line, email=r.email, outcome=r.outcome.value, client_id=r.client_id,
              username=r.username, errors=[e.model_dump() for e in r.errors] or None, original=None)

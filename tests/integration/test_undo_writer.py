@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
 
+from services.api import readside
 from services.writer.undo import purge_changes, undo_share
 from services.writer.upsert import apply_rows
 from shared import undo
@@ -114,3 +115,17 @@ async def test_recorded_values_are_purged_a_day_after_the_retention(db):
     assert len(await changes(db, job)) == 1
     await purge_changes(db, 30, now + timedelta(days=31, minutes=1))
     assert await changes(db, job) == []
+
+
+async def test_a_restored_name_is_searched_for_by_its_earlier_value_again(db):
+    d, first, second = domain(), str(uuid.uuid4()), str(uuid.uuid4())
+    await apply_rows(db, rows(first, {"email": f"ann@{d}", "first_name": f"Zelda{d[:6]}"}))
+    await apply_rows(db, rows(second, {"email": f"ann@{d}", "first_name": f"Wilma{d[:6]}"}))
+
+    await undo_share(db, share(second))
+
+    async with db.connect() as conn:
+        earlier, _, _ = await readside.search_clients(conn, f"Zelda{d[:6]}", 50, 0)
+        overwritten, _, _ = await readside.search_clients(conn, f"Wilma{d[:6]}", 50, 0)
+    assert [c["email"] for c in earlier] == [f"ann@{d}"]
+    assert overwritten == []
