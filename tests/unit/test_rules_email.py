@@ -11,8 +11,8 @@ from email_validator import EmailNotValidError, validate_email
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from services.validator.rules import _normalized_email
 from shared.fields import EMAIL_MAX
+from shared.rules import _normalized_email
 
 
 def reference(value: str) -> tuple[str | None, str | None]:
