@@ -16,7 +16,17 @@ from functools import lru_cache
 from email_validator import EmailNotValidError, validate_email
 
 from shared.events import AcceptedRow, Chunk, ClientValues, Issue, RejectedRow
-from shared.fields import CLIENT_TYPES, FIELDS, FULL_NAME, UNIQUE, USERNAME_MAX, USERNAME_MIN, ClientField, split_full_name
+from shared.fields import (
+    CLIENT_TYPES,
+    EMAIL_MAX,
+    FIELDS,
+    FULL_NAME,
+    UNIQUE,
+    USERNAME_MAX,
+    USERNAME_MIN,
+    ClientField,
+    split_full_name,
+)
 from shared.formulas import ESCAPE, formula_sign
 from shared.reading import ReadFile
 
@@ -236,6 +246,17 @@ def _extra_values(cells: list[str], header: list[str]) -> Iterable[Issue]:
         )
 
 
+def email_key(value: str) -> str:
+    """The email as the validator stores it, when it is valid: two rows repeat each other exactly when they
+    would be the same client (an ideographic full stop, a full-width letter or a punycode domain included)."""
+    key = clean(value)
+    if key and len(key) <= EMAIL_MAX:  # bounds email-validator's work, as the rule itself does
+        normalized, problem = _normalized_email(key)
+        if problem is None:
+            return normalized.lower()
+    return repeat_key(value)
+
+
 def repeat_key(value: str) -> str:
     """Case-insensitive, and one key for the Unicode and the punycode (xn--) spelling of a domain."""
     key = unicodedata.normalize("NFC", value.strip()).lower()
@@ -260,8 +281,9 @@ def find_repeats(read: ReadFile) -> dict[int, tuple[str, int]]:
         if column is None:
             continue
         first_seen: dict[str, int] = {}
+        key_of = email_key if field_name == "email" else repeat_key
         for row, cells in enumerate(read.records, start=1):
-            key = repeat_key(cells[column]) if column < len(cells) else ""
+            key = key_of(cells[column]) if column < len(cells) else ""
             if not key:
                 continue
             if key in first_seen:

@@ -4,10 +4,13 @@ import csv
 import io
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from services.uploader.chunking import cut, find_repeats
-from shared.events import ImportOptions, Mode
+from shared.events import AcceptedRow, ImportOptions, Mode
 from shared.reading import ReadFile, read_file
+from shared.rules import check_row
 from tests.catalogue import text
 
 
@@ -171,3 +174,39 @@ def test_small_rows_are_cut_at_chunk_rows_as_before():
     result = read("firstName,email", *(f"C{i},c{i}@x.com" for i in range(1, 21)))
 
     assert [len(c.lines) for c in cut("job-1", result, 7, ImportOptions())] == [7, 7, 6]
+
+
+def test_addresses_the_validator_stores_alike_are_repeats_whatever_their_spelling():
+    # An ideographic full stop in the domain is a dot to the validator: the same client, so a repeat.
+    result = read("firstName,email", "Ann,ann@example.com", "Ann,ann@example。com", "Ann,ANN@EXAMPLE。COM")
+
+    assert find_repeats(result) == {2: ("email", 1), 3: ("email", 1)}
+
+
+_local = st.text(alphabet="aAｂ.\"-_1", min_size=1, max_size=6)
+_domain = st.sampled_from(["example.com", "EXAMPLE.com", "example。com", "bücher.de", "xn--bcher-kva.de", "exa mple.com"])
+
+
+@given(st.lists(st.tuples(_local, _domain).map("@".join), min_size=2, max_size=6))
+@settings(max_examples=300, deadline=None)
+def test_two_rows_repeat_each_other_exactly_when_the_validator_stores_the_same_email(emails):
+    rows = [f"Ann,{to_cell(email)}" for email in emails]
+    repeats = find_repeats(read("firstName,email", *rows))
+    stored = [stored_email(email) for email in emails]
+    for row, email in enumerate(stored, start=1):
+        earlier = [first for first, other in enumerate(stored[: row - 1], start=1) if email and other == email]
+        if earlier:
+            assert repeats.get(row) == ("email", earlier[0]), (emails, repeats)
+        elif email:
+            assert row not in repeats, (emails, repeats)
+
+
+def to_cell(value: str) -> str:
+    return '"' + value.replace('"', '""') + '"'
+
+
+def stored_email(value: str) -> str | None:
+    """What the validator keeps for the address, or None when it refuses it."""
+    header = read("firstName,email", "Ann,ann@example.com")
+    checked = check_row(["Ann", value], list(header.header), header.columns, row=1, line=2)
+    return checked.values.email if isinstance(checked, AcceptedRow) else None
