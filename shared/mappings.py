@@ -44,7 +44,11 @@ MappingName = Annotated[str, StringConstraints(pattern=MAPPING_NAME_PATTERN, max
 
 def combined_map(saved: dict[str, str | None], given: dict[str, str | None]) -> dict[str, str | None]:
     """A saved mapping with the request's column_map over it, column by column: a column the request maps is
-    mapped its way, and a field it gives a column no longer takes the saved mapping's column for it."""
+    mapped its way, and a field it gives a column no longer takes the saved mapping's column for it.
+
+    Not capped at MAP_MAX_COLUMNS: each of the two is (so this has at most twice as many entries), and a saved
+    mapping made for a partner's many files, with a few columns of this one mapped over it, is a fair request.
+    Matching it is linear in its size and the header's (shared/reading.py), so the bound is there only."""
     given_fields = {target_of(f) for f in given.values() if f is not None} - {None}
     kept = {column: field for column, field in saved.items()
             if column not in given and (field is None or target_of(field) not in given_fields)}

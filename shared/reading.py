@@ -65,11 +65,10 @@ def refuse(code: str, message: str, field_name: str | None = None) -> Issue:
 def read_file(data: bytes, limits: Limits = Limits(), column_map: dict[str, str | None] | None = None,
               fields: bool = True) -> ReadFile | Issue:
     """`fields=False` reads the table only, finding no field in the header (a retry's file: shared/retries.py)."""
-    prepared = _prepare(data, limits)
+    prepared = prepare(data, limits)
     if isinstance(prepared, Issue):
         return prepared
-    text, warnings, delimiter = prepared
-    return read_records(text, limits, warnings, column_map, delimiter, fields)
+    return read_records(prepared.text, limits, prepared.warnings, column_map, prepared.delimiter, fields)
 
 
 @dataclass(frozen=True)
@@ -81,14 +80,15 @@ class Head:
     delimiter: str
 
 
-def read_head(data: bytes, limits: Limits = Limits(), count: int = 3) -> Head | Issue:
+def read_head(data: "bytes | Prepared", limits: Limits = Limits(), count: int = 3) -> Head | Issue:
     """The header and the first `count` records, read as read_file reads them but whatever the header names:
-    what a person maps a file's columns from. An Issue when the file or its header cannot be read at all."""
-    prepared = _prepare(data, limits)
+    what a person maps a file's columns from. An Issue when the file or its header cannot be read at all.
+    `data` may be the file already prepared (decoded once, then read twice: the API's preview)."""
+    prepared = data if isinstance(data, Prepared) else prepare(data, limits)
     if isinstance(prepared, Issue):
         return prepared
-    text, _, delimiter = prepared
-    delimiter = delimiter or detect_delimiter(text, limits.max_header_line)
+    text = prepared.text
+    delimiter = prepared.delimiter or detect_delimiter(text, limits.max_header_line)
     scan = _Scanner(text, delimiter)
     found = _read_header(scan, limits)
     if isinstance(found, Issue):
@@ -107,14 +107,23 @@ def read_head(data: bytes, limits: Limits = Limits(), count: int = 3) -> Head | 
     return Head(header=tuple(clean_header_name(name) for name in header), records=records, delimiter=delimiter)
 
 
-def _prepare(data: bytes, limits: Limits) -> tuple[str, list[Issue], str | None] | Issue:
-    """The file's text, the warnings its decoding gave, and the delimiter a `sep=` line names (if any)."""
+@dataclass(frozen=True)
+class Prepared:
+    """A file decoded: its text, the warnings its decoding gave, and the delimiter a `sep=` line names (if any)."""
+
+    text: str
+    warnings: list[Issue]
+    delimiter: str | None
+
+
+def prepare(data: bytes | bytearray, limits: Limits) -> Prepared | Issue:
+    """The file decoded, once, or why it cannot be read at all. Nothing here copies the bytes."""
     if len(data) > limits.max_bytes:
         return refuse(
             "file_too_large",
             f"The file is {_size(len(data))}; the limit is {_size(limits.max_bytes)}. Split it into smaller files.",
         )
-    if not data.strip():
+    if not data or data.isspace():  # not data.strip(): that copies the whole file
         return refuse("empty_file", "The file is empty.")
     problem = sniff_binary(data)
     if problem:
@@ -131,7 +140,7 @@ def _prepare(data: bytes, limits: Limits) -> tuple[str, list[Issue], str | None]
     if isinstance(found, Issue):
         return found
     delimiter, text = found
-    return text, warnings, delimiter
+    return Prepared(text=text, warnings=warnings, delimiter=delimiter)
 
 
 def sniff_binary(data: bytes) -> Issue | None:
@@ -174,7 +183,7 @@ def sniff_text(text: str) -> Issue | None:
     return None
 
 
-def decode(data: bytes) -> tuple[str, list[Issue]] | Issue:
+def decode(data: bytes | bytearray) -> tuple[str, list[Issue]] | Issue:
     """UTF-8 (with or without BOM), UTF-16 with BOM, else Windows-1252 with a warning."""
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         try:
@@ -183,7 +192,7 @@ def decode(data: bytes) -> tuple[str, list[Issue]] | Issue:
             return refuse("unsupported_encoding", "The file says it is UTF-16 but its text is damaged: save it as CSV UTF-8.")
     if data.startswith(b"\xef\xbb\xbf"):
         try:
-            return data[3:].decode("utf-8"), []
+            return str(memoryview(data)[3:], "utf-8"), []  # a view: data[3:] would copy the file
         except UnicodeDecodeError as error:
             return refuse(
                 "unsupported_encoding",
@@ -365,8 +374,9 @@ def apply_map(header: list[str], column_map: dict[str, str | None]) -> tuple[dic
     columns: dict[str, int] = {}
     decided: set[int] = set()
     problems: list[str] = []
+    find_column = _ColumnFinder(header)
     for column, field_name in column_map.items():
-        index = _find_column(header, column)
+        index = find_column(column)
         if isinstance(index, str):
             if field_name is not None or "more than one" in index:
                 problems.append(index)
@@ -395,18 +405,36 @@ def apply_map(header: list[str], column_map: dict[str, str | None]) -> tuple[dic
     return columns, decided
 
 
-def _find_column(header: list[str], column: str) -> int | str:
-    """The index of the header column a map names, or what is wrong with the name."""
-    wanted = clean_header_name(column)
-    exact = [i for i, name in enumerate(header) if name == wanted]
-    if not exact:
-        key = normalise_header(wanted)
-        exact = [i for i, name in enumerate(header) if key and normalise_header(name) == key]
-    if not exact:
-        return f"the file has no column “{_show(column)}”"
-    if len(exact) > 1:
-        return f"the file has more than one column “{_show(column)}”"
-    return exact[0]
+class _ColumnFinder:
+    """The index of the header column a map names, or what is wrong with the name. Each header name is
+    cleaned and normalised once, into dicts, so a map of any size is matched in time linear in the header
+    and the map (a combined map has up to twice MAP_MAX_COLUMNS entries, a header up to MAX_COLUMNS names)."""
+
+    def __init__(self, header: list[str]):
+        self._exact: dict[str, list[int]] = {}
+        self._normalised: dict[str, list[int]] | None = None  # made at the first name not found as written
+        self._header = header
+        for index, name in enumerate(header):
+            self._exact.setdefault(name, []).append(index)
+
+    def __call__(self, column: str) -> int | str:
+        wanted = clean_header_name(column)
+        found = self._exact.get(wanted)
+        if not found:
+            key = normalise_header(wanted)
+            found = self._by_key().get(key) if key else None
+        if not found:
+            return f"the file has no column “{_show(column)}”"
+        if len(found) > 1:
+            return f"the file has more than one column “{_show(column)}”"
+        return found[0]
+
+    def _by_key(self) -> dict[str, list[int]]:
+        if self._normalised is None:
+            self._normalised = {}
+            for index, name in enumerate(self._header):
+                self._normalised.setdefault(normalise_header(name), []).append(index)
+        return self._normalised
 
 
 def _duplicate(field_name: str, first: str, second: str) -> Issue:
@@ -455,7 +483,10 @@ def look_alikes(field_name: str, names: list[str]) -> list[str]:
 
 
 def read_records(text: str, limits: Limits, warnings: list[Issue], column_map: dict[str, str | None] | None = None,
-                 delimiter: str | None = None, fields: bool = True) -> ReadFile | Issue:
+                 delimiter: str | None = None, fields: bool = True, keep: int | None = None) -> ReadFile | Issue:
+    """`keep`: only the first `keep` records keep their values (and any one-value line, which may be a report's
+    footer); every other one is read, checked and counted, then kept as an empty record (the API's preview,
+    which shows the first rows and counts the rest, so that its memory is that of those rows)."""
     delimiter = delimiter or detect_delimiter(text, limits.max_header_line)
     scan = _Scanner(text, delimiter)
     found = _read_header(scan, limits)
@@ -467,7 +498,7 @@ def read_records(text: str, limits: Limits, warnings: list[Issue], column_map: d
     if isinstance(matched, Issue):
         return matched
     columns, header_warnings = matched
-    rows = _read_rows(scan, after_header, limits)
+    rows = _read_rows(scan, after_header, limits, keep)
     if isinstance(rows, Issue):
         return rows
     records, lines, gaps = rows
@@ -558,7 +589,8 @@ def report_footer(records: list[list[str]], gaps: list[bool], columns: int) -> i
     return count if any(_FOOTER.search(cells[0]) for cells in records[-count:]) and count < len(records) else 0
 
 
-def _read_rows(scan: "_Scanner", start: int, limits: Limits) -> tuple[list[list[str]], list[int], list[bool]] | Issue:
+def _read_rows(scan: "_Scanner", start: int, limits: Limits,
+               keep: int | None = None) -> tuple[list[list[str]], list[int], list[bool]] | Issue:
     """The records after the header with the physical line each one starts on, and whether a blank line comes
     before it; blank ones are not records."""
     records: list[list[str]] = []
@@ -581,7 +613,7 @@ def _read_rows(scan: "_Scanner", start: int, limits: Limits) -> tuple[list[list[
                 return _too_many_values(line, len(cells), scan.delimiter, limits)
             if len(records) == limits.max_records:
                 return _too_many_records(scan, pos, limits)
-            records.append(cells)
+            records.append(cells if keep is None or len(records) < keep or _one_value(cells) else _DROPPED)
             lines.append(line)
             gaps.append(gap)
             gap = False
@@ -590,6 +622,20 @@ def _read_rows(scan: "_Scanner", start: int, limits: Limits) -> tuple[list[list[
         after = scan.skip_blank(pos)
         gap, pos = gap or after > pos, after
     return records, lines, gaps
+
+
+_DROPPED: list[str] = []  # a record read past `keep`: never changed, shared by all of them
+
+
+def _one_value(cells: list[str]) -> bool:
+    """Whether exactly one value is not blank: a line report_footer may take for a footer's (it looks at no other)."""
+    seen = 0
+    for cell in cells:
+        if cell.strip():
+            seen += 1
+            if seen > 1:
+                return False
+    return seen == 1
 
 
 def _record_too_long(line: int, limits: Limits) -> Issue:
@@ -752,10 +798,15 @@ def _line_break_length(text: str, start: int, end: int) -> int:
     return 1 if end > start and text[end - 1] in "\r\n" else 0
 
 
-def _show(value: str, limit: int = 40) -> str:
-    """A value as a message quotes it: printable, and cut short."""
+def show_value(value: str, limit: int = 40) -> str:
+    """A value as a message quotes it (and the API's preview shows it): printable, and cut short. Control and
+    invisible characters (line breaks, direction overrides...) become U+FFFD, so they cannot change how the
+    text around them reads."""
     shown = "".join(c if c.isprintable() else "\ufffd" for c in value[: limit + 1])
     return shown if len(shown) <= limit else shown[: limit - 1] + "…"
+
+
+_show = show_value
 
 
 def _listing(names: list[str]) -> str:

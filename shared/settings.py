@@ -90,6 +90,9 @@ class Settings(BaseSettings):
                                     description="bytes of a request body, uploads aside (they have max_bytes)")
     api_max_connections: int = Field(default=1000, ge=1, description=(
         "connections the API holds at once; one more is answered 503 too_many_connections and closed"))
+    api_preview_concurrency: int = Field(default=2, ge=1, description=(
+        "previews (POST /imports/preview) the API reads at once, each holding up to a file's size in memory and more; "
+        "one more is answered 503 preview_busy with Retry-After"))
 
     log_level: str = "INFO"
 

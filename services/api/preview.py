@@ -16,25 +16,32 @@ mapping an import of it would use; nothing is published and nothing is written.
     total     how many rows the file has (null when it is refused)
 
 Bounds: the upload's (upload.py: the file at most MAX_BYTES, the form its allowance); PREVIEW_ROWS rows,
-SAMPLES values a column, every value shown cut to SHOWN_CHARS characters. The reading runs off the event
-loop, so a large file does not hold up the API's other answers.
+SAMPLES values a column, every value shown cut to SHOWN_CHARS characters, its control and invisible characters
+(direction overrides...) shown as U+FFFD. At most API_PREVIEW_CONCURRENCY previews at once: one more is answered
+503 preview_busy with Retry-After before its body is read. The reading runs off the event loop on threads of
+its own (that many), so previews never hold up the API's other answers nor take the threads static files use;
+the file is decoded once, and only the rows shown keep their values (the others are counted), so one preview
+holds about its file's size twice in memory.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
+import anyio
 from fastapi import Depends, FastAPI, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
-from starlette.concurrency import run_in_threadpool
 
 from shared import mappings
 from shared.db import reading
 from shared.events import AcceptedRow, Issue
 from shared.fields import FIELDS, FULL_NAME, NAME_PARTS
 from shared.mappings import combined_map, unknown_mapping
-from shared.reading import Head, Limits, Matched, look_alikes, match_columns, read_file, read_head
+from shared.reading import Head, Limits, Matched, look_alikes, match_columns, prepare, read_head, read_records, show_value
 from shared.rules import RowRules, check_row, find_repeats, given_values, raw_values
 from shared.settings import Settings
 
+from .errors import ApiError
 from .mappings import form_column_map, form_mapping_name
 from .upload import take_upload
 
@@ -44,11 +51,12 @@ PATH = "/imports/preview"
 PREVIEW_ROWS = 20  # rows of the file checked and shown
 SAMPLES = 3  # values shown under each column
 SHOWN_CHARS = 200  # characters of one value shown, "…" after
+BUSY_RETRY_AFTER_S = 2  # what a 503 preview_busy's Retry-After says: a preview takes a second or two
 # The refusals a column map fixes: the reader's, and the uploader's for a name nobody saved.
 MAPPING_CODES = frozenset({"missing_columns", "duplicate_column", "invalid_column_map", "unknown_mapping"})
 
 
-def preview(data: bytes, limits: Limits, rules: RowRules, column_map: dict[str, str | None] | None = None,
+def preview(data: bytes | bytearray, limits: Limits, rules: RowRules, column_map: dict[str, str | None] | None = None,
             mapping: str | None = None, saved: dict | None = None) -> dict:
     """The preview of a file under a column map and a saved mapping (`saved`, as found for the name
     `mapping`; None when there is none by that name)."""
@@ -57,10 +65,11 @@ def preview(data: bytes, limits: Limits, rules: RowRules, column_map: dict[str, 
     return {**answer, "needs_mapping": bool(answer["columns"]) and refused is not None and refused["code"] in MAPPING_CODES}
 
 
-def _preview(data: bytes, limits: Limits, rules: RowRules, column_map: dict[str, str | None] | None,
+def _preview(data: bytes | bytearray, limits: Limits, rules: RowRules, column_map: dict[str, str | None] | None,
              mapping: str | None, saved: dict | None) -> dict:
     columns = combined_map(saved["columns"] if saved else {}, column_map or {})
-    head = read_head(data, limits, max(SAMPLES, 1))
+    prepared = prepare(data, limits)  # decoded once, read twice
+    head = prepared if isinstance(prepared, Issue) else read_head(prepared, limits, max(SAMPLES, 1))
     answer = {"columns": [], "missing": [], "refused": None, "rows": [], "total": None, "warnings": [],
               "mapping": {"name": saved["name"], "version": saved["version"]} if saved else None,
               "rows_shown": PREVIEW_ROWS}
@@ -71,7 +80,9 @@ def _preview(data: bytes, limits: Limits, rules: RowRules, column_map: dict[str,
     answer["missing"] = [{"field": name, "looks_like": look_alikes(name, matched.free(head.header))} for name in matched.missing]
     if mapping is not None and saved is None:
         return {**answer, "refused": _issue(unknown_mapping(mapping))}
-    read = read_file(data, limits, columns)  # the authority: what the uploader makes of the whole file
+    # The authority: what the uploader makes of the whole file (read_file), keeping the values of the rows shown.
+    # A row's repeat is of an earlier row, so the rows shown are all find_repeats needs for them.
+    read = read_records(prepared.text, limits, prepared.warnings, columns, prepared.delimiter, keep=PREVIEW_ROWS)
     if isinstance(read, Issue):
         return {**answer, "refused": _issue(read)}
     repeats = find_repeats(read)
@@ -122,7 +133,9 @@ def _field_shown(name: str | None) -> str | None:
 
 
 def _shown(value: str) -> str:
-    return value if len(value) <= SHOWN_CHARS else value[: SHOWN_CHARS - 1] + "…"
+    """A value as the page shows it: cut short, and printable (a direction override or another control or
+    invisible character would change how the page reads, as in a message: shared/reading.py's show_value)."""
+    return show_value(value, SHOWN_CHARS)
 
 
 _BODY = {
@@ -149,11 +162,35 @@ def add_preview_route(app: FastAPI, engine: AsyncEngine, caller, settings: Setti
         async with reader.connect() as conn:
             return await mappings.newest(conn, name)
 
+    slots = _Slots(settings.api_preview_concurrency)
+    readers = anyio.CapacityLimiter(settings.api_preview_concurrency)  # the previews' own threads
+
     @app.post(PATH, tags=["imports"], description=__doc__.split("\n\n", 1)[1], openapi_extra={"requestBody": _BODY})
     async def preview_import(request: Request, _: Caller) -> dict:
         """Multipart like POST /imports: `file`, and optional `column_map` and `mapping`; other fields are not read."""
-        upload = await take_upload(request, settings.max_bytes)
-        column_map = form_column_map(upload.fields)
-        name = form_mapping_name(upload.fields)
-        saved = await saved_mapping(name) if name else None
-        return await run_in_threadpool(preview, bytes(upload.data), limits, rules, column_map, name, saved)
+        with slots.taken():  # before the body is read: a refused preview costs nothing
+            upload = await take_upload(request, settings.max_bytes)
+            column_map = form_column_map(upload.fields)
+            name = form_mapping_name(upload.fields)
+            saved = await saved_mapping(name) if name else None
+            # upload.data as it is, not a copy: the reading never changes it
+            return await anyio.to_thread.run_sync(preview, upload.data, limits, rules, column_map, name, saved,
+                                                  limiter=readers)
+
+
+class _Slots:
+    """How many previews are under way (their bodies being read, or their files); one more is refused."""
+
+    def __init__(self, size: int) -> None:
+        self.size, self.used = size, 0
+
+    @contextmanager
+    def taken(self) -> Iterator[None]:
+        if self.used >= self.size:
+            raise ApiError(503, "preview_busy", f"{self.size} previews are being made already: try again in a moment.",
+                           headers={"Retry-After": str(BUSY_RETRY_AFTER_S)})
+        self.used += 1
+        try:
+            yield
+        finally:
+            self.used -= 1

@@ -30,7 +30,11 @@ MAX_PART_HEADER_BYTES = 16 * 1024  # one header line of a part: room for a file 
 MAX_PART_HEADERS = 8  # header lines in one part (a browser sends two)
 MAX_PARTS = 16  # parts in one form: the file and a few fields
 MAX_FIELD_BYTES = 4096  # one form field's value (callback_url, the longest, is 2,000 characters at most)
-# A column map names up to 500 columns: its field may take most of the form's allowance.
+# A column map's field may take most of the form's allowance, and no more: the map travels inside the import's
+# request event, whose envelope beyond the file is 64 KiB (Settings.request_max_bytes). That is less than a
+# map of every column of the widest file (500 names of 200 characters); the page sends only the columns the
+# server would not match by itself (mapping.js), and a map larger still is saved (PUT /mappings, a body of at
+# most API_MAX_BODY_BYTES) and named in the `mapping` field, which the uploader resolves: it never travels.
 FIELD_BYTES = {"column_map": 48 * 1024}
 FILE_FIELD = "file"
 

@@ -2,6 +2,7 @@
 missing, the first rows as they would be imported with each problem, under a column map and a saved mapping;
 the upload's bounds; and never a 5xx, whatever the bytes and the map."""
 
+import asyncio
 import json
 import uuid
 
@@ -133,6 +134,40 @@ async def test_the_upload_s_bounds_hold(http):
     assert (too_big.status_code, too_big.json()["code"]) == (413, "file_too_large")
     assert (no_file.status_code, no_file.json()["code"]) == (422, "missing_file")
     assert no_token.status_code == 401
+
+
+async def test_past_its_concurrency_a_preview_is_refused_busy_before_its_body_is_read(db):
+    app = build_api(Settings(_env_file=None, api_token=TOKEN, max_bytes=64 * 1024, api_preview_concurrency=1), db,
+                    KafkaRouter("127.0.0.1:9", schema_url=None))
+    boundary = uuid.uuid4().hex
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"c.csv\"\r\n"
+            "Content-Type: text/csv\r\n\r\nfirstName,email\r\nAnn,ann@x.com\r\n").encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+    headers = {**BEARER, "Content-Type": f"multipart/form-data; boundary={boundary}"}
+    started, finish, read_second = asyncio.Event(), asyncio.Event(), []
+
+    async def slow_body():  # the first preview's body, held until the second has been answered
+        yield head
+        started.set()
+        await finish.wait()
+        yield tail
+
+    async def second_body():
+        read_second.append(True)
+        yield head + tail
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as client:
+        first = asyncio.create_task(client.post("/imports/preview", content=slow_body(), headers=headers))
+        await asyncio.wait_for(started.wait(), 10)
+        busy = await client.post("/imports/preview", content=second_body(), headers=headers)
+        finish.set()
+        done = await asyncio.wait_for(first, 10)
+        after = await preview(client, "firstName,email\nAnn,ann@x.com\n")
+
+    assert (busy.status_code, busy.json()["code"], busy.headers["retry-after"]) == (503, "preview_busy", "2")
+    assert read_second == []
+    assert done.status_code == 200 and done.json()["total"] == 1
+    assert after.status_code == 200  # the slot is given back
 
 
 column_names = st.sampled_from(["Vorname", "Mail", "email", "firstName", "Notiz", "", " x ", "a,b"]) | st.text(max_size=8)

@@ -77,3 +77,36 @@ def test_any_bytes_give_a_preview(data, column_map):
     assert shown["needs_mapping"] is (bool(shown["columns"]) and shown["refused"] is not None
                                       and shown["refused"]["code"] in {"missing_columns", "duplicate_column",
                                                                        "invalid_column_map", "unknown_mapping"})
+
+
+def test_one_preview_holds_about_its_file_once_more_in_memory_not_every_value_of_it():
+    """A wide file's every value as a string is ~16 times its size: the preview keeps the values of the rows it
+    shows only (measured: 10 MiB, 500 columns: 154 MiB before, 11 MiB now)."""
+    import tracemalloc
+
+    header = ",".join(["firstName", "email", *(f"c{i}" for i in range(198))])
+    data = bytearray("\n".join([header, *(",".join([f"A{r}", f"a{r}@x.io", *["abc"] * 198]) for r in range(1500))])
+                     .encode())
+    tracemalloc.start()
+    try:
+        answer = preview(data, Limits(), RowRules())
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+    assert answer["total"] == 1500 and answer["refused"] is None
+    assert peak < 3 * len(data), f"{peak / len(data):.1f} times the file"
+
+
+def test_values_shown_have_no_control_or_direction_characters():
+    """A right-to-left override in a value would reverse what the page shows around it: it is shown as U+FFFD,
+    as in messages."""
+    spoof = "Ann\u202egnp.exe\u2066x\u0007"
+    data = csv_text(["firstName", "email", "Notiz"], [[spoof, "bad\u202email", spoof]])
+    answer = preview(data, Limits(), RowRules())
+
+    shown = [*answer["columns"][0]["samples"], *answer["columns"][2]["samples"],
+             *(v for r in answer["rows"] for v in r["values"].values() if v)]
+    assert spoof in data.decode() and shown
+    assert not any(c in value for value in shown for c in "\u202e\u2066\u0007")
+    assert answer["rows"][0]["values"]["email"] == "bad\ufffdmail"

@@ -184,3 +184,20 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def test_reading_keeps_the_values_of_only_the_rows_asked_for_and_says_the_same_of_the_file():
+    """read_records(keep=n), the API's preview: the same count, lines, warnings and footer as a full read."""
+    from shared.reading import prepare, read_records
+
+    rows = [f"Ann{i},a{i}@x.com,note" for i in range(50)]
+    data = "\n".join(["firstName,email,Notiz", *rows, "", "Copyright (c) 2000-2026 salesforce.com", "Acme Inc."]).encode()
+    prepared = prepare(data, Limits())
+    full = read_records(prepared.text, Limits(), prepared.warnings, None, prepared.delimiter)
+    kept = read_records(prepared.text, Limits(), prepared.warnings, None, prepared.delimiter, keep=5)
+
+    assert (len(kept.records), kept.lines, kept.warnings, kept.columns) == (len(full.records), full.lines,
+                                                                            full.warnings, full.columns)
+    assert len(full.records) == 50 and any(w.code == "report_footer" for w in full.warnings)
+    assert kept.records[:5] == full.records[:5]
+    assert all(cells == [] for cells in kept.records[5:])

@@ -16,6 +16,8 @@ const state = {
   mapping: "", // the saved mapping in use ("" for none)
   saved: [], // GET /mappings
   dryRunJob: null, // the dry run whose counts the preview shows
+  checked: null, // the choice the rows shown were previewed with: what the dry run and Import send, exactly
+  busy: false, // a request of this step is under way: its controls wait for it
 };
 let hooks = { view: () => {}, importWith: () => {}, follow: () => {}, back: () => {} };
 
@@ -28,7 +30,7 @@ export function initMapping(options) {
   byId("map-back").addEventListener("click", () => hooks.back());
   byId("map-next").addEventListener("click", () => checkRows());
   byId("check-back").addEventListener("click", () => hooks.view("map"));
-  byId("check-import").addEventListener("click", () => hooks.importWith(state.file, currentChoice()));
+  byId("check-import").addEventListener("click", importChecked);
 }
 
 /** Show the mapping step for a file, from the server's preview of it. */
@@ -36,6 +38,7 @@ export async function beginMapping(file, preview) {
   state.file = file;
   state.mapping = "";
   state.dryRunJob = null;
+  state.checked = null;
   byId("map-save-name").value = "";
   byId("map-save-status").textContent = "";
   byId("map-heading").textContent = `Match the columns of ${file.name}`;
@@ -46,7 +49,7 @@ export async function beginMapping(file, preview) {
 
 /** The column map and the saved mapping an import of the file is sent with. */
 export function currentChoice() {
-  return { columnMap: columnMap(), mapping: state.mapping };
+  return { columnMap: columnMap(state.mapping ? "server" : "header"), mapping: state.mapping };
 }
 
 /** Every job update: the dry run the preview started shows its counts when it is ready. */
@@ -60,6 +63,7 @@ export function resetMapping() {
   state.file = null;
   state.preview = null;
   state.dryRunJob = null;
+  state.checked = null;
 }
 
 // ---- the columns ----
@@ -152,20 +156,32 @@ function columnIndex(name) {
 }
 
 /**
- * Each named column of the file with its field, or null: the whole choice, so the server does exactly what
- * the list shows. (A name the header has twice is sent only when a field is chosen for it: the server
- * refuses a map it cannot place, and says so.)
+ * The named columns whose field the server would not give them by itself, each with its field or null; with
+ * the server's own match of the others, that is the whole choice, so the server does exactly what the list
+ * shows. Only those, so that a wide file's map fits the form (its column_map field is bounded, upload.py).
+ * `over` is what the server already does: "header" (a column recognised from its name, and an unknown one
+ * ignored, need no entry; what a saved mapping is made of), or "server" (nor one the saved mapping in use
+ * gives, as the preview said: by "map"). A column whose field another entry gives is sent too, so that the
+ * server says when two columns have the same field. (A name the header has twice is sent only when a field
+ * is chosen for it: the server refuses a map it cannot place, and says so.) Built with Object.fromEntries:
+ * a column may be named "__proto__".
  */
-function columnMap() {
-  const names = state.preview.columns.map((c) => c.name);
-  const map = {};
+function columnMap(over = "header") {
+  const columns = state.preview.columns;
+  const names = columns.map((c) => c.name);
+  const known = (column) => column.by === "header" || column.by === null || (over === "server" && column.by === "map");
+  const differs = (index) => !known(columns[index]) || state.choices[index] !== columns[index].field;
+  const changed = new Set(names.map((_, index) => index).filter(differs).map((index) => state.choices[index]));
+  const entries = [];
   names.forEach((name, index) => {
     if (!name) return;
+    const choice = state.choices[index];
+    if (!differs(index) && !(choice !== null && changed.has(choice))) return;
     const repeated = names.indexOf(name) !== names.lastIndexOf(name);
-    if (repeated && state.choices[index] === null) return;
-    map[name] = state.choices[index];
+    if (repeated && choice === null) return;
+    entries.push([name, choice]);
   });
-  return map;
+  return Object.fromEntries(entries);
 }
 
 function showMapError(message) {
@@ -210,15 +226,21 @@ function fits(saved) {
 
 /** Take a saved mapping (or none): the server previews the file under it, and its answer is shown. */
 async function useSaved(name) {
+  if (state.busy) return;
   showMapError("");
+  const file = state.file;
   let preview;
+  setBusy(true);
   try {
-    preview = await api.previewImport(state.file, { mapping: name || "" });
+    preview = await api.previewImport(file, { mapping: name || "" });
   } catch (error) {
     showMapError(error.message);
     byId("map-saved").value = state.mapping;
     return;
+  } finally {
+    setBusy(false);
   }
+  if (file !== state.file) return; // another file since
   state.mapping = name || "";
   takePreview(preview);
   renderSaved();
@@ -236,7 +258,7 @@ async function onSave(event) {
     return;
   }
   try {
-    const saved = await api.saveMapping(name, columnMap());
+    const saved = await api.saveMapping(name, columnMap("header"));
     state.mapping = saved.name;
     status.dataset.tone = "good";
     status.textContent = `Saved as “${saved.name}” (version ${saved.version}). It is offered for your next file.`;
@@ -249,16 +271,50 @@ async function onSave(event) {
 
 // ---- the preview of the rows, and the dry run's counts ----
 
+/** Whether two choices are the same: what the rows shown were previewed with, and what would be sent now. */
+function sameChoice(a, b) {
+  return a.mapping === b.mapping && JSON.stringify(a.columnMap) === JSON.stringify(b.columnMap);
+}
+
+/**
+ * The step's controls wait while one of its requests is under way: a choice changed meanwhile would not be the
+ * one the answer is about, and a second click would start a second preview. (Controls disabled for another
+ * reason, a column without a name, stay so.)
+ */
+function setBusy(busy) {
+  state.busy = busy;
+  const controls = [...byId("map-view").querySelectorAll("select, button, input"), byId("check-import")];
+  for (const control of controls) {
+    if (busy && !control.disabled) {
+      control.disabled = true;
+      control.dataset.waiting = "";
+    } else if (!busy && "waiting" in control.dataset) {
+      control.disabled = false;
+      delete control.dataset.waiting;
+    }
+  }
+  byId("map-view").setAttribute("aria-busy", String(busy));
+}
+
 async function checkRows() {
+  if (state.busy) return;
   showMapError("");
+  const file = state.file;
+  const choice = currentChoice();
   let preview;
+  setBusy(true);
   try {
-    preview = await api.previewImport(state.file, currentChoice());
+    preview = await api.previewImport(file, choice);
   } catch (error) {
     showMapError(error.message);
     byId("map-error").focus();
     return;
+  } finally {
+    setBusy(false);
   }
+  // An answer about another file, or other choices, is not shown (the controls waited, so this is a guard).
+  if (file !== state.file || !sameChoice(choice, currentChoice())) return;
+  state.checked = choice;
   if (preview.needs_mapping) { // which column is which field does not fit yet: the server says why, here
     showMapError(preview.refused.message);
     byId("map-error").focus();
@@ -266,7 +322,16 @@ async function checkRows() {
   }
   renderCheck(preview);
   hooks.view("check");
-  if (!preview.refused) startDryRun();
+  if (!preview.refused) startDryRun(choice);
+}
+
+/** Import with the very choice the rows shown were previewed with, once. */
+function importChecked() {
+  const choice = state.checked;
+  if (!choice || state.busy) return;
+  state.checked = null; // a second click imports nothing more
+  byId("check-import").disabled = true;
+  hooks.importWith(state.file, choice);
 }
 
 function renderCheck(preview) {
@@ -276,6 +341,7 @@ function renderCheck(preview) {
   show(byId("check-refused"), Boolean(refused));
   show(byId("check-table"), !refused);
   show(byId("check-import"), !refused);
+  byId("check-import").disabled = false;
   show(byId("check-dry-run"), !refused);
   byId("check-counts").replaceChildren();
   show(byId("check-counts"), false);
@@ -319,19 +385,19 @@ function rowOf(row, shown) {
     ...cells, problemsCell);
 }
 
-async function startDryRun() {
+async function startDryRun(choice) {
   const text = byId("check-dry-run-text");
   text.textContent = "Checking every row with a dry run (nothing is written)…";
   state.dryRunJob = null;
   const file = state.file;
   let answer;
   try {
-    answer = await api.startImport(file, { dryRun: true, ...currentChoice() });
+    answer = await api.startImport(file, { dryRun: true, ...choice });
   } catch (error) {
-    text.textContent = `The dry run could not start: ${error.message}`;
+    if (state.checked === choice) text.textContent = `The dry run could not start: ${error.message}`;
     return;
   }
-  if (file !== state.file) return; // another file since
+  if (file !== state.file || state.checked !== choice) return; // another file, or another preview, since
   state.dryRunJob = answer.job_id;
   const job = { job_id: answer.job_id, status: answer.status, file_name: file.name, dry_run: true, total: null,
     processed: 0, received_at: new Date().toISOString() };
