@@ -45,7 +45,7 @@ from .readcache import ReadCache
 from .retry import RETRY_PATH, add_retry_routes
 from .sessions import COOKIE as SESSION_COOKIE
 from .sessions import Sessions, cookie_name
-from .upload import FORM_ALLOWANCE, check_contract_text, take_upload
+from .upload import FORM_ALLOWANCE, MAPPING_FIELDS, check_contract_text, form_schema, take_upload
 
 __all__ = ["build_api", "ApiError", "SESSION_COOKIE"]
 
@@ -54,22 +54,12 @@ STATIC = Path(__file__).parent / "static"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-_UPLOAD_BODY = {
-    "required": True,
-    "content": {"multipart/form-data": {"schema": {
-        "type": "object",
-        "required": ["file"],
-        "properties": {
-            "file": {"type": "string", "format": "binary", "description": "the CSV file (name ending .csv)"},
-            "mode": {"type": "string", "enum": [m.value for m in Mode], "default": Mode.UPSERT.value},
-            "dry_run": {"type": "boolean", "default": False},
-            "callback_url": {"type": "string", "format": "uri"},
-            "column_map": {"type": "string", "description": 'a JSON object: column as in the header -> field or null, '
-                                                            'e.g. {"Mail": "email", "Notes": null}'},
-            "mapping": {"type": "string", "description": "the name of a saved mapping (PUT /mappings/{name})"},
-        },
-    }}},
-}
+_UPLOAD_BODY = form_schema(
+    mode={"type": "string", "enum": [m.value for m in Mode], "default": Mode.UPSERT.value},
+    dry_run={"type": "boolean", "default": False},
+    callback_url={"type": "string", "format": "uri"},
+    **MAPPING_FIELDS,
+)
 
 
 def _refusal_example(code: str) -> dict:

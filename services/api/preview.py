@@ -43,7 +43,7 @@ from shared.settings import Settings
 
 from .errors import ApiError
 from .mappings import form_column_map, form_mapping_name
-from .upload import take_upload
+from .upload import MAPPING_FIELDS, form_schema, take_upload
 
 __all__ = ["PREVIEW_ROWS", "SAMPLES", "SHOWN_CHARS", "PATH", "preview", "add_preview_route"]
 
@@ -138,18 +138,7 @@ def _shown(value: str) -> str:
     return show_value(value, SHOWN_CHARS)
 
 
-_BODY = {
-    "required": True,
-    "content": {"multipart/form-data": {"schema": {
-        "type": "object",
-        "required": ["file"],
-        "properties": {
-            "file": {"type": "string", "format": "binary", "description": "the CSV file (name ending .csv)"},
-            "column_map": {"type": "string", "description": "a JSON object: column as in the header -> field or null"},
-            "mapping": {"type": "string", "description": "the name of a saved mapping"},
-        },
-    }}},
-}
+_BODY = form_schema(**MAPPING_FIELDS)
 
 
 def add_preview_route(app: FastAPI, engine: AsyncEngine, caller, settings: Settings) -> None:

@@ -209,3 +209,18 @@ class _Parts:
 
     def _form_end(self) -> None:
         self.ended = True
+
+
+def form_schema(**fields: dict) -> dict:
+    """The OpenAPI description of an upload form: its `file` part and these fields (name -> JSON schema)."""
+    file = {"type": "string", "format": "binary", "description": "the CSV file (name ending .csv)"}
+    return {"required": True, "content": {"multipart/form-data": {"schema": {
+        "type": "object", "required": [FILE_FIELD], "properties": {FILE_FIELD: file, **fields}}}}}
+
+
+# The fields that say how a file's columns are read, on every route that reads one.
+MAPPING_FIELDS = {
+    "column_map": {"type": "string", "description": 'a JSON object: column as in the header -> field or null, '
+                                                    'e.g. {"Mail": "email", "Notes": null}'},
+    "mapping": {"type": "string", "description": "the name of a saved mapping (PUT /mappings/{name})"},
+}
