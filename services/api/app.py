@@ -108,8 +108,8 @@ def build_api(settings: Settings, engine: AsyncEngine, router: KafkaRouter) -> F
         redoc_url=None,
     )
     app.include_router(router)
-    app.add_middleware(DotSegmentGuard)
     app.add_middleware(JobIdGuard)  # /imports/a%00b: 404 before any query (PostgreSQL refuses a NUL)
+    app.add_middleware(DotSegmentGuard)  # added last: runs first
     sessions = Sessions(engine, settings.session_ttl_s)  # in the database: they outlive a restart
     sign_ins = guards.SignInLimiter(settings.signin_attempts, settings.signin_window_s, settings.signin_addresses)
 
