@@ -11,10 +11,14 @@ The answer is 202 with the retry's `job_id` and `status_url`; the retry runs thr
 import, under the original's row numbers. For JSON it also says which rows are retried and which are
 answered `not_rejected` (for a CSV the notification says it).
 
-Codes: 404 unknown_import; 409 not_retryable (a dry run, or a file rejected whole), import_running,
-nothing_to_retry (no row left to retry, or none of the rows given); 422 invalid_retry_rows (a row number
-that is no row of the import, or given twice), invalid_rows (JSON not of that shape or past a bound),
-invalid_json; 415 not_multipart_or_json; and every code of POST /imports's upload (the same reader and bounds).
+Codes: 404 unknown_import; 409 not_retryable (a dry run, a file rejected whole, or an undone import),
+import_running, nothing_to_retry (no row left to retry, or none of the rows given); 422 invalid_retry_rows
+(a row number that is no row of the import, or given twice), invalid_rows (JSON not of that shape, past a
+bound, or a value with a NUL or an unpaired surrogate), invalid_json (not JSON, or not UTF-8),
+invalid_options (dry_run, mode, column_map or mapping: a retry takes none); 415 not_multipart_or_json; and
+every code of POST /imports's upload (the same reader and bounds). A JSON key naming no column of the import
+nor a field is answered in the 202's `rows.warnings` (`unknown_columns`) and carried for the uploader, which
+warns of it in the retry's notification as for a CSV.
 """
 
 import asyncio
