@@ -38,7 +38,7 @@ from . import guards, readside, reports
 from .errors import ApiError
 from .limits import RequestLimits
 from .mappings import add_mapping_routes, form_column_map, form_mapping_name
-from .paths import DotSegmentGuard
+from .paths import DotSegmentGuard, JobIdGuard
 from .preview import PATH as PREVIEW_PATH
 from .preview import add_preview_route
 from .readcache import ReadCache
@@ -98,7 +98,8 @@ def build_api(settings: Settings, engine: AsyncEngine, router: KafkaRouter) -> F
         redoc_url=None,
     )
     app.include_router(router)
-    app.add_middleware(DotSegmentGuard)
+    app.add_middleware(JobIdGuard)  # /imports/a%00b: 404 before any query (PostgreSQL refuses a NUL)
+    app.add_middleware(DotSegmentGuard)  # added last: runs first
     sessions = Sessions(engine, settings.session_ttl_s)  # in the database: they outlive a restart
     sign_ins = guards.SignInLimiter(settings.signin_attempts, settings.signin_window_s, settings.signin_addresses)
 

@@ -5,11 +5,12 @@ not guess), and `/imports/%2e%2e` is not a job id. Refused before routing, with 
 """
 
 import json
+import unicodedata
 from urllib.parse import unquote
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-__all__ = ["DotSegmentGuard", "has_dot_segment"]
+__all__ = ["DotSegmentGuard", "has_dot_segment", "JobIdGuard", "possible_job_id"]
 
 _DOTS = {".", ".."}
 
@@ -44,8 +45,34 @@ class DotSegmentGuard:
         await self.app(scope, receive, send)
 
 
-async def _refuse(send: Send) -> None:
-    body = json.dumps({"code": "invalid_path", "message": "The path may not contain “.” or “..” segments."}).encode()
-    await send({"type": "http.response.start", "status": 400,
+JOB_ID_CHARS = 64  # import_jobs.id's width
+_UNPRINTABLE = {"Cc", "Cf", "Cs", "Zl", "Zp"}  # control and format characters, lone surrogates, line separators
+
+
+def possible_job_id(job_id: str) -> bool:
+    """Whether `job_id` could name a job: no id we give holds a control character or is longer than 64
+    (a NUL, say, that PostgreSQL refuses in any query)."""
+    return len(job_id) <= JOB_ID_CHARS and not any(unicodedata.category(c) in _UNPRINTABLE for c in job_id)
+
+
+class JobIdGuard:
+    """ASGI middleware: 404 `unknown_import` for /imports/{id}... whose id no job can have, before any query."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            parts = scope["path"].split("/")
+            if len(parts) > 2 and parts[1] == "imports" and not possible_job_id(parts[2]):
+                await _refuse(send, 404, "unknown_import", "There is no import with that id.")
+                return
+        await self.app(scope, receive, send)
+
+
+async def _refuse(send: Send, status: int = 400, code: str = "invalid_path",
+                  message: str = "The path may not contain “.” or “..” segments.") -> None:
+    body = json.dumps({"code": code, "message": message}).encode()
+    await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})

@@ -11,14 +11,18 @@ The answer is 202 with the retry's `job_id` and `status_url`; the retry runs thr
 import, under the original's row numbers. For JSON it also says which rows are retried and which are
 answered `not_rejected` (for a CSV the notification says it).
 
-Codes: 404 unknown_import; 409 not_retryable (a dry run, or a file rejected whole), import_running,
-nothing_to_retry (no row left to retry, or none of the rows given); 422 invalid_retry_rows (a row number
-that is no row of the import, or given twice), invalid_rows (JSON not of that shape or past a bound),
-invalid_json; 415 not_multipart_or_json; and every code of POST /imports's upload (the same reader and bounds).
+Codes: 404 unknown_import; 409 not_retryable (a dry run, a file rejected whole, or an undone import),
+import_running, nothing_to_retry (no row left to retry, or none of the rows given); 422 invalid_retry_rows
+(a row number that is no row of the import, or given twice), invalid_rows (JSON not of that shape, past a
+bound, or a value with a NUL or an unpaired surrogate), invalid_json (not JSON, or not UTF-8),
+invalid_options (dry_run, mode, column_map or mapping: a retry takes none); 415 not_multipart_or_json; and
+every code of POST /imports's upload (the same reader and bounds). A JSON key naming no column of the import
+nor a field is answered in the 202's `rows.warnings` (`unknown_columns`) and carried for the uploader, which
+warns of it in the retry's notification as for a CSV.
 """
 
+import asyncio
 import base64
-import json
 import uuid
 from pathlib import PurePath
 from typing import Annotated
@@ -31,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shared import jobs, retries, topics
 from shared.callbacks import CallbackPolicy, CallbackRefused, check_url
 from shared.events import ImportRequest, Issue, JobStatus, Source
+from shared.reading import Limits
 from shared.settings import Settings
 
 from . import readside
@@ -40,7 +45,8 @@ from .upload import check_contract_text, file_too_large, take_upload
 __all__ = ["add_retry_routes", "RETRY_PATH"]
 
 RETRY_PATH = "/imports/*/retry"  # for the body bounds (limits.py): an upload's
-_STATUS = {"unknown_import": 404, "not_retryable": 409, "import_running": 409, "nothing_to_retry": 409,
+_STATUS = {"invalid_json": 422, "invalid_rows": 422, "invalid_options": 422,
+           "unknown_import": 404, "not_retryable": 409, "import_running": 409, "nothing_to_retry": 409,
            "retry_not_allowed": 403, "invalid_retry_rows": 422, "missing_row_column": 422}
 
 _RETRY_BODY = {
@@ -105,7 +111,7 @@ def add_retry_routes(app: FastAPI, engine: AsyncEngine, reader: AsyncEngine, rou
         if kind == "application/json":
             file_name, content, callback_url, answered = await _json_rows(request, original, settings)
         elif kind == "multipart/form-data":
-            file_name, content, callback_url, answered = await _csv_upload(request, settings)
+            file_name, content, callback_url, answered = await _csv_upload(request, original, settings)
         else:
             raise ApiError(415, "not_multipart_or_json", "Send the corrected rows as JSON ({\"rows\": [...]}) or as a "
                            "CSV file in a multipart/form-data field named 'file'.")
@@ -129,17 +135,28 @@ def _check(refused: Issue | None) -> None:
 
 
 async def _json_rows(request: Request, original: retries.Original, settings: Settings):
-    """The JSON form: checked against its bounds, answered row by row, made the retry's CSV."""
+    """The JSON form: checked against its bounds, answered row by row, made the retry's CSV (off the event
+    loop: a body of many rows and columns is CPU work)."""
     raw = bytearray()
     async for piece in request.stream():
         raw += piece
         if len(raw) > settings.max_bytes:
             raise file_too_large(settings.max_bytes)
-    try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError):  # RecursionError: nested past the parser's depth
-        raise ApiError(422, "invalid_json", "The body is not valid JSON.") from None
-    rows = _rows_of(body, settings)
+    return await asyncio.to_thread(_json_retry, bytes(raw), original, settings)
+
+
+def _json_retry(raw: bytes, original: retries.Original, settings: Settings):
+    taken = retries.json_rows(raw, original, Limits.of(settings))
+    if isinstance(taken, Issue):
+        _check(taken)
+    rows, rest = taken
+    given = {k: rest.get(k) for k in retries.OPTION_KEYS}
+    _check(retries.options_refusal(original, given["dry_run"] not in (None, False),
+                                   None if given["mode"] is None else str(given["mode"]),
+                                   given["column_map"] is not None or given["mapping"] is not None))
+    callback = rest.get("callback_url")
+    if callback is not None and not isinstance(callback, str):
+        raise ApiError(422, "invalid_options", "callback_url must be a string.")
     numbers = retries.row_numbers(["row"], [[str(number)] for number, _ in rows], original.total)
     if isinstance(numbers, Issue):
         _check(numbers)
@@ -147,45 +164,28 @@ async def _json_rows(request: Request, original: retries.Original, settings: Set
     if len(answered) == len(numbers):
         raise ApiError(409, "nothing_to_retry", "None of the rows given is a rejected row of that import left to retry: "
                        + " ".join(a.message for a in list(answered.values())[:10]))
-    content = retries.rows_csv(original, rows).encode()
+    room = settings.max_columns - len(original.header) - 1
+    content = retries.rows_csv(original, rows, room).encode()
+    if len(content) > settings.max_bytes:  # the original's values fill each row: the reader would refuse it
+        raise file_too_large(settings.max_bytes)
     stem = PurePath(original.file_name).stem[:200] or "import"
     summary = {"retried": [n for n in numbers if n not in answered],
                "not_rejected": [{"row": n, "code": a.code, "message": a.message} for n, a in answered.items()]}
-    callback = body.get("callback_url")
-    if callback is not None and not isinstance(callback, str):
-        raise ApiError(422, "invalid_options", "callback_url must be a string.")
+    unknown = retries.unknown_keys(original, rows)
+    if unknown:
+        summary["warnings"] = [retries.unknown_warning(original.file_name, unknown).model_dump(exclude_none=True)]
     return f"{stem}-fixes.csv", base64.b64encode(content).decode(), callback, summary
 
 
-def _rows_of(body: object, settings: Settings) -> list[tuple[int, dict[str, str]]]:
-    """[(row, values)], within the bounds of a file: rows, columns, names and values."""
-    shape = ("The body must be {\"rows\": [{\"row\": 7, \"values\": {\"email\": \"ann@example.com\"}}, ...]}, with at "
-             f"most {settings.max_records:,} rows of at most {settings.max_columns} values (names up to "
-             f"{settings.max_header_chars} characters, values up to {settings.max_record_chars:,}).")
-    if not isinstance(body, dict) or not isinstance(body.get("rows"), list) or set(body) - {"rows", "callback_url"}:
-        raise ApiError(422, "invalid_rows", shape)
-    given = body["rows"]
-    if not given or len(given) > settings.max_records:
-        raise ApiError(422, "invalid_rows", shape)
-    rows: list[tuple[int, dict[str, str]]] = []
-    for item in given:
-        if not isinstance(item, dict) or set(item) != {"row", "values"}:
-            raise ApiError(422, "invalid_rows", shape)
-        number, values = item["row"], item["values"]
-        if type(number) is not int or not isinstance(values, dict) or len(values) > settings.max_columns:
-            raise ApiError(422, "invalid_rows", shape)
-        if not all(isinstance(k, str) and isinstance(v, str) and 0 < len(k) <= settings.max_header_chars
-                   and len(v) <= settings.max_record_chars for k, v in values.items()):
-            raise ApiError(422, "invalid_rows", shape)
-        if any(k.strip().lower() == retries.ROW_COLUMN for k in values):
-            raise ApiError(422, "invalid_rows", "A row's number is its `row`, not one of its values. " + shape)
-        rows.append((number, values))
-    return rows
+_TRUE = ("1", "true", "yes", "on")  # as POST /imports reads dry_run
 
 
-async def _csv_upload(request: Request, settings: Settings):
+async def _csv_upload(request: Request, original: retries.Original, settings: Settings):
     upload = await take_upload(request, settings.max_bytes)
-    return upload.file_name, base64.b64encode(bytes(upload.data)).decode(), upload.fields.get("callback_url"), None
+    fields = upload.fields
+    _check(retries.options_refusal(original, (fields.get("dry_run") or "").strip().lower() in _TRUE,
+                                   fields.get("mode") or None, bool(fields.get("column_map") or fields.get("mapping"))))
+    return upload.file_name, base64.b64encode(bytes(upload.data)).decode(), fields.get("callback_url"), None
 
 
 def _callback(url: str | None, settings: Settings) -> str | None:

@@ -19,6 +19,12 @@ def plan_retry(
                   retry_of=original.job_id if original else request.retry_of)
     if basis.refusal is not None or original is None:
         return [_refused(common, basis.refusal or retries.refusal(None, "", True))]
+    given = request.options
+    refused = retries.options_refusal(original, given.dry_run,
+                                      given.mode.value if "mode" in given.model_fields_set else None,
+                                      given.column_map is not None or given.mapping is not None)
+    if refused is not None:
+        return [_refused(common, refused)]
     options = retries.options_of(original, request.options.callback_url)
     mapping = AppliedMapping(**original.mapping) if original.mapping else None
     common |= {"options": options, "mapping": mapping}

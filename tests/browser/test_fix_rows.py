@@ -6,6 +6,7 @@ from pathlib import Path
 from playwright.sync_api import Page, expect
 
 from .test_clients_page import PIPELINE_TIMEOUT_MS, dialog, sign_in, start_import, toast_for, unique, write_csv
+from .test_undo_page import dismiss_toasts, history_row, undo_from_history
 
 
 def import_with_two_rejected_rows(page: Page, server, tmp_path: Path) -> tuple[str, Path]:
@@ -100,3 +101,14 @@ def test_the_grid_is_usable_at_phone_width(page: Page, server, tmp_path: Path):
     expect(grid.get_by_role("button", name="Import fixed rows")).to_be_in_viewport(ratio=1)
     assert grid.evaluate("node => node.scrollWidth <= node.clientWidth"), "the grid scrolls in its region, not the dialog"
     page.screenshot(path="/tmp/fix-rows-phone.png")
+
+
+def test_an_undone_import_offers_no_fix_rows(page: Page, server, tmp_path: Path):
+    _, path = import_with_two_rejected_rows(page, server, tmp_path)
+    dismiss_toasts(page)
+    row = history_row(page, path.name)
+    expect(row.get_by_role("button", name="Fix rows")).to_be_visible()
+
+    undo_from_history(page, path.name, "delete the 1 client it created")
+    expect(row.locator(".tag", has_text="undone")).to_be_visible(timeout=PIPELINE_TIMEOUT_MS)
+    expect(row.get_by_role("button", name="Fix rows")).to_have_count(0)

@@ -9,7 +9,7 @@ import json
 import httpx
 
 from shared import jobs, topics
-from shared.events import ImportRequest, JobStatus
+from shared.events import ImportOptions, ImportRequest, JobStatus
 
 from .conftest import clients_of, unique_domain
 from .kafka_tools import of_job, read_topic
@@ -164,3 +164,52 @@ async def test_a_retry_whose_records_are_all_delivered_again_changes_nothing_and
     async with httpx.AsyncClient(base_url=api) as http:
         document = (await http.get(f"/imports/{original.job_id}", headers=AUTH)).json()
     assert (document["still_rejected"], [r["created"] for r in document["retries"]]) == (1, [2])
+
+
+async def test_a_retry_asking_for_a_dry_run_on_the_topic_is_refused_and_writes_nothing(partner, engine):
+    d = unique_domain()
+    original = await partner.run(people(d), "people.csv", column_map={"Mail": "email"})
+    dry = ImportRequest(requested_by="e2e", file_name="fixes.csv", content=f"row,email\n2,bob@{d}\n",
+                        idempotency_key=f"dry-{d}", retry_of=original.job_id, options=ImportOptions(dry_run=True))
+    dry_id = jobs.idempotent_job_id("topic", "e2e", f"dry-{d}")
+
+    await partner.client.submit(dry)
+    refused = (await partner.client.wait([dry_id], 60))[dry_id]
+
+    assert (refused.status, refused.reason.code) == (JobStatus.REJECTED, "invalid_options")
+    assert "dry_run" in refused.reason.message
+    assert sorted(await clients_of(engine, d)) == [f"ann@{d}"]
+
+
+async def test_an_undone_retry_gives_its_rows_back_and_an_undone_import_is_not_retried(api, engine, partner):
+    from .test_undo import undone
+
+    d = unique_domain()
+    async with httpx.AsyncClient(base_url=api) as http:
+        original = await imported(http, d)
+        fix = {"rows": [{"row": 2, "values": {"Mail": f"bob@{d}"}}]}
+        first = await http.post(f"/imports/{original['job_id']}/retry", headers=AUTH, json=fix)
+        assert first.status_code == 202, first.text
+        await poll(http, first.json()["status_url"])
+        assert sorted(await clients_of(engine, d)) == [f"ann@{d}", f"bob@{d}"]
+
+        undo = await undone(http, first.json()["job_id"])  # Bob goes: row 2 is rejected again
+        assert (undo["status"], undo["deleted"]) == ("completed", 1)
+        await asyncio.sleep(0.6)  # past the read cache
+        grid = (await http.get(f"/imports/{original['job_id']}/retry", headers=AUTH)).json()
+        document = (await http.get(original["links"]["self"], headers=AUTH)).json()
+        errors = await http.get(original["links"]["errors_csv"], headers=AUTH)
+        assert [r["row"] for r in grid["rows"]] == [2, 3, 4] and document["still_rejected"] == 3
+        assert [r["row"] for r in csv.DictReader(io.StringIO(errors.text.lstrip("\ufeff")))] == ["2", "3", "4"]
+
+        again = await http.post(f"/imports/{original['job_id']}/retry", headers=AUTH, json=fix)
+        assert again.status_code == 202 and again.json()["rows"]["retried"] == [2], again.text
+        assert (await poll(http, again.json()["status_url"]))["created"] == 1
+
+        await undone(http, original["job_id"])
+        await asyncio.sleep(0.6)
+        refused = await http.post(f"/imports/{original['job_id']}/retry", headers=AUTH,
+                                  json={"rows": [{"row": 3, "values": {"firstName": "Cy"}}]})
+
+    assert (refused.status_code, refused.json()["code"]) == (409, "not_retryable"), refused.text
+    assert "undone" in refused.json()["message"]

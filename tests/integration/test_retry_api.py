@@ -2,19 +2,25 @@
 a 500. The broker is stood in for by a recorder of what would be published."""
 
 import json
+import threading
 import uuid
+from datetime import UTC, datetime
 
 import httpx
 import pytest
 from faststream.kafka.fastapi import KafkaRouter
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import update
 
 from services.api.app import build_api
+from shared import retries
+from shared.db import insert_for
 from shared.events import ImportRequest
 from shared.settings import Settings
+from shared.tables import import_jobs, job_retries, undo_claims
 
-from .test_retry_basis import an_import
+from .test_retry_basis import an_import, written
 
 TOKEN = f"retry-{uuid.uuid4().hex}"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
@@ -104,3 +110,90 @@ async def test_the_openapi_document_describes_the_retry_route_both_ways_and_the_
     assert set(retry["post"]["requestBody"]["content"]) == {"multipart/form-data", "application/json"}
     assert "row" in retry["post"]["requestBody"]["content"]["application/json"]["schema"]["properties"]["rows"]["items"][
         "properties"]
+
+
+async def test_json_no_csv_text_holds_is_answered_422_and_nothing_is_published(api):
+    http, published, original = api
+    json_type = {**BEARER, "Content-Type": "application/json"}
+    surrogate = await http.post(f"/imports/{original}/retry", headers=json_type,
+                                content=b'{"rows": [{"row": 2, "values": {"email": "\\ud800"}}]}')
+    nul = await http.post(f"/imports/{original}/retry", headers=json_type,
+                          content=b'{"rows": [{"row": 2, "values": {"email": "a\\u0000@x.com"}}]}')
+    utf16 = await http.post(f"/imports/{original}/retry", headers=json_type,
+                            content='{"rows": [{"row": 2, "values": {"email": "a@x.com"}}]}'.encode("utf-16"))
+
+    assert (surrogate.status_code, surrogate.json()["code"]) == (422, "invalid_rows")
+    assert (nul.status_code, nul.json()["code"]) == (422, "invalid_rows") and "NUL" in nul.json()["message"]
+    assert (utf16.status_code, utf16.json()["code"]) == (422, "invalid_json") and "UTF-8" in utf16.json()["message"]
+    assert published == []
+
+
+async def test_a_job_id_no_job_can_have_is_404_on_every_import_route_before_any_query(api):
+    http, _, _ = api
+    for bad in ("a%00b", "a%0Ab", "a%E2%80%AEb", "x" * 65):
+        answers = [await http.get(f"/imports/{bad}", headers=BEARER),
+                   await http.get(f"/imports/{bad}/retry", headers=BEARER),
+                   await http.post(f"/imports/{bad}/retry", headers=BEARER, json={"rows": [{"row": 1, "values": {}}]}),
+                   await http.post(f"/imports/{bad}/undo", headers=BEARER),
+                   *[await http.get(f"/imports/{bad}/{kind}.csv", headers=BEARER)
+                     for kind in ("errors", "results", "conflicts")]]
+        assert {(a.status_code, a.json()["code"]) for a in answers} == {(404, "unknown_import")}, bad
+
+
+async def test_a_retry_refuses_options_it_does_not_take_with_a_sentence(api):
+    http, published, original = api
+    upload = {"file": ("f.csv", b"row,email\r\n2,p2@x.com\r\n", "text/csv")}
+    dry = await http.post(f"/imports/{original}/retry", headers=BEARER, data={"dry_run": "true"}, files=upload)
+    mode = await http.post(f"/imports/{original}/retry", headers=BEARER, data={"mode": "create_only"}, files=upload)
+    json_dry = await http.post(f"/imports/{original}/retry", headers=BEARER,
+                               json={"rows": [{"row": 2, "values": {}}], "dry_run": True})
+
+    for answer, named in ((dry, "dry_run"), (mode, "mode"), (json_dry, "dry_run")):
+        assert (answer.status_code, answer.json()["code"]) == (422, "invalid_options"), answer.text
+        assert f"takes no {named}" in answer.json()["message"]
+    assert published == []
+
+
+async def test_a_json_key_naming_no_column_is_warned_of_and_carried_for_the_uploader(api):
+    http, published, original = api
+    answer = await http.post(f"/imports/{original}/retry", headers=BEARER,
+                             json={"rows": [{"row": 2, "values": {"email": "p2@x.com", "Notes": "vip"}}]})
+
+    assert answer.status_code == 202, answer.text
+    assert [w["code"] for w in answer.json()["rows"]["warnings"]] == ["unknown_columns"]
+    assert published[-1].file_bytes().decode().splitlines()[0] == "firstName,email,Notes,row"
+
+
+async def test_the_json_form_is_made_a_csv_off_the_event_loop(api, monkeypatch):
+    http, published, original = api
+    threads: list[int] = []
+    real = retries.rows_csv
+    monkeypatch.setattr(retries, "rows_csv", lambda *a, **k: threads.append(threading.get_ident()) or real(*a, **k))
+
+    answer = await http.post(f"/imports/{original}/retry", headers=BEARER, json={"rows": [{"row": 2, "values": {}}]})
+    assert answer.status_code == 202 and threads and threading.get_ident() not in threads
+
+
+async def test_an_undone_import_is_not_retried_and_an_undone_retry_gives_its_rows_back(api, db):
+    http, published, original = api
+    retry = await an_import(db, [], total=1, retry_of=original)
+    async with db.begin() as conn:
+        await conn.execute(insert_for(conn.dialect.name, job_retries).values(
+            job_id=retry, retry_of=original, rows={"2": original}, taken_at=datetime.now(UTC)))
+    await written(db, retry, {2: "created"})
+    assert [r["row"] for r in (await http.get(f"/imports/{original}/retry", headers=BEARER)).json()["rows"]] == [4]
+
+    async with db.begin() as conn:  # an undo of the retry under way: it holds the retry's claim
+        await conn.execute(insert_for(conn.dialect.name, undo_claims).values(
+            undo_of=retry, job_id="undo-r", claimed_at=datetime.now(UTC)))
+    rows = (await http.get(f"/imports/{original}/retry", headers=BEARER)).json()["rows"]
+    errors_csv = (await http.get(f"/imports/{original}/errors.csv", headers=BEARER)).text
+    document = (await http.get(f"/imports/{original}", headers=BEARER)).json()
+    assert [r["row"] for r in rows] == [2, 4] and document["still_rejected"] == 2
+    assert len(errors_csv.strip().splitlines()) == 3
+
+    async with db.begin() as conn:  # the import itself undone
+        await conn.execute(update(import_jobs).where(import_jobs.c.id == original).values(undone_by="undo-x"))
+    refused = await http.post(f"/imports/{original}/retry", headers=BEARER, json={"rows": [{"row": 2, "values": {}}]})
+    assert (refused.status_code, refused.json()["code"]) == (409, "not_retryable")
+    assert "undone" in refused.json()["message"] and published == []

@@ -3,10 +3,11 @@
 import base64
 import csv
 import io
+import json
 
 from services.uploader.retrying import plan_retry
 from shared import retries, topics
-from shared.events import Chunk, ImportOptions, ImportRequest, JobAccepted, JobRefused, JobStatus, Mode
+from shared.events import Chunk, ImportOptions, ImportRequest, Issue, JobAccepted, JobRefused, JobStatus, Mode
 from shared.reading import Limits
 from shared.rules import validate_chunk
 
@@ -47,6 +48,73 @@ def test_a_retry_that_cannot_start_says_why_with_a_code_of_its_own():
     assert code(original(fixed=frozenset({2, 4, 5}))) == "nothing_to_retry"
     assert code(original(), requested_by="someone-else") == "retry_not_allowed"
     assert code(original(), requested_by="someone-else", trusted=True) is None
+    assert code(original(undone_by="undo-1"), trusted=True) == "not_retryable"
+
+
+def test_a_retry_of_an_undone_import_is_refused_saying_it_was_undone():
+    issue = retries.refusal(original(undone_by="undo-1"), "acme", trusted=True)
+
+    assert issue.code == "not_retryable" and "undone (by job undo-1)" in issue.message
+
+
+def test_a_retry_carrying_options_it_does_not_take_is_refused_on_the_topic_and_none_is_written():
+    text = "Mail,row\r\ncy@x.com,4\r\n"
+    for options, named in ((ImportOptions(dry_run=True), "dry_run"), (ImportOptions(mode=Mode.UPSERT), "mode"),
+                           (ImportOptions(column_map={"Mail": "email"}), "column_map"),
+                           (ImportOptions(mapping="crm"), "mapping")):
+        (job,) = plan(text, options=options)
+        assert isinstance(job.event, JobRefused) and job.event.reason.code == "invalid_options", options
+        assert named in job.event.reason.message
+
+    same_mode, _ = plan(text, options=ImportOptions(mode=Mode.CREATE_ONLY))  # the original's own: no change
+    assert isinstance(same_mode.event, JobAccepted)
+
+
+def json_body(*rows, **rest) -> bytes:
+    return json.dumps({"rows": [{"row": n, "values": v} for n, v in rows], **rest}).encode()
+
+
+def test_json_rows_that_no_csv_holds_are_refused_with_a_code_not_a_crash():
+    def code(raw: bytes) -> str:
+        taken = retries.json_rows(raw, original(), Limits())
+        return taken.code if isinstance(taken, Issue) else "taken"
+
+    assert code(b'{"rows": [{"row": 2, "values": {"Mail": "\\ud800"}}]}') == "invalid_rows"
+    assert code(b'{"rows": [{"row": 2, "values": {"\\udfff": "x"}}]}') == "invalid_rows"
+    assert code(b'{"rows": [{"row": 2, "values": {"Mail": "a\\u0000@x.com"}}]}') == "invalid_rows"
+    assert code(json_body((2, {"Mail": "bo@x.com"})).decode().encode("utf-16")) == "invalid_json"
+    assert code(b'{"rows": [{"row": 2, "values": {"Mail": "\xff"}}]}') == "invalid_json"
+    assert code(json_body((2, {"Mail": "a\tb"}))) == "taken"  # a tab is text a CSV holds
+
+
+def test_a_json_key_naming_no_column_is_carried_so_the_uploader_warns_of_it_as_for_a_csv():
+    made = retries.rows_csv(original(), [(4, {"Mail": "cy@x.com", "Notes": "vip"})])
+    assert made.splitlines()[0] == "First Name,Mail,lastName,Notes,row"
+
+    (job, _) = plan(made)
+    assert [w.code for w in job.event.warnings] == ["unknown_columns"] and "Notes" in job.event.warnings[0].message
+    assert retries.unknown_keys(original(), [(4, {"Mail": "x", "Notes": "y", "errors": "z"})]) == ["Notes"]
+
+
+def test_an_original_column_named_row_takes_a_json_value_and_the_row_number_stays_last():
+    found = original(rejected={4: retries.RejectedRow(5, {"row": "r4", "Mail": "cy@"})}, mapping=None, fixed=frozenset())
+    taken = retries.json_rows(json_body((4, {"row": "r-new", "Mail": "cy@x.com"})), found, Limits())
+
+    rows, _ = taken
+    made = retries.rows_csv(found, rows)
+    assert made.splitlines() == ["row,Mail,row", "r-new,cy@x.com,4"]
+    assert retries.merged(found, 4, ["row", "Mail", "row"], ["r-new", "cy@x.com", "4"]) == ["r-new", "cy@x.com"]
+
+
+def test_each_column_name_is_resolved_once_however_many_rows_name_it(monkeypatch):
+    seen: list[str] = []
+    real = retries.target_of
+    monkeypatch.setattr(retries, "target_of", lambda name: seen.append(name) or real(name))
+    found = original()
+    rows = [(4, {"email": f"r{n}@x.com", "Notes": "x", "Other": "y"}) for n in range(300)]
+
+    retries.rows_csv(found, rows)
+    assert sorted(seen) == ["Notes", "Other", "email"], "one resolution per name, not per row"
 
 
 def test_rows_not_rejected_are_answered_one_by_one_and_the_rest_goes_on():
@@ -104,7 +172,7 @@ def plan(text: str, basis: retries.Basis | None = None, **fields) -> list:
 def test_a_retry_is_planned_under_the_original_row_numbers_lines_mode_and_mapping():
     text = "First Name,Mail,lastName,row,line,errors\r\nCarl,cy@x.com,Lu,4,6,bad\r\nBo,bo@x.com,Ray,2,3,empty\r\n"
 
-    job, chunk = plan(text, options=ImportOptions(mode=Mode.UPSERT, callback_url="https://partner.example/hook"))
+    job, chunk = plan(text, options=ImportOptions(callback_url="https://partner.example/hook"))
 
     assert isinstance(job.event, JobAccepted) and job.topic == topics.JOBS
     assert (job.event.total, job.event.retry_of, job.event.options.mode) == (2, "orig-1", Mode.CREATE_ONLY)

@@ -20,9 +20,10 @@ export function initFixRows(options) {
   hooks = { ...hooks, ...options };
 }
 
-/** A "Fix rows" button for a finished job with rejected rows that wrote (no dry run), else null. */
+/** A "Fix rows" button for a finished job with rejected rows that wrote (no dry run) and was not undone,
+ * else null (the server refuses a retry of an undone import: its rows were taken back). */
 export function fixRowsButton(job) {
-  if (isRunning(job) || !(job.rejected > 0) || job.dry_run || job.status === "rejected") return null;
+  if (isRunning(job) || !(job.rejected > 0) || job.dry_run || job.status === "rejected" || job.undone_by) return null;
   if (job.still_rejected === 0) return null;
   const button = el("button", { type: "button", class: "button small fix-rows", "aria-haspopup": "dialog" },
     "Fix rows");
