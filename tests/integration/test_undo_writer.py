@@ -129,3 +129,38 @@ async def test_a_restored_name_is_searched_for_by_its_earlier_value_again(db):
         overwritten, _, _ = await readside.search_clients(conn, f"Wilma{d[:6]}", 50, 0)
     assert [c["email"] for c in earlier] == [f"ann@{d}"]
     assert overwritten == []
+
+
+async def test_usernames_given_back_follow_each_other_and_never_twice(db):
+    # Finding 3: Ann xname -> yname (import X), Bob zname -> xname (import Y), Bob xname -> kname (X again):
+    # undoing X gives xname to Ann only, Bob's row is a username_taken conflict, and nothing fails.
+    d, tag = domain(), uuid.uuid4().hex[:8]
+    x_name, y_name, z_name, k_name = (f"{n}-{tag}" for n in ("xname", "yname", "zname", "kname"))
+    first, undone, between = (str(uuid.uuid4()) for _ in range(3))
+    await apply_rows(db, rows(first, {"email": f"a@{d}", "first_name": "A", "username": x_name},
+                              {"email": f"b@{d}", "first_name": "B", "username": z_name}))
+    await apply_rows(db, rows(undone, {"email": f"a@{d}", "first_name": "A", "username": y_name}))
+    await apply_rows(db, rows(between, {"email": f"b@{d}", "first_name": "B", "username": x_name}))
+    second_chunk = rows(undone, {"email": f"x@{d}", "first_name": "X"}, {"email": f"b@{d}", "first_name": "B",
+                                                                         "username": k_name})[1:]  # row 2 only
+    await apply_rows(db, second_chunk)
+
+    results = await undo_share(db, share(undone))
+
+    assert [(r.row, r.outcome, [e.code for e in r.errors]) for r in results] == [
+        (1, Outcome.RESTORED, []), (2, Outcome.CONFLICT, ["username_taken"])]
+    assert {e: c["username"] for e, c in (await stored(db, d)).items()} == {f"a@{d}": x_name, f"b@{d}": k_name}
+
+
+async def test_a_username_freed_by_a_deleted_client_is_given_back(db):
+    # Finding 7: one import renames Ann ann -> ann.lee and creates Bob as `ann`: undo deletes Bob, Ann is ann again.
+    d, tag = domain(), uuid.uuid4().hex[:8]
+    first, undone = str(uuid.uuid4()), str(uuid.uuid4())
+    await apply_rows(db, rows(first, {"email": f"ann@{d}", "first_name": "Ann", "username": f"ann-{tag}"}))
+    await apply_rows(db, rows(undone, {"email": f"ann@{d}", "first_name": "Ann", "username": f"ann.lee-{tag}"},
+                              {"email": f"bob@{d}", "first_name": "Bob", "username": f"ann-{tag}"}))
+
+    results = await undo_share(db, share(undone))
+
+    assert [(r.row, r.outcome, r.errors) for r in results] == [(1, Outcome.RESTORED, ()), (2, Outcome.DELETED, ())]
+    assert {e: c["username"] for e, c in (await stored(db, d)).items()} == {f"ann@{d}": f"ann-{tag}"}
