@@ -210,9 +210,11 @@ def test_an_undo_request_takes_no_import_options():
 
     from shared.events import ImportRequest
 
-    for options in ({"dry_run": True}, {"dry_run": False}, {"mode": "create_only"}, {"column_map": {"Mail": "email"}},
+    for options in ({"dry_run": True}, {"mode": "create_only"}, {"column_map": {"Mail": "email"}},
                     {"mapping": "crm"}):
         with pytest.raises(ValueError, match="takes no options but callback_url"):
             ImportRequest.model_validate({"undo_of": "import-1", "options": options})
     undo = ImportRequest.model_validate({"undo_of": "import-1", "options": {"callback_url": "https://hooks.example/x"}})
     assert undo.options.callback_url == "https://hooks.example/x"
+    # What our API publishes (every option written out, at its default) reads back.
+    assert ImportRequest.model_validate_json(undo.model_dump_json()) == undo
