@@ -17,7 +17,7 @@ from .db import as_utc, insert_for
 from .events import Issue, JobKind, JobStatus
 from .tables import client_changes, import_jobs, undo_claims
 
-__all__ = ["UndoState", "undo_state", "refusal", "claim", "HTTP_STATUS"]
+__all__ = ["UndoState", "undo_state", "undo_of", "refusal", "claim", "HTTP_STATUS"]
 
 # How the API answers each refusal (the topic answers with a rejected notification of the same code).
 HTTP_STATUS = {"unknown_import": 404, "not_finished": 409, "already_undone": 409, "nothing_to_undo": 409,
@@ -40,6 +40,11 @@ async def undo_state(conn: AsyncConnection, undo_of: str) -> UndoState:
     claimed = await conn.scalar(select(undo_claims.c.job_id).where(undo_claims.c.undo_of == undo_of))
     recorded = await conn.scalar(select(func.count()).select_from(client_changes).where(client_changes.c.job_id == undo_of))
     return UndoState(job, claimed or job["undone_by"], recorded or 0)
+
+
+async def undo_of(conn: AsyncConnection, undo_job_id: str) -> str | None:
+    """The import an undo job (by its id) takes back; None when there is no such undo yet."""
+    return await conn.scalar(select(import_jobs.c.undo_of).where(import_jobs.c.id == undo_job_id))
 
 
 def refusal(state: UndoState, undo_job_id: str | None, now: datetime, retention_days: float) -> Issue | None:
