@@ -17,7 +17,7 @@ read side counts what is still rejected):
 - The rows keep the original's row and line numbers, in the pipeline, the reports and the notification;
   they are imported with the original's mode and column mapping. The original must have ended, have
   written (no dry run) and not be rejected whole. On the topic, a retry comes from the original's
-  requester (`requested_by`); our API and CLI may retry any import.
+  requester (`requested_by`), of an import sent on the topic; our API and CLI (signed) may retry any import.
 - What a retry may fix, and what each row starts from, is decided when the uploader first takes it
   (table `job_retries`): a request delivered again is planned the same way, whatever other retries did
   meanwhile.
@@ -69,6 +69,7 @@ class Original:
     mapping: dict | None = None
     rejected: dict[int, RejectedRow] = field(default_factory=dict)
     fixed: frozenset[int] = frozenset()  # rows an earlier retry imported
+    source: str = "topic"  # the door it came in by: only what came on the topic may be retried unsigned
 
     @property
     def header(self) -> list[str]:
@@ -109,7 +110,7 @@ def refusal(original: Original | None, requested_by: str, trusted: bool) -> Issu
     if not original.status.is_final:
         return Issue(code="import_running", message=(
             "That import is still running: retry its rejected rows once it has finished."))
-    if not trusted and requested_by != original.requested_by:
+    if not trusted and (requested_by != original.requested_by or original.source != "topic"):
         return Issue(code="retry_not_allowed", message=(
             "A retry on the topic must come from the import's own requester (requested_by)."))
     if not original.retryable:
@@ -258,7 +259,7 @@ async def load_original(conn: AsyncConnection, job_id: str, sources: Mapping[int
     return Original(
         job_id=root, file_name=job["file_name"], status=JobStatus(job["status"]), requested_by=job["requested_by"],
         dry_run=bool(job["dry_run"]), mode=Mode(job["mode"]), total=job["total"] or 0, mapping=job["mapping"],
-        rejected=rejected, fixed=fixed,
+        rejected=rejected, fixed=fixed, source=job["source"] or "topic",
     )
 
 

@@ -164,3 +164,24 @@ async def test_a_username_freed_by_a_deleted_client_is_given_back(db):
 
     assert [(r.row, r.outcome, r.errors) for r in results] == [(1, Outcome.RESTORED, ()), (2, Outcome.DELETED, ())]
     assert {e: c["username"] for e, c in (await stored(db, d)).items()} == {f"ann@{d}": f"ann-{tag}"}
+
+
+async def test_a_failed_import_is_undone_only_once_every_row_has_its_result(db):
+    # Finding 5: an undo of an import failed at its deadline was accepted with a total of its rows written so
+    # far; its late rows were then taken back too (deleted 3 of a total of 2).
+    from shared.tables import import_jobs, job_parts
+
+    d, job, now = domain(), str(uuid.uuid4()), datetime.now(UTC)
+    await apply_rows(db, rows(job, {"email": f"a@{d}", "first_name": "A"}, {"email": f"b@{d}", "first_name": "B"}))
+    async with db.begin() as conn:
+        await conn.execute(import_jobs.insert().values(
+            id=job, file_name="a.csv", source="topic", requested_by="t", mode="upsert", dry_run=False, status="failed",
+            total=3, created=2, updated=0, unchanged=0, rejected=0, warnings=[], received_at=now, finished_at=now))
+        await conn.execute(job_parts.insert().values(job_id=job, first_row=1, created=2, updated=0, unchanged=0,
+                                                     rejected=0))
+        refused = undo.refusal(await undo.undo_state(conn, job), None, now, 30)
+        assert (refused.code, "1 of its 3 rows" in refused.message) == ("not_finished", True)
+    async with db.begin() as conn:
+        await conn.execute(job_parts.insert().values(job_id=job, first_row=3, created=0, updated=0, unchanged=0,
+                                                     rejected=1))  # row 3 came late, and was rejected
+        assert undo.refusal(await undo.undo_state(conn, job), None, now, 30) is None

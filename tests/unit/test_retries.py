@@ -47,6 +47,9 @@ def test_a_retry_that_cannot_start_says_why_with_a_code_of_its_own():
     assert code(original(fixed=frozenset({2, 4, 5}))) == "nothing_to_retry"
     assert code(original(), requested_by="someone-else") == "retry_not_allowed"
     assert code(original(), requested_by="someone-else", trusted=True) is None
+    # Signed = trusted: a topic request naming the requester of an import that came by our API is not our API.
+    assert code(original(source="api", requested_by="api"), requested_by="api") == "retry_not_allowed"
+    assert code(original(source="api", requested_by="api"), requested_by="api", trusted=True) is None
 
 
 def test_rows_not_rejected_are_answered_one_by_one_and_the_rest_goes_on():
