@@ -60,3 +60,18 @@ async def test_one_idempotency_key_for_the_undo_of_another_import_is_refused(db,
     assert (reused.status_code, reused.json()["code"]) == (409, "idempotency_key_reused")
     assert [r.undo_of for r in published] == [first, first]
     assert all(r.job_signature for r in published)  # our API signs: the uploader trusts it for any requester
+
+
+async def test_an_import_an_undo_holds_says_by_which_so_the_page_offers_no_undo(db, api):
+    # Finding 14: an undo that failed keeps its claim; the page still offered "Undo import", which got a 409.
+    from shared import undo
+
+    http, _ = api
+    held, free = await an_import(db), await an_import(db)
+    async with db.begin() as conn:
+        await undo.claim(conn, held, "failed-undo-1")
+
+    one = (await http.get(f"/imports/{held}", headers=BEARER)).json()
+    listed = {j["job_id"]: j for j in (await http.get("/imports?limit=200", headers=BEARER)).json()["items"]}
+    assert (one["undo_claimed_by"], one["undone_by"]) == ("failed-undo-1", None)
+    assert listed[held]["undo_claimed_by"] == "failed-undo-1" and listed[free]["undo_claimed_by"] is None
