@@ -3,7 +3,8 @@
 The same rule as the API answers with (shared/undo.py) is checked first, against DATABASE_URL, so a
 refusal is said at once in the same words. Then the request goes on the requests topic: to the stages
 `serve` runs on KAFKA_BOOTSTRAP_SERVERS when they run there, else to stages this command runs itself
-(on a broker of its own when none is set), exactly as `run` does.
+(on a broker of its own when none is set), exactly as `run` does. The request is signed (JOB_SIGNING_SECRET,
+or API_TOKEN) as our CLI's, which may undo any import: served stages need the key they have.
 """
 
 import argparse
@@ -45,17 +46,18 @@ def cmd_undo(args: argparse.Namespace, settings: Settings) -> int:
         print(f"clients-import undo: {printable(refused.message)} [{refused.code}]", file=sys.stderr)
         return 2
     served = bool(settings.kafka_bootstrap_servers) and asyncio.run(_served_there(settings))
-    if served:
-        # Their uploader signs with a key we may not know: the request names its job by an idempotency key.
-        key = f"undo-{uuid.uuid4()}"
-        request = ImportRequest(idempotency_key=key, requested_by=REQUESTED_BY, source=Source.CLI, undo_of=args.job)
-        job_id = jobs.idempotent_job_id("topic", REQUESTED_BY, key)
-    else:
-        if settings.signing_key is None:  # the stages run in this process: a key of its own will do
-            settings = settings.model_copy(update={"job_signing_secret": secrets.token_hex(32)})
-        job_id = str(uuid.uuid4())
-        request = ImportRequest(job_id=job_id, job_signature=jobs.sign(settings.signing_key, job_id),
-                                requested_by=REQUESTED_BY, source=Source.CLI, undo_of=args.job)
+    if served and settings.signing_key is None:
+        # An unsigned undo on the topic acts only for its own requester's topic imports (shared/undo.py).
+        print("clients-import undo: the stages served there verify who asks by a signature: set "
+              "JOB_SIGNING_SECRET (or API_TOKEN) as they have it, or undo through the API [undo_not_allowed]",
+              file=sys.stderr)
+        return 2
+    if settings.signing_key is None:  # the stages run in this process: a key of its own will do
+        settings = settings.model_copy(update={"job_signing_secret": secrets.token_hex(32)})
+    # Signed, as our CLI: it may undo any import (their uploader checks the signature with its own key).
+    job_id = str(uuid.uuid4())
+    request = ImportRequest(job_id=job_id, job_signature=jobs.sign(settings.signing_key, job_id),
+                            requested_by=REQUESTED_BY, source=Source.CLI, undo_of=args.job)
     with broker_for(settings) as settings:
         try:
             note = asyncio.run(_undo(settings, request, job_id, args.timeout, run_stages=not served,

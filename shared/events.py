@@ -140,6 +140,10 @@ class AppliedMapping(BaseModel):
                                    description="each field read (and fullName, when split) -> the header column it came from")
 
 
+_IMPORT_ONLY_OPTIONS = ("mode", "dry_run", "column_map", "mapping")  # what an undo does not take (but their defaults)
+_NO_OPTIONS = ImportOptions().model_dump()
+
+
 class ImportRequest(Event):
     """clients.import.requests: start an import. Give the CSV as `content` (text) or `content_base64` (bytes).
     Or undo an earlier import: `undo_of` names its job, and the request carries no file."""
@@ -170,6 +174,9 @@ class ImportRequest(Event):
                 raise ValueError("a request is an undo (undo_of) or a retry (retry_of), not both")
             if self.content is not None or self.content_base64 is not None:
                 raise ValueError("an undo (undo_of) carries no file: leave content and content_base64 out")
+            if given := [name for name in _IMPORT_ONLY_OPTIONS if getattr(self.options, name) != _NO_OPTIONS[name]]:
+                # An undo takes back what the import wrote, always for real: a dry run of it would write.
+                raise ValueError(f"an undo (undo_of) takes no options but callback_url: leave out {', '.join(given)}")
             return self
         if "file_name" not in self.model_fields_set:
             raise ValueError("file_name is required for an import")

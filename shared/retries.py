@@ -19,7 +19,7 @@ read side counts what is still rejected):
   where to call back (`dry_run`, another `mode`, `column_map` or `mapping` refuse it, `invalid_options`).
   The original must have ended, have written (no dry run), not be rejected whole and not be undone (or
   being undone: its rows were taken back, `not_retryable`). On the topic, a retry comes from the original's
-  requester (`requested_by`); our API and CLI may retry any import.
+  requester (`requested_by`), of an import sent on the topic; our API and CLI (signed) may retry any import.
 - A retry that was undone (or is being undone) fixed nothing: its rows are rejected again, retryable,
   in errors.csv and counted still rejected. Undoing an import leaves the rows its retries wrote (each
   retry is an import of its own, undone on its own).
@@ -82,6 +82,7 @@ class Original:
     rejected: dict[int, RejectedRow] = field(default_factory=dict)
     fixed: frozenset[int] = frozenset()  # rows an earlier retry imported (and no undo took back)
     undone_by: str | None = None  # the undo that took the import back (or is taking it back)
+    source: str = "topic"  # the door it came in by: only what came on the topic may be retried unsigned
 
     @cached_property
     def header(self) -> list[str]:
@@ -131,7 +132,7 @@ def refusal(original: Original | None, requested_by: str, trusted: bool) -> Issu
     if not original.status.is_final:
         return Issue(code="import_running", message=(
             "That import is still running: retry its rejected rows once it has finished."))
-    if not trusted and requested_by != original.requested_by:
+    if not trusted and (requested_by != original.requested_by or original.source != "topic"):
         return Issue(code="retry_not_allowed", message=(
             "A retry on the topic must come from the import's own requester (requested_by)."))
     if not original.retryable:
@@ -385,7 +386,7 @@ async def load_original(conn: AsyncConnection, job_id: str, sources: Mapping[int
     return Original(
         job_id=root, file_name=job["file_name"], status=JobStatus(job["status"]), requested_by=job["requested_by"],
         dry_run=bool(job["dry_run"]), mode=Mode(job["mode"]), total=job["total"] or 0, mapping=job["mapping"],
-        rejected=rejected, fixed=fixed, undone_by=job["undone_by"] or claimed,
+        rejected=rejected, fixed=fixed, undone_by=job["undone_by"] or claimed, source=job["source"] or "topic",
     )
 
 

@@ -68,8 +68,9 @@ def _refusal_example(code: str) -> dict:
 
 UNDO_RESPONSES = {
     404: {"description": "`unknown_import`: no import with that id", "content": _refusal_example("unknown_import")},
-    409: {"description": "`already_undone` · `not_finished` (still running) · `nothing_to_undo` (a dry run, a file "
-                         "rejected whole, an undo) · `too_old` (ended more than UNDO_RETENTION_DAYS ago)",
+    409: {"description": "`already_undone` · `not_finished` (still running, or failed with rows still on their way) · "
+                         "`nothing_to_undo` (a dry run, a file rejected whole, an undo) · `too_old` (ended more than "
+                         "UNDO_RETENTION_DAYS ago) · `idempotency_key_reused` (the key named the undo of another import)",
           "content": _refusal_example("already_undone")},
 }
 
@@ -235,6 +236,9 @@ def build_api(settings: Settings, engine: AsyncEngine, router: KafkaRouter) -> F
         who = check_contract_text("requested_by", who, "The X-Requested-By header", "requested_by")
         undo_job_id = jobs.idempotent_job_id("api-undo", who, key) if key else str(uuid.uuid4())
         async with engine.begin() as conn:
+            if key and await undo.undo_of(conn, undo_job_id) not in (None, job_id):
+                raise ApiError(409, "idempotency_key_reused", "That Idempotency-Key was used before for the undo of "
+                               "another import: use a new key for a new undo.")
             state = await undo.undo_state(conn, job_id)
             refused = undo.refusal(state, undo_job_id, datetime.now(UTC), settings.undo_retention_days)
             if refused is not None:

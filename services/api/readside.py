@@ -8,13 +8,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from shared import jobs, retries, search
 from shared.db import as_utc
 from shared.events import Issue, JobCounts, JobKind, JobStatus, Outcome, outcome_sentence
-from shared.tables import clients, import_jobs, job_rows, row_outcomes, undo_conflicts
+from shared.tables import clients, import_jobs, job_rows, row_outcomes, undo_claims, undo_conflicts
 
 from . import reports
 
 
 async def job_document(conn: AsyncConnection, job_id: str, first_errors: int) -> dict | None:
-    job = (await conn.execute(select(import_jobs).where(import_jobs.c.id == job_id))).mappings().one_or_none()
+    job = (await conn.execute(_jobs().where(import_jobs.c.id == job_id))).mappings().one_or_none()
     if job is None:
         return None
     errors = [_issue(e.model_dump()) for e in await jobs.first_errors(conn, job_id, first_errors)]
@@ -40,8 +40,15 @@ async def retry_facts(conn: AsyncConnection, job) -> dict:
 
 async def list_jobs(conn: AsyncConnection, limit: int, offset: int) -> tuple[list[dict], int]:
     total = await conn.scalar(select(func.count()).select_from(import_jobs))
-    query = select(import_jobs).order_by(import_jobs.c.received_at.desc()).limit(limit).offset(offset)
+    query = _jobs().order_by(import_jobs.c.received_at.desc()).limit(limit).offset(offset)
     return [_document(job, [], LIST_WARNINGS) for job in (await conn.execute(query)).mappings()], total
+
+
+def _jobs():
+    """Jobs with the undo that claimed each (shared/undo.py): it holds the import while it runs, and after
+    it failed, so the page offers no undo that would be refused."""
+    return (select(import_jobs, undo_claims.c.job_id.label("undo_claimed_by"))
+            .select_from(import_jobs.outerjoin(undo_claims, undo_claims.c.undo_of == import_jobs.c.id)))
 
 
 # What a job document carries, whatever was stored (a file's header is the uploader's to describe, and
@@ -83,6 +90,7 @@ def _document(job, errors: list[dict], shown_warnings: int = JOB_WARNINGS) -> di
         "undo_of": job["undo_of"],  # an undo: the import it takes back
         "undone_by": job["undone_by"],  # an import: the undo that took it back, and when it ended
         "undone_at": as_utc(job["undone_at"]),
+        "undo_claimed_by": job.get("undo_claimed_by"),  # an import: the undo that holds it (running, ended or failed)
         "links": {
             "self": f"/imports/{job['id']}",
             "errors_csv": f"/imports/{job['id']}/errors.csv",

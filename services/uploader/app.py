@@ -75,8 +75,9 @@ class UploaderPorts:
     mapping: Callable[[str, str], Awaitable[dict | None]] | None = None
     # What a retry (by job id, of an import, from a requester, trusted or not) may fix: bound when first taken.
     retry_basis: Callable[[str, str, str, bool], Awaitable[retries.Basis]] | None = None
-    # An undo: the import it takes back, claimed for this undo job unless it may not be (shared/undo.py).
-    undo_target: Callable[[str, str], Awaitable["UndoTarget"]] | None = None
+    # An undo (of an import, by job id, from a requester, trusted or not): the import it takes back, claimed
+    # for this undo job unless it may not be (shared/undo.py).
+    undo_target: Callable[[str, str, str, bool], Awaitable["UndoTarget"]] | None = None
     partitions: int = 1  # of clients.import.rows.accepted: an undo sends each writer its share
 
     @classmethod
@@ -110,13 +111,17 @@ class UploaderPorts:
             async with engine.begin() as conn:
                 return await retries.bind(conn, job_id, retry_of, requested_by, trusted)
 
-        async def undo_target(undo_of: str, job_id: str) -> UndoTarget:
+        async def undo_target(undo_of: str, job_id: str, requested_by: str, trusted: bool) -> UndoTarget:
+            def refusal(state: undo.UndoState) -> Issue | None:
+                return undo.refusal(state, job_id, datetime.now(UTC), settings.undo_retention_days, requested_by,
+                                    trusted)
+
             async with engine.begin() as conn:
                 state = await undo.undo_state(conn, undo_of)
-                refused = undo.refusal(state, job_id, datetime.now(UTC), settings.undo_retention_days)
+                refused = refusal(state)
                 if refused is None and await undo.claim(conn, undo_of, job_id) != job_id:
                     state = await undo.undo_state(conn, undo_of)  # another undo took it a moment before
-                    refused = undo.refusal(state, job_id, datetime.now(UTC), settings.undo_retention_days)
+                    refused = refusal(state)
             file_name = state.job["file_name"] if state.job is not None else ""
             return UndoTarget(refused, file_name, state.recorded)
 
@@ -164,7 +169,9 @@ async def take_request(request: Request, ports: UploaderPorts) -> list[Publicati
     if request.event.retry_of is not None and ports.retry_basis is not None:
         return await take_retry(request.event, job_id, ports)
     if request.event.undo_of is not None:
-        target = await ports.undo_target(request.event.undo_of, job_id)
+        # A signed job id says our API or CLI sent it (job_id_for let only a signed one through).
+        target = await ports.undo_target(request.event.undo_of, job_id, request.event.requested_by,
+                                         request.event.job_id is not None)
         log.info("undo received", extra={"step": "job.received", "job_id": job_id, "undo_of": request.event.undo_of,
                                          "refused": target.refusal.code if target.refusal else None})
         return plan_undo_job(request.event, job_id, target.refusal, target.file_name, target.rows, ports.partitions)

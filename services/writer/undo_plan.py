@@ -9,6 +9,8 @@ The rule, field by field (the import's recorded changes, services/writer/changes
   a field already back at its earlier value needs nothing;
 - a client that no longer exists needs nothing (`unchanged`);
 - an earlier username that another client has taken since is a conflict too (usernames are unique).
+  The plan keeps who holds each username as it goes: the clients it deletes free theirs first, and each
+  username given back moves to its client (freeing the one it held), so two rows never get one name back.
 
 Each row ends in exactly one outcome: `deleted`, `restored` (every changed field given back),
 `conflict` (at least one field left as it is; the others are still given back) or `unchanged`.
@@ -64,14 +66,24 @@ def plan_undo(changes: Iterable[Change], current: Mapping[str, Client], owners: 
     """`current`: client id -> the client now (absent: deleted since); `owners`: username -> client id, for
     every earlier username the changes could give back."""
     plan = UndoPlan()
-    for change in sorted(changes, key=lambda c: c.row):
+    holders = dict(owners)  # kept up to date as the plan deletes and gives back, as the database will be
+    ordered = sorted(changes, key=lambda c: c.row)
+    # Deletes first (they are applied first): a username a deleted client held is free for a give-back.
+    for change in (c for c in ordered if c.before is None):
         client = current.get(change.client_id)
         if client is None:
             plan.results.append(_result(change, Outcome.UNCHANGED))
-        elif change.before is None:
-            _undo_create(plan, change, client)
         else:
-            _undo_update(plan, change, plan.restores.get(client.id, client), owners)
+            _undo_create(plan, change, client)
+    gone = set(plan.deletes)
+    holders = {name: holder for name, holder in holders.items() if holder not in gone}
+    for change in (c for c in ordered if c.before is not None):
+        client = current.get(change.client_id)
+        if client is None:
+            plan.results.append(_result(change, Outcome.UNCHANGED))
+        else:
+            _undo_update(plan, change, plan.restores.get(client.id, client), holders)
+    plan.results.sort(key=lambda r: r.row)
     return plan
 
 
@@ -87,7 +99,7 @@ def _undo_create(plan: UndoPlan, change: Change, client: Client) -> None:
     plan.results.append(_result(change, Outcome.CONFLICT, found))
 
 
-def _undo_update(plan: UndoPlan, change: Change, client: Client, owners: Mapping[str, str]) -> None:
+def _undo_update(plan: UndoPlan, change: Change, client: Client, owners: dict[str, str]) -> None:
     given_back: dict[str, str | None] = {}
     found: list[Conflict] = []
     for name, written in change.after.items():
@@ -100,6 +112,11 @@ def _undo_update(plan: UndoPlan, change: Change, client: Client, owners: Mapping
             found.append(Conflict(change.row, name, change.email, client.id, now, earlier, "username_taken"))
         else:
             given_back[name] = earlier
+    if "username" in given_back:
+        if owners.get(client.username) == client.id:
+            del owners[client.username]  # the name it gives up is free for a later row
+        if given_back["username"] is not None:
+            owners[given_back["username"]] = client.id
     if given_back:
         plan.restores[client.id] = replace(client, **given_back)
     plan.conflicts += found

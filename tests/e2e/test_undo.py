@@ -99,15 +99,16 @@ async def test_what_cannot_be_undone_is_answered_with_its_code(api):
     assert no_token.status_code == 401
 
 
-def undo_request(undo_of: str, key: str) -> ImportRequest:
-    return ImportRequest(idempotency_key=key, requested_by="partner-e2e", undo_of=undo_of)
+def undo_request(undo_of: str, key: str, requested_by: str = "e2e") -> ImportRequest:
+    """An undo on the topic, unsigned, as a partner sends it: by default from the requester of partner.run's imports."""
+    return ImportRequest(idempotency_key=key, requested_by=requested_by, undo_of=undo_of)
 
 
 async def test_an_undo_request_on_the_topic_delivered_twice_is_one_undo(partner, settings, engine):
     d = unique_domain()
     original = await partner.run(f"firstName,email\nAnn,ann@{d}\nBob,bob@{d}\n")
     key = f"undo-{d}"
-    undo_job = jobs.idempotent_job_id("topic", "partner-e2e", key)
+    undo_job = jobs.idempotent_job_id("topic", "e2e", key)
 
     await partner.client.submit(undo_request(original.job_id, key), key=key)
     await partner.client.submit(undo_request(original.job_id, key), key=key)  # the same request, delivered again
@@ -115,7 +116,7 @@ async def test_an_undo_request_on_the_topic_delivered_twice_is_one_undo(partner,
 
     assert (note.kind, note.undo_of, note.status) == ("undo", original.job_id, JobStatus.COMPLETED)
     assert (note.total, note.deleted, note.restored, note.conflicts) == (2, 2, 0, 0)
-    assert note.source is Source.TOPIC and note.requested_by == "partner-e2e"
+    assert note.source is Source.TOPIC and note.requested_by == "e2e"
     assert await clients_of(engine, d) == {}
     written = [json.loads(r.value) for r in of_job(await read_topic(settings, topics.ROWS_WRITTEN), undo_job)]
     # Whether the second delivery came before the undo ended (planned again: the writers re-send their
@@ -124,14 +125,14 @@ async def test_an_undo_request_on_the_topic_delivered_twice_is_one_undo(partner,
 
     other = undo_request(original.job_id, f"another-{d}")  # a second undo of the same import
     await partner.client.submit(other, key="x")
-    other_job = jobs.idempotent_job_id("topic", "partner-e2e", f"another-{d}")
+    other_job = jobs.idempotent_job_id("topic", "e2e", f"another-{d}")
     refused = (await partner.client.wait([other_job]))[other_job]
     assert (refused.status, refused.reason.code, refused.kind) == (JobStatus.REJECTED, "already_undone", "undo")
 
 
 async def test_an_undo_request_naming_an_unknown_import_is_rejected(partner):
     key = f"undo-{uuid.uuid4()}"
-    await partner.client.submit(undo_request(str(uuid.uuid4()), key), key=key)
+    await partner.client.submit(undo_request(str(uuid.uuid4()), key, "partner-e2e"), key=key)
     job = jobs.idempotent_job_id("topic", "partner-e2e", key)
     note = (await partner.client.wait([job]))[job]
     assert (note.status, note.reason.code) == (JobStatus.REJECTED, "unknown_import")
@@ -152,3 +153,26 @@ async def test_the_same_idempotency_key_is_the_same_undo_and_another_key_is_alre
     assert again.json() == {"job_id": undo["job_id"], "status": "completed", "status_url": f"/imports/{undo['job_id']}"}
     assert (other.status_code, other.json()["code"]) == (409, "already_undone")
     assert undo["deleted"] == 1 and await clients_of(engine, d) == {}
+
+
+async def test_on_the_topic_another_requester_may_not_undo_an_import_and_its_owner_still_may(partner, api, engine):
+    # Finding 1: a topic undo from another partner took the import away, and its owner got already_undone.
+    d = unique_domain()
+    original = await partner.run(f"firstName,email\nAnn,ann@{d}\n")
+    async with httpx.AsyncClient(base_url=api) as http:
+        by_api = await imported(http, f"firstName,email\nBob,bob@{d}\n")
+    evil, posing = f"evil-{d}", f"posing-{d}"
+
+    await partner.client.submit(undo_request(original.job_id, evil, "partner-evil"), key=evil)
+    await partner.client.submit(undo_request(by_api["job_id"], posing, "api"), key=posing)  # says it is our API
+    evil_job, posing_job = jobs.idempotent_job_id("topic", "partner-evil", evil), jobs.idempotent_job_id("topic", "api", posing)
+    refused = await partner.client.wait([evil_job, posing_job])
+    owner = f"owner-{d}"
+    await partner.client.submit(undo_request(original.job_id, owner), key=owner)
+    owner_job = jobs.idempotent_job_id("topic", "e2e", owner)
+    undone_note = (await partner.client.wait([owner_job]))[owner_job]
+
+    assert [(refused[j].status, refused[j].reason.code) for j in (evil_job, posing_job)] == [
+        (JobStatus.REJECTED, "undo_not_allowed")] * 2
+    assert (undone_note.status, undone_note.deleted) == (JobStatus.COMPLETED, 1)
+    assert set(await clients_of(engine, d)) == {f"bob@{d}"}

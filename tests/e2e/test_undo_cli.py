@@ -34,7 +34,14 @@ async def test_undo_against_served_stages_sends_the_request_to_them_and_prints_t
     d = unique_domain()
     original = await partner.run(f"firstName,email\nCyd,cyd@{d}\n")
 
-    code, out, err, _ = await run_cli(operator_env(settings), "undo", original.job_id, timeout=120)
+    unsigned = await run_cli(operator_env(settings, JOB_SIGNING_SECRET="", API_TOKEN=""), "undo", original.job_id,
+                             timeout=120)
+    # Signed with the served stages' key (theirs is API_TOKEN here), as our CLI: it may undo any import.
+    code, out, err, _ = await run_cli(operator_env(settings, JOB_SIGNING_SECRET=settings.signing_key), "undo",
+                                      original.job_id, timeout=120)
+
+    # Without the served stages' key the CLI cannot sign: it says so rather than send what would be refused.
+    assert unsigned[0] == 2 and "[undo_not_allowed]" in unsigned[2], unsigned[2][-2000:]
 
     assert code == 0, err[-2000:]
     assert out.startswith("✔ Undid the import of clients.csv: 1 client deleted")

@@ -14,7 +14,7 @@ async def an_import(db, rejected: list[int], total: int = 6, **job) -> str:
     job_id = str(uuid.uuid4())
     async with db.begin() as conn:
         await conn.execute(insert_for(conn.dialect.name, import_jobs).values(
-            id=job_id, file_name="people.csv", source="api", requested_by="acme", mode="upsert", dry_run=False,
+            id=job_id, file_name="people.csv", source="topic", requested_by="acme", mode="upsert", dry_run=False,
             status="completed_with_errors", total=total, rejected=len(rejected), received_at=datetime.now(UTC),
             **job))
         for row in rejected:

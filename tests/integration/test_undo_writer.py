@@ -129,3 +129,59 @@ async def test_a_restored_name_is_searched_for_by_its_earlier_value_again(db):
         overwritten, _, _ = await readside.search_clients(conn, f"Wilma{d[:6]}", 50, 0)
     assert [c["email"] for c in earlier] == [f"ann@{d}"]
     assert overwritten == []
+
+
+async def test_usernames_given_back_follow_each_other_and_never_twice(db):
+    # Finding 3: Ann xname -> yname (import X), Bob zname -> xname (import Y), Bob xname -> kname (X again):
+    # undoing X gives xname to Ann only, Bob's row is a username_taken conflict, and nothing fails.
+    d, tag = domain(), uuid.uuid4().hex[:8]
+    x_name, y_name, z_name, k_name = (f"{n}-{tag}" for n in ("xname", "yname", "zname", "kname"))
+    first, undone, between = (str(uuid.uuid4()) for _ in range(3))
+    await apply_rows(db, rows(first, {"email": f"a@{d}", "first_name": "A", "username": x_name},
+                              {"email": f"b@{d}", "first_name": "B", "username": z_name}))
+    await apply_rows(db, rows(undone, {"email": f"a@{d}", "first_name": "A", "username": y_name}))
+    await apply_rows(db, rows(between, {"email": f"b@{d}", "first_name": "B", "username": x_name}))
+    second_chunk = rows(undone, {"email": f"x@{d}", "first_name": "X"}, {"email": f"b@{d}", "first_name": "B",
+                                                                         "username": k_name})[1:]  # row 2 only
+    await apply_rows(db, second_chunk)
+
+    results = await undo_share(db, share(undone))
+
+    assert [(r.row, r.outcome, [e.code for e in r.errors]) for r in results] == [
+        (1, Outcome.RESTORED, []), (2, Outcome.CONFLICT, ["username_taken"])]
+    assert {e: c["username"] for e, c in (await stored(db, d)).items()} == {f"a@{d}": x_name, f"b@{d}": k_name}
+
+
+async def test_a_username_freed_by_a_deleted_client_is_given_back(db):
+    # Finding 7: one import renames Ann ann -> ann.lee and creates Bob as `ann`: undo deletes Bob, Ann is ann again.
+    d, tag = domain(), uuid.uuid4().hex[:8]
+    first, undone = str(uuid.uuid4()), str(uuid.uuid4())
+    await apply_rows(db, rows(first, {"email": f"ann@{d}", "first_name": "Ann", "username": f"ann-{tag}"}))
+    await apply_rows(db, rows(undone, {"email": f"ann@{d}", "first_name": "Ann", "username": f"ann.lee-{tag}"},
+                              {"email": f"bob@{d}", "first_name": "Bob", "username": f"ann-{tag}"}))
+
+    results = await undo_share(db, share(undone))
+
+    assert [(r.row, r.outcome, r.errors) for r in results] == [(1, Outcome.RESTORED, ()), (2, Outcome.DELETED, ())]
+    assert {e: c["username"] for e, c in (await stored(db, d)).items()} == {f"ann@{d}": f"ann-{tag}"}
+
+
+async def test_a_failed_import_is_undone_only_once_every_row_has_its_result(db):
+    # Finding 5: an undo of an import failed at its deadline was accepted with a total of its rows written so
+    # far; its late rows were then taken back too (deleted 3 of a total of 2).
+    from shared.tables import import_jobs, job_parts
+
+    d, job, now = domain(), str(uuid.uuid4()), datetime.now(UTC)
+    await apply_rows(db, rows(job, {"email": f"a@{d}", "first_name": "A"}, {"email": f"b@{d}", "first_name": "B"}))
+    async with db.begin() as conn:
+        await conn.execute(import_jobs.insert().values(
+            id=job, file_name="a.csv", source="topic", requested_by="t", mode="upsert", dry_run=False, status="failed",
+            total=3, created=2, updated=0, unchanged=0, rejected=0, warnings=[], received_at=now, finished_at=now))
+        await conn.execute(job_parts.insert().values(job_id=job, first_row=1, created=2, updated=0, unchanged=0,
+                                                     rejected=0))
+        refused = undo.refusal(await undo.undo_state(conn, job), None, now, 30)
+        assert (refused.code, "1 of its 3 rows" in refused.message) == ("not_finished", True)
+    async with db.begin() as conn:
+        await conn.execute(job_parts.insert().values(job_id=job, first_row=3, created=0, updated=0, unchanged=0,
+                                                     rejected=1))  # row 3 came late, and was rejected
+        assert undo.refusal(await undo.undo_state(conn, job), None, now, 30) is None

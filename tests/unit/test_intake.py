@@ -202,3 +202,19 @@ def test_an_undo_request_carries_no_file_and_an_import_request_needs_one():
         ImportRequest(undo_of="import-1", content="firstName,email\n")
     with pytest.raises(ValueError, match="file_name is required"):
         ImportRequest(content="firstName,email\n")
+
+
+def test_an_undo_request_takes_no_import_options():
+    # Finding 2: an undo with dry_run=true deleted for real and reported a dry run.
+    import pytest
+
+    from shared.events import ImportRequest
+
+    for options in ({"dry_run": True}, {"mode": "create_only"}, {"column_map": {"Mail": "email"}},
+                    {"mapping": "crm"}):
+        with pytest.raises(ValueError, match="takes no options but callback_url"):
+            ImportRequest.model_validate({"undo_of": "import-1", "options": options})
+    undo = ImportRequest.model_validate({"undo_of": "import-1", "options": {"callback_url": "https://hooks.example/x"}})
+    assert undo.options.callback_url == "https://hooks.example/x"
+    # What our API publishes (every option written out, at its default) reads back.
+    assert ImportRequest.model_validate_json(undo.model_dump_json()) == undo

@@ -48,6 +48,9 @@ def test_a_retry_that_cannot_start_says_why_with_a_code_of_its_own():
     assert code(original(fixed=frozenset({2, 4, 5}))) == "nothing_to_retry"
     assert code(original(), requested_by="someone-else") == "retry_not_allowed"
     assert code(original(), requested_by="someone-else", trusted=True) is None
+    # Signed = trusted: a topic request naming the requester of an import that came by our API is not our API.
+    assert code(original(source="api", requested_by="api"), requested_by="api") == "retry_not_allowed"
+    assert code(original(source="api", requested_by="api"), requested_by="api", trusted=True) is None
     assert code(original(undone_by="undo-1"), trusted=True) == "not_retryable"
 
 

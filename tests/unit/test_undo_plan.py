@@ -105,6 +105,42 @@ def test_an_earlier_username_another_client_took_since_is_a_conflict():
     assert [(c.field, c.code) for c in plan.conflicts] == [("username", "username_taken")]
 
 
+def test_a_username_given_back_once_is_taken_for_a_second_row_that_wants_it_too():
+    # Ann went xname -> yname in the import; another import gave Bob xname; then the import's row 2 moved Bob
+    # from xname to kname. Undo gives Ann xname back: Bob's earlier xname is hers again, not his as well.
+    ann_after, bob_now = replace(ANN, username="yname"), replace(BOB, username="kname")
+    rows = [updated(replace(ANN, username="xname"), ann_after, row=1),
+            updated(replace(BOB, username="xname"), bob_now, row=2)]
+
+    plan = plan_undo(rows, by_id(ann_after, bob_now), {})
+
+    assert outcomes(plan) == ["restored", "conflict"]
+    assert plan.restores == {ANN.id: replace(ann_after, username="xname")}
+    assert [(c.row, c.code, c.now, c.undo_value) for c in plan.conflicts] == [(2, "username_taken", "kname", "xname")]
+
+
+def test_a_username_given_up_by_a_give_back_is_free_for_a_later_row():
+    # Ann went bname -> aname and Bob aname -> cname: undo gives Ann bname, which frees aname for Bob.
+    ann_after, bob_after = replace(ANN, username="aname"), replace(BOB, username="cname")
+    rows = [updated(replace(ANN, username="bname"), ann_after, row=1),
+            updated(replace(BOB, username="aname"), bob_after, row=2)]
+
+    plan = plan_undo(rows, by_id(ann_after, bob_after), {"aname": ANN.id})
+
+    assert outcomes(plan) == ["restored", "restored"]
+    assert [c.username for c in plan.restores.values()] == ["bname", "aname"]  # applied in this order
+
+
+def test_a_username_held_by_a_client_the_undo_deletes_is_given_back():
+    # Ann renamed herself ann -> ann.lee in row 1 and Bob, new in row 2, took `ann`: undo deletes Bob first.
+    ann_after, bob = replace(ANN, username="ann.lee"), replace(BOB, username="ann")
+
+    plan = plan_undo([updated(ANN, ann_after, row=1), created(bob, row=2)], by_id(ann_after, bob), owners(bob))
+
+    assert [(r.row, r.outcome.value) for r in plan.results] == [(1, "restored"), (2, "deleted")]
+    assert plan.restores == {ANN.id: replace(ann_after, username="ann")} and not plan.conflicts
+
+
 def test_every_row_ends_in_exactly_one_outcome_in_row_order():
     after = replace(ANN, first_name="Annie")
     plan = plan_undo([updated(ANN, after, row=5), created(BOB, row=3)], by_id(after, BOB), owners(after, BOB))

@@ -15,7 +15,7 @@ export function initUndo(given) {
 
 /** Whether the server would take an undo of this job now (it decides; this only hides the button). */
 export function canUndo(job) {
-  return job.kind !== "undo" && !isRunning(job) && !job.dry_run && !job.undone_by
+  return job.kind !== "undo" && !isRunning(job) && !job.dry_run && !job.undone_by && !job.undo_claimed_by
     && (job.created || 0) + (job.updated || 0) > 0 && Boolean(job.links?.undo);
 }
 
