@@ -5,15 +5,14 @@ import json
 import uuid
 from urllib.parse import quote
 
-import httpx
 import pytest
-from faststream.kafka.fastapi import KafkaRouter
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.api.app import build_api
 from shared.mappings import MAPPINGS_MAX, VERSIONS_KEPT
 from shared.settings import Settings
+
+from .in_process_api import api_client
 
 TOKEN = f"mappings-{uuid.uuid4().hex}"
 BEARER = {"Authorization": f"Bearer {TOKEN}", "X-Requested-By": "ops"}
@@ -21,8 +20,7 @@ BEARER = {"Authorization": f"Bearer {TOKEN}", "X-Requested-By": "ops"}
 
 @pytest.fixture
 async def http(db):
-    app = build_api(Settings(_env_file=None, api_token=TOKEN), db, KafkaRouter("127.0.0.1:9", schema_url=None))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as client:
+    async with api_client(Settings(_env_file=None, api_token=TOKEN), db) as client:
         yield client
 
 

@@ -6,20 +6,18 @@ import threading
 import uuid
 from datetime import UTC, datetime
 
-import httpx
 import pytest
-from faststream.kafka.fastapi import KafkaRouter
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import update
 
-from services.api.app import build_api
 from shared import retries
 from shared.db import insert_for
 from shared.events import ImportRequest
 from shared.settings import Settings
 from shared.tables import import_jobs, job_retries, undo_claims
 
+from .in_process_api import api_client
 from .test_retry_basis import an_import, written
 
 TOKEN = f"retry-{uuid.uuid4().hex}"
@@ -28,15 +26,9 @@ BEARER = {"Authorization": f"Bearer {TOKEN}"}
 
 @pytest.fixture
 async def api(db):
-    router = KafkaRouter("127.0.0.1:9", schema_url=None)
     published: list[ImportRequest] = []
-
-    async def publish(body: bytes, *_args, **_kwargs) -> None:
-        published.append(ImportRequest.model_validate_json(body))
-
-    router.broker.publish = publish
-    app = build_api(Settings(_env_file=None, api_token=TOKEN, max_records=50, max_columns=10), db, router)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as client:
+    settings = Settings(_env_file=None, api_token=TOKEN, max_records=50, max_columns=10)
+    async with api_client(settings, db, published) as client:
         yield client, published, await an_import(db, [2, 4], total=5)
 
 

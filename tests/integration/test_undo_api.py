@@ -4,17 +4,15 @@ what would be published."""
 import uuid
 from datetime import UTC, datetime
 
-import httpx
 import pytest
-from faststream.kafka.fastapi import KafkaRouter
 
-from services.api.app import build_api
 from services.writer.upsert import apply_rows
 from shared.db import insert_for
 from shared.events import ImportRequest
 from shared.settings import Settings
 from shared.tables import import_jobs
 
+from .in_process_api import api_client
 from .test_ledgers import domain, rows
 
 TOKEN = f"undo-{uuid.uuid4().hex}"
@@ -34,15 +32,8 @@ async def an_import(db) -> str:
 
 @pytest.fixture
 async def api(db):
-    router = KafkaRouter("127.0.0.1:9", schema_url=None)
     published: list[ImportRequest] = []
-
-    async def publish(body: bytes, *_args, **_kwargs) -> None:
-        published.append(ImportRequest.model_validate_json(body))
-
-    router.broker.publish = publish
-    app = build_api(Settings(_env_file=None, api_token=TOKEN), db, router)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as client:
+    async with api_client(Settings(_env_file=None, api_token=TOKEN), db, published) as client:
         yield client, published
 
 
