@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 APT_GET := $(shell command -v apt-get 2>/dev/null)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo 2>/dev/null)
 
-.PHONY: demo test lint bench bench-api install system-java system-test-tools clean
+.PHONY: demo test lint bench bench-stages bench-api install system-java system-test-tools clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,9 @@ lint: $(STAMP)
 
 bench: install
 	$(BIN)/python bench/bench.py $(ARGS)
+
+bench-stages: install
+	$(BIN)/python bench/stages.py $(ARGS)
 
 bench-api: install
 	$(BIN)/python bench/bench_api.py

@@ -18,6 +18,7 @@ from shared.events import ImportNotification, ImportOptions, ImportRequest, JobS
 from shared.settings import MIN_TOKEN_CHARS, Settings, get_settings
 
 from .client import ImportClient
+from .collector import tune_after_start
 from .dlq import printable
 from .local_kafka import LocalKafka, ScramUser
 from .operator import progress_display, show_jobs, watch, write_report
@@ -294,6 +295,7 @@ async def _run(
 ) -> list[ImportNotification]:
     display, on_progress = progress_display(requests, show_progress)
     async with Pipeline(settings), ImportClient(settings) as client:
+        tune_after_start()
         for request in requests:
             await client.submit(request)
         with display:
@@ -418,6 +420,7 @@ async def _serve(settings: Settings, services: tuple[str, ...]) -> None:
     # Stopping: the batch in hand finishes and is committed, then the consumers stop; static members
     # then leave their groups, so the others take their partitions now rather than at the session timeout.
     async with (pipeline := Pipeline(settings, services)):
+        tune_after_start()
         named = f" as {settings.instance_name}" if settings.instance_name else ""
         print(f"serving {', '.join(services)} on {settings.kafka_bootstrap_servers}{named}", flush=True)
         await stop.wait()
@@ -442,6 +445,7 @@ async def _serve_with_api(settings: Settings, services: tuple[str, ...]) -> None
         members = []
         try:
             async with pipeline.lifespan(app):
+                tune_after_start()
                 yield
                 members = static_memberships(pipeline.broker)
         except BrokerAccessError as error:
