@@ -10,11 +10,14 @@ from collections import ChainMap
 from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
+from typing import NamedTuple
 
 from shared.events import AcceptedRow, ClientValues, ImportOptions, Issue, Mode, Outcome, RowResult
 from shared.fields import DEFAULTS, FIELDS, USERNAME_MAX
 
 _SUFFIX_ROOM = 6
+# Read once: on Python 3.11 each `Outcome.X` is a property lookup, and these are read for every row.
+_CREATED, _UPDATED, _UNCHANGED, _REJECTED = Outcome.CREATED, Outcome.UPDATED, Outcome.UNCHANGED, Outcome.REJECTED
 
 
 @dataclass(frozen=True)
@@ -37,11 +40,23 @@ class PendingRow:
     row: AcceptedRow
 
 
+class Change(NamedTuple):
+    """What one created or updated row did to its client: `before` is None for a created one."""
+
+    job_id: str
+    result: RowResult
+    before: Client | None
+    after: Client
+
+
 @dataclass
 class Plan:
     results: list[tuple[str, RowResult]] = field(default_factory=list)
     created: dict[str, Client] = field(default_factory=dict)
     updated: dict[str, Client] = field(default_factory=dict)
+    # Each row that changes a client, in order: undo's record of it (changes.py). Two rows of one email
+    # in a batch (two jobs) each have what they found.
+    changes: list[Change] = field(default_factory=list)
 
     @property
     def upserts(self) -> list[Client]:
@@ -65,11 +80,12 @@ def plan_writes(
         if pending.options.dry_run:
             # A dry run sees the real state and its own earlier rows, and changes nothing else.
             state = dry_runs.setdefault(pending.job_id, (ChainMap({}, clients), ChainMap({}, owners)))
-        result, client = _apply(pending, *state, new_id)
+        result, client, before = _apply(pending, *state, new_id)
         plan.results.append((pending.job_id, result))
-        if client is None or pending.options.dry_run or result.outcome is Outcome.UNCHANGED:
+        if client is None or pending.options.dry_run or result.outcome is _UNCHANGED:
             continue
-        created_here = result.outcome is Outcome.CREATED or client.email in plan.created
+        plan.changes.append(Change(pending.job_id, result, before, client))
+        created_here = result.outcome is _CREATED or client.email in plan.created
         (plan.created if created_here else plan.updated)[client.email] = client
     return plan
 
@@ -79,24 +95,25 @@ def _apply(
     clients: MutableMapping[str, Client],
     owners: MutableMapping[str, str | None],
     new_id: Callable[[], str],
-) -> tuple[RowResult, Client | None]:
+) -> tuple[RowResult, Client | None, Client | None]:
+    """The row's result, the client it leaves (None when rejected) and the client it found."""
     row, values, mode = pending.row, pending.row.values, pending.options.mode
     current = clients.get(values.email)
     refusal = _refusal(values, current, owners, mode)
     if refusal:
-        return _result(row, Outcome.REJECTED, errors=(refusal,), original=row.original), None
+        return _result(row, _REJECTED, errors=(refusal,), original=row.original), None, current
     if current is None:
         username = values.username or free_username(username_base(values), lambda name: owners.get(name) is not None)
         client = new_client(new_id(), values, username)
-        outcome = Outcome.CREATED
+        outcome = _CREATED
     else:
         client = merge(current, values)
-        outcome = Outcome.UNCHANGED if client == current else Outcome.UPDATED
+        outcome = _UNCHANGED if client == current else _UPDATED
         if client.username != current.username:
             owners[current.username] = None  # freed (a dry run's layer cannot pop what lies below it)
     clients[client.email] = client
     owners[client.username] = client.email
-    return _result(row, outcome, client=client), client
+    return _result(row, outcome, client=client), client, current
 
 
 def _refusal(
@@ -125,9 +142,18 @@ def _refusal(
 
 
 def new_client(client_id: str, values: ClientValues, username: str) -> Client:
-    """Every field as given, else its default (shared/fields.py)."""
-    given = {f.key: getattr(values, f.key) or DEFAULTS.get(f.key) for f in FIELDS if f.key != "username"}
-    return Client(id=client_id, username=username, **given)
+    """Every field as given, else its default (shared/fields.py). Spelled out: it runs once per new client,
+    and a loop over the fields cost more than the rest of the row's planning (tests/unit/test_plan.py
+    checks every field with a default is defaulted here)."""
+    return Client(
+        id=client_id, email=values.email, username=username, first_name=values.first_name,
+        middle_name=values.middle_name or _DEFAULT_MIDDLE, last_name=values.last_name or _DEFAULT_LAST,
+        project=values.project or _DEFAULT_PROJECT, desk=values.desk or _DEFAULT_DESK, type=values.type or _DEFAULT_TYPE,
+    )
+
+
+_DEFAULT_MIDDLE, _DEFAULT_LAST = DEFAULTS.get("middle_name"), DEFAULTS.get("last_name")
+_DEFAULT_PROJECT, _DEFAULT_DESK, _DEFAULT_TYPE = DEFAULTS.get("project"), DEFAULTS.get("desk"), DEFAULTS.get("type")
 
 
 def merge(current: Client, values: ClientValues) -> Client:
@@ -166,9 +192,13 @@ def username_range(base: str) -> tuple[str, str]:
     return base, base + ":"  # ':' sorts right after '9'
 
 
+_NOT_IN_SLUG, _SEPARATOR_RUN = re.compile(r"[^a-z0-9._-]"), re.compile(r"[._-]{2,}")
+
+
 def _slug(text: str) -> str:
-    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
-    return re.sub(r"[._-]{2,}", ".", re.sub(r"[^a-z0-9._-]", "", folded))
+    if not text.isascii():  # ASCII text is its own NFKD form
+        text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return _SEPARATOR_RUN.sub(".", _NOT_IN_SLUG.sub("", text.lower()))
 
 
 def _result(

@@ -76,7 +76,7 @@ async def _apply(
         async with search.reindexed(conn, _renamed(existing, plan)):  # in bulk: found once committed
             await _upsert(conn, plan.upserts, now)
         await _record(conn, plan.results)
-        await record_changes(conn, fresh, plan.results, existing, now)  # for undo (changes.py)
+        await record_changes(conn, plan.changes, now)  # for undo (changes.py)
     new = {(job_id, result.row): result for job_id, result in plan.results}
     return [(p.job_id, recorded.get((p.job_id, p.row.row)) or new[(p.job_id, p.row.row)]) for p in pending], plan.results
 

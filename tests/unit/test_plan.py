@@ -9,6 +9,7 @@ from services.writer.plan import (
     PendingRow,
     free_username,
     merge,
+    new_client,
     plan_writes,
     username_base,
 )
@@ -55,6 +56,16 @@ def test_a_new_email_creates_a_client_with_defaults_and_a_generated_username():
     }
     assert (row_result.client_id, row_result.username) == ("new-1", "ann.lee")
     assert result.upserts == list(result.created.values())
+
+
+def test_every_field_of_a_client_is_one_of_the_fields_and_each_default_reaches_a_new_client():
+    from dataclasses import fields
+
+    from shared.fields import DEFAULTS, FIELDS
+
+    assert {f.name for f in fields(Client)} == {"id", *(f.key for f in FIELDS)}
+    made = new_client("new-1", ClientValues(email="a@x.com", first_name="A"), "aaa")
+    assert {key: getattr(made, key) for key in DEFAULTS} == DEFAULTS
 
 
 def test_given_values_are_used_for_a_new_client():

@@ -2,7 +2,7 @@
 
 from dataclasses import replace
 
-from services.writer.changes import CHANGED_FIELDS, changes_of
+from services.writer.changes import CHANGED_FIELDS, change_records
 from services.writer.plan import Client, plan_writes
 from services.writer.undo_plan import Change, plan_undo
 from shared.events import Outcome
@@ -157,7 +157,7 @@ def test_the_writer_records_a_created_clients_values_and_an_updated_clients_chan
     existing = {c.email: c for c in (ANN, BOB)}
     plan = plan_writes(rows, existing, {c.username: c.email for c in (ANN, BOB)}, lambda: "new-1")
 
-    records = changes_of(rows, plan.results, existing)
+    records = change_records(plan.changes)
 
     assert [(r["row"], r["outcome"]) for r in records] == [(1, "created"), (2, "updated")]
     assert records[0]["before"] is None and records[0]["after"]["first_name"] == "Nia"
@@ -171,7 +171,7 @@ def test_two_jobs_updating_one_client_in_one_batch_each_record_what_they_found()
     existing = {ANN.email: ANN}
     plan = plan_writes(rows, existing, {ANN.username: ANN.email}, lambda: "unused")
 
-    records = changes_of(rows, plan.results, existing)
+    records = change_records(plan.changes)
 
     assert [(r["job_id"], r["before"], r["after"]) for r in records] == [
         ("job-1", {"first_name": "Ann"}, {"first_name": "Annie"}),
@@ -185,4 +185,4 @@ def test_a_dry_run_records_nothing():
     rows = [pending(1, "new@x.com", options=ImportOptions(dry_run=True))]
     plan = plan_writes(rows, {}, {}, lambda: "new-1")
 
-    assert changes_of(rows, plan.results, {}) == []
+    assert change_records(plan.changes) == []
