@@ -98,9 +98,20 @@ def ensure_jars() -> Path:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free loopback ports: the sockets are held together, so the system cannot hand out one
+    port twice (asked one at a time it may, and Kafka refuses two listeners on one port)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def _die_with_parent() -> None:
@@ -164,7 +175,7 @@ class LocalKafka:
             port, controller = _ports(props.read_text())
             self.cluster_id = _read_properties(meta.read_text()).get("cluster.id")
         else:
-            port, controller = free_port(), free_port()
+            port, controller = free_ports(2)
             props.write_text(self._properties(port, controller))
             self.cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
             fmt = subprocess.run(

@@ -5,9 +5,10 @@ fills defaults from them, the reports and the template use their order, and the 
 from `GET /settings`. Nothing else spells the list out.
 """
 
+from collections import namedtuple
 from dataclasses import dataclass
 
-__all__ = ["ClientField", "FIELDS", "REQUIRED", "OPTIONAL", "BY_COLUMN", "BY_KEY", "UNIQUE", "DEFAULTS", "NAME_MAX",
+__all__ = ["ClientField", "FIELDS", "REQUIRED", "OPTIONAL", "BY_COLUMN", "BY_KEY", "UNIQUE", "DEFAULTS", "DEFAULT", "NAME_MAX",
            "EMAIL_MAX", "USERNAME_MIN", "USERNAME_MAX", "TYPE_DEFAULT", "CLIENT_TYPES", "EXAMPLE_ROWS", "FULL_NAME",
            "FULL_NAME_ALIASES", "NAME_PARTS", "split_full_name", "target_of", "TARGETS"]
 
@@ -73,6 +74,8 @@ BY_COLUMN: dict[str, ClientField] = {f.column: f for f in FIELDS}
 BY_KEY: dict[str, ClientField] = {f.key: f for f in FIELDS}
 UNIQUE: tuple[str, ...] = tuple(f.column for f in FIELDS if f.unique)
 DEFAULTS: dict[str, str] = {f.key: f.default for f in FIELDS if f.default is not None}
+# The same defaults by attribute, None where a field has none: `DEFAULT.project` (the writer reads it per row).
+DEFAULT = namedtuple("Defaults", [f.key for f in FIELDS])(*(f.default for f in FIELDS))
 
 # A single column holding the whole name: split into the name fields no column of the file gives (the
 # reader takes it only when no column is firstName; a column map can point any column at it, or away).

@@ -13,7 +13,7 @@ from functools import lru_cache
 from typing import NamedTuple
 
 from shared.events import AcceptedRow, ClientValues, ImportOptions, Issue, Mode, Outcome, RowResult
-from shared.fields import DEFAULTS, FIELDS, USERNAME_MAX
+from shared.fields import DEFAULT, FIELDS, USERNAME_MAX
 
 _SUFFIX_ROOM = 6
 # Read once: on Python 3.11 each `Outcome.X` is a property lookup, and these are read for every row.
@@ -152,8 +152,8 @@ def new_client(client_id: str, values: ClientValues, username: str) -> Client:
     )
 
 
-_DEFAULT_MIDDLE, _DEFAULT_LAST = DEFAULTS.get("middle_name"), DEFAULTS.get("last_name")
-_DEFAULT_PROJECT, _DEFAULT_DESK, _DEFAULT_TYPE = DEFAULTS.get("project"), DEFAULTS.get("desk"), DEFAULTS.get("type")
+_DEFAULT_MIDDLE, _DEFAULT_LAST = DEFAULT.middle_name, DEFAULT.last_name
+_DEFAULT_PROJECT, _DEFAULT_DESK, _DEFAULT_TYPE = DEFAULT.project, DEFAULT.desk, DEFAULT.type
 
 
 def merge(current: Client, values: ClientValues) -> Client:
