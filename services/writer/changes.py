@@ -43,5 +43,5 @@ def change_records(changes: Sequence[Change]) -> list[dict]:
 
 
 async def record_changes(conn: AsyncConnection, changes: Sequence[Change], now: datetime) -> None:
-    await execute_many(conn, client_changes.insert(), [{**r, "recorded_at": now} for r in change_records(changes)])
+    await execute_many(conn, client_changes.insert(), change_records(changes), same={"recorded_at": now})
 

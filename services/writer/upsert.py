@@ -7,8 +7,8 @@ results, so a redelivered row finds its recorded result and is never applied or 
 
 import logging
 import os
-import uuid
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy import and_, bindparam, or_, select
@@ -54,11 +54,8 @@ _TRANSACTION = TRANSACTION_SECONDS.labels("writer")
 
 def _count(applied: list[tuple[str, RowResult]]) -> None:
     """The outcomes this transaction committed (a row already recorded is not counted again)."""
-    outcomes: dict[str, int] = {}
-    for _, result in applied:
-        outcomes[result.outcome.value] = outcomes.get(result.outcome.value, 0) + 1
-    for outcome, n in outcomes.items():
-        ROWS.labels("writer", outcome).inc(n)
+    for outcome, n in Counter(result.outcome for _, result in applied).items():
+        ROWS.labels("writer", outcome.value).inc(n)
 
 
 async def _apply(
@@ -87,11 +84,16 @@ def _renamed(existing: dict[str, Client], plan: Plan) -> list[str]:
             if (before := existing.get(email)) is None or any(getattr(client, c) != getattr(before, c) for c in search.SEARCHED)]
 
 
-def new_ids(n: int):
-    """n random (version 4) UUIDs from one read of the system's randomness, not one read each."""
-    pool = os.urandom(16 * n)
-    for start in range(0, 16 * n, 16):
-        yield str(uuid.UUID(bytes=pool[start : start + 16], version=4))
+def new_ids(n: int) -> Iterator[str]:
+    """n random (version 4) UUIDs, in their usual text form, from one read of the system's randomness.
+
+    Built as text from the bytes: a `uuid.UUID` per id cost more than planning the row it names."""
+    pool = bytearray(os.urandom(16 * n))
+    pool[6::16] = bytes(b & 0x0F | 0x40 for b in pool[6::16])  # the version: 4
+    pool[8::16] = bytes(b & 0x3F | 0x80 for b in pool[8::16])  # the variant: RFC 4122
+    text = pool.hex()
+    for at in range(0, 32 * n, 32):
+        yield f"{text[at:at + 8]}-{text[at + 8:at + 12]}-{text[at + 12:at + 16]}-{text[at + 16:at + 20]}-{text[at + 20:at + 32]}"
 
 
 def _first_of_each(pending: Iterable[PendingRow]) -> list[PendingRow]:
@@ -172,8 +174,7 @@ async def _upsert(conn: AsyncConnection, upserts: list[Client], now: datetime) -
     statement = insert.on_conflict_do_update(
         index_elements=[clients.c.email], set_={name: insert.excluded[name] for name in changing}
     )
-    rows = [{**c.__dict__, "created_at": now, "updated_at": now} for c in upserts]
-    await execute_many(conn, statement, rows)
+    await execute_many(conn, statement, [c.__dict__ for c in upserts], same={"created_at": now, "updated_at": now})
 
 
 async def _record(conn: AsyncConnection, results: list[tuple[str, RowResult]]) -> None:
