@@ -11,6 +11,7 @@ others sharing the cores. `--profile NAME` prints cProfile's top functions for o
 import argparse
 import asyncio
 import cProfile
+import os
 import pstats
 import sys
 import tempfile
@@ -81,7 +82,7 @@ async def replay(stage, seen: dict[str, list], settings: Settings, database: Pat
     spent = time.process_time() - started
     await engine.dispose()
     if profiler:
-        pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+        pstats.Stats(profiler).sort_stats(os.environ.get("BENCH_SORT", "tottime")).print_stats(int(os.environ.get("BENCH_TOP", "25")))
     return spent
 
 

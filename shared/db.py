@@ -175,19 +175,24 @@ def _column(rows: Sequence[Mapping[str, Any]], name: str, same: Mapping[str, Any
     return list(map(_memoised(processor), values))
 
 
+_UNHASHABLE = frozenset({dict, list})
+
+
 def _memoised(processor):
     """A converter is a pure function of the value, and a batch repeats its values (one timestamp, NULL
     for most JSON columns): each distinct value is converted once."""
     memo: dict = {}
 
     def convert(value):
-        key = (type(value), value)  # the type too: True == 1, and they may convert apart
+        if value.__class__ in _UNHASHABLE:  # a JSON column's dict or list: converted each time
+            return processor(value)
+        key = (value.__class__, value)  # the type too: True == 1, and they may convert apart
         try:
             return memo[key]
         except KeyError:
             converted = memo[key] = processor(value)
             return converted
-        except TypeError:  # unhashable (a dict for a JSON column): converted each time
+        except TypeError:  # unhashable all the same (a tuple holding a dict)
             return processor(value)
 
     return convert
