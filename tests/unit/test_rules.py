@@ -1,9 +1,12 @@
 """The row rules of the validator: what makes a row acceptable, and its normalised values."""
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from shared.events import AcceptedRow, Chunk, ClientValues, RejectedRow
-from shared.rules import RowRules, check_row, validate_chunk
+from shared.rules import _PLAIN_TEXT, RowRules, _unsafe, check_row, check_safe, validate_chunk
 
 HEADER = ["firstName", "middleName", "lastName", "email", "username", "project", "desk", "type"]
 COLUMNS = {name: i for i, name in enumerate(HEADER)}
@@ -355,3 +358,16 @@ def test_a_formula_escaped_by_a_report_and_uploaded_again_is_still_refused_but_a
     assert [e.code for e in rejected(row(lastName="'\uff1d1+2")).errors] == ["formula_injection"]
     assert [e.code for e in rejected(row(lastName="' =1")).errors] == ["formula_injection"]
     assert accepted(row(lastName="'t Hooft")).last_name == "'t Hooft"
+
+
+# The shortcut for plain values (shared/rules.py `_PLAIN_TEXT`) must never let through what the full check refuses.
+@given(st.one_of(st.from_regex(_PLAIN_TEXT, fullmatch=True), st.text(max_size=40)))
+@hypothesis_settings(max_examples=2000)
+def test_the_plain_value_shortcut_gives_the_full_checks_answer(value: str):
+    assert tuple(check_safe("firstName", value)) == tuple(_unsafe("firstName", value))
+
+
+@pytest.mark.parametrize("value", ["=1+1", "@SUM(A1)", "-2", "+1", "<b>x", "javascript:alert(1)", "a\tb", " =1", "'=1"])
+def test_values_the_shortcut_does_not_take_still_get_the_full_check(value: str):
+    assert not _PLAIN_TEXT.fullmatch(value)
+    assert check_safe("lastName", value)
