@@ -1,13 +1,14 @@
 """Engines and the one dialect-specific piece the services need: an upsert-capable INSERT."""
 
 import asyncio
+import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from pydantic_core import to_json
+from pydantic_core import PydanticSerializationError, to_json
 from sqlalchemy import Executable, Insert, Table, event, inspect
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
@@ -37,8 +38,13 @@ def create_engine(url: str) -> AsyncEngine:
 
 def json_text(value: Any) -> str:
     """A JSON column's text: pydantic-core's encoder, a quarter of `json.dumps`'s time for the change log's
-    dicts, which the writer stores for every row. Compact, UTF-8 as it is (the database's text is UTF-8)."""
-    return to_json(value).decode()
+    dicts, which the writer stores for every row. Compact, UTF-8 as it is (the database's text is UTF-8).
+    What it cannot write as UTF-8 (a lone surrogate, which Python's own JSON parser lets in) goes through
+    `json.dumps`, escaped as before, rather than failing the transaction."""
+    try:
+        return to_json(value).decode()
+    except PydanticSerializationError:
+        return json.dumps(value)
 
 
 def _sqlite_write_ahead(engine: AsyncEngine) -> None:
