@@ -109,6 +109,13 @@ def test_json_size_is_what_pydantic_writes(text: str):
     assert json_size(text) == size(Issue(code="", message=text)) - size(Issue(code="", message=""))
 
 
+def test_json_size_counts_every_escape_as_pydantic_writes_it():
+    """Each ASCII character and a few wider ones, alone and among plain text (the fast path and the escapes)."""
+    for char in [*map(chr, range(128)), "é", "€", "😀", "\u2028"]:
+        for text in (char, f"ab{char}cd{char}", f"{char}é"):
+            assert json_size(text) == size(Issue(code="", message=text)) - size(Issue(code="", message="")), repr(text)
+
+
 # --- at the reader's limits ---------------------------------------------------------------------------------
 
 
