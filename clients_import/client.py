@@ -18,7 +18,7 @@ class ImportClient:
         self.settings = settings
         self.producer = AIOKafkaProducer(**client_options(settings), max_request_size=settings.request_max_bytes, linger_ms=2)
         self.consumer = AIOKafkaConsumer(**client_options(settings), group_id=None, enable_auto_commit=False,
-                                         fetch_max_wait_ms=20)
+                                         fetch_max_wait_ms=settings.fetch_max_wait_ms)
         self.notifications: dict[str, ImportNotification] = {}
         self.progress: dict[str, ImportProgress] = {}
 
