@@ -267,12 +267,17 @@ async def main(bootstrap: str, broker_pid: int | None, workdir: Path, args: argp
     if direct_rate:
         print(f"  in-memory runner (the same stages, no Kafka; a diagnostic): {direct_rate:,.0f} rows/s")
     rows = ROWS * FILES
-    print(f"  back to back, per process: CPU seconds per 100,000 rows, peak RSS (target <= {TARGET_RSS_MB} MB per service)")
+    wall = rows / pipeline_rate
+    print(f"  back to back, per process: CPU seconds per 100,000 rows, cores busy on average over the run's "
+          f"{wall:.1f} s (a single-threaded stage near 1.00 is the bottleneck), peak RSS "
+          f"(target <= {TARGET_RSS_MB} MB per service)")
     for name in measured:
         service = name in pids
         mark = f"  {_mark(meter.rss[name] <= TARGET_RSS_MB)}" if service else ""
-        print(f"    {name:<18} {meter.cpu[name] / rows * 100_000:6.2f} s   {meter.rss[name]:6.0f} MB{mark}")
-    print(f"    {'all':<18} {sum(meter.cpu.values()) / rows * 100_000:6.2f} s")
+        print(f"    {name:<18} {meter.cpu[name] / rows * 100_000:6.2f} s   {meter.cpu[name] / wall:5.2f} cores"
+              f"   {meter.rss[name]:6.0f} MB{mark}")
+    print(f"    {'all':<18} {sum(meter.cpu.values()) / rows * 100_000:6.2f} s   {sum(meter.cpu.values()) / wall:5.2f} cores"
+          f" (of {os.cpu_count()})")
     if args.profile:
         for name in pids:
             path = Path(args.profile) / f"{name}.txt"
