@@ -48,8 +48,8 @@ def json_size(text: str) -> int:
 
 
 _ESCAPED = re.compile(r'[\x00-\x1f"\\]')  # what JSON escapes: control characters, the quote, the backslash
-# What each escaped character adds to its own byte: one for a two-character escape, five for \u00XX.
-_ESCAPE_EXTRA = {chr(c): 1 if chr(c) in '"\\\b\f\n\r\t' else 5 for c in [*range(32), ord('"'), ord("\\")]}
+# What each escaped character adds to its own byte (1 for \n, 5 for \u0001), asked of the escaping itself.
+_ESCAPE_EXTRA = {c: len(json.dumps(c)) - 3 for c in map(chr, [*range(32), ord('"'), ord("\\")])}
 
 
 def cut(
