@@ -168,13 +168,23 @@ def username_base(values: ClientValues) -> str:
 
 @lru_cache(maxsize=16384)  # asked for twice per new client: once to look up the taken names, once to pick
 def _username_base(email: str, first_name: str, last_name: str | None) -> str:
-    local = email.rsplit("@", 1)[0]
-    names = ".".join(n for n in (first_name, last_name) if n)
-    for candidate in (local, names):
-        base = _slug(candidate)[: USERNAME_MAX - _SUFFIX_ROOM].strip("._-")
-        if len(base) >= 3:
-            return base
-    return "client"
+    base = _base_of(email.rsplit("@", 1)[0])
+    if len(base) < 3:  # the names are joined only when the email's local part will not do
+        base = _base_of(".".join(n for n in (first_name, last_name) if n))
+    return base if len(base) >= 3 else "client"
+
+
+_BASE_MAX = USERNAME_MAX - _SUFFIX_ROOM
+# A text that is already its own base: lower-case letters and digits, single separators between them.
+_PLAIN_BASE = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*")
+
+
+def _base_of(text: str) -> str:
+    # Most local parts need nothing taken out: one match instead of two substitutions, a strip and
+    # a slice (a property test holds the shortcut to the full recipe's answer).
+    if text.isascii() and len(text) <= _BASE_MAX and _PLAIN_BASE.fullmatch(lowered := text.lower()):
+        return lowered
+    return _slug(text)[:_BASE_MAX].strip("._-")
 
 
 def free_username(base: str, taken: Callable[[str], bool]) -> str:

@@ -3,7 +3,10 @@
 import itertools
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from services.writer import plan as plan_module
 from services.writer.plan import (
     Client,
     PendingRow,
@@ -93,6 +96,15 @@ def test_given_values_are_used_for_a_new_client():
 )
 def test_a_username_is_made_from_the_email_then_the_names_then_client(email, first_name, last_name, base):
     assert username_base(ClientValues(email=email, first_name=first_name, last_name=last_name)) == base
+
+
+_SLUG_LIKE = st.text(st.sampled_from("abzAZ09._-+@ é"), max_size=70)
+
+
+@given(st.one_of(_SLUG_LIKE, st.text(max_size=70)))
+def test_the_plain_base_shortcut_gives_the_full_recipes_answer(text: str):
+    full = plan_module._slug(text)[: plan_module._BASE_MAX].strip("._-")
+    assert plan_module._base_of(text) == full
 
 
 @pytest.mark.parametrize(
