@@ -25,9 +25,9 @@ system-java:
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq openjdk-17-jre-headless maven >/dev/null; }
 
 system-test-tools:
-	@{ command -v chromium >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || { \
-	  [ -n "$(APT_GET)" ] || { echo "install Chromium and PostgreSQL (the page's and the database tests use them)" >&2; exit 1; }; \
-	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium postgresql >/dev/null; }
+	@{ command -v chromium >/dev/null && command -v kcat >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || { \
+	  [ -n "$(APT_GET)" ] || { echo "install Chromium, kcat and PostgreSQL (the page's, the raw records' and the database tests use them)" >&2; exit 1; }; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium kcat postgresql >/dev/null; }
 
 demo: install
 	$(BIN)/clients-import --log-level WARNING run --json examples/clients.csv | $(BIN)/python -m json.tool

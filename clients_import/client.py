@@ -1,5 +1,6 @@
 """The partner's side of the contract, with a plain Kafka client: publish a request, wait for its notification."""
 
+import logging
 import time
 from collections.abc import Iterable
 
@@ -9,6 +10,8 @@ from shared import topics
 from shared.events import ImportNotification, ImportProgress, ImportRequest
 from shared.kafka import client_options, start_client
 from shared.settings import Settings
+
+log = logging.getLogger("clients_import.client")
 
 
 class ImportClient:
@@ -76,11 +79,16 @@ class ImportClient:
         return {job_id: self.notifications[job_id] for job_id in wanted}
 
     def _take(self, record, on_progress) -> None:
-        if record.topic == topics.NOTIFICATIONS:
-            note = ImportNotification.model_validate_json(record.value)
-            self.notifications[note.job_id] = note
+        try:
+            event = (ImportNotification if record.topic == topics.NOTIFICATIONS else ImportProgress).model_validate_json(
+                record.value or b"")
+        except ValueError:  # not ours (anyone allowed to write the topic can): no reason to stop waiting
+            log.warning("skipped a record that is not an event", extra={
+                "step": "client.skipped", "topic": record.topic, "partition": record.partition, "offset": record.offset})
+            return
+        if isinstance(event, ImportNotification):
+            self.notifications[event.job_id] = event
         else:
-            progress = ImportProgress.model_validate_json(record.value)
-            self.progress[progress.job_id] = progress
+            self.progress[event.job_id] = event
             if on_progress:
-                on_progress(progress)
+                on_progress(event)

@@ -10,6 +10,7 @@ we do not trust, a listener that speaks another protocol, no answer in time. aio
 """
 
 import asyncio
+import dataclasses
 import fcntl
 import hashlib
 import logging
@@ -44,8 +45,10 @@ from faststream.message import StreamMessage
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 from pydantic import BaseModel
 
-from . import topics
+from . import topics, unreadable
 from .settings import Settings
+
+unreadable.install()  # no record the Kafka client cannot read stops a partition (unreadable.py)
 
 log = logging.getLogger("clients_import.kafka")
 T = TypeVar("T")
@@ -263,6 +266,7 @@ def consumer_options(settings: Settings, service: str) -> dict:
         fetch_max_bytes=max(50 * 1024 * 1024, settings.request_max_bytes),
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        parser=parse_whatever_the_headers,
         session_timeout_ms=15_000,
         heartbeat_interval_ms=1_000,
         # A job's events are keyed by its id on every topic, so they sit on the same partition number of
@@ -272,6 +276,26 @@ def consumer_options(settings: Settings, service: str) -> dict:
 
 
 _INSTANCE_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
+
+
+async def parse_whatever_the_headers(records: tuple[ConsumerRecord, ...], parse: Callable) -> StreamMessage:
+    """FastStream's batch parser reads every header value as UTF-8 before a stage sees the batch. A
+    header that is null (a Java producer's `new RecordHeader(name, null)`) or not UTF-8 made it raise,
+    and the whole batch vanished: neither processed nor dead-lettered, and the next batch's commit
+    moved past it. No stage reads a header: such a batch is parsed with its header values made
+    readable (null as empty, bytes that are not UTF-8 replaced), and the records stay as consumed
+    (what a dead letter carries, and where a retry seeks)."""
+    try:
+        return await parse(records)
+    except (UnicodeDecodeError, AttributeError):
+        message = await parse(tuple(_readable_headers(record) for record in records))
+        message.raw_message = records
+        return message
+
+
+def _readable_headers(record: ConsumerRecord) -> ConsumerRecord:
+    headers = tuple((name, (value or b"").decode("utf-8", "replace").encode()) for name, value in record.headers)
+    return dataclasses.replace(record, headers=headers)
 
 
 def check_instance_name(name: str) -> str:

@@ -29,6 +29,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, Opera
 
 from .kafka import DeadLetter, Publication
 from .metrics import BATCH_RECORDS, DEAD_LETTERS, RECORDS
+from .unreadable import check_readable
 
 __all__ = ["Output", "Stage", "Handled", "StageRunner", "RetryPolicy", "is_transient"]
 
@@ -148,6 +149,7 @@ class StageRunner:
         decoded, letters, errors = [], [], []
         for record in records:
             try:
+                check_readable(record)  # a placeholder for records the Kafka client could not read
                 decoded.append((record, self.stage.decode(record)))
             except Exception as error:  # any decoding failure is the record's: it will never decode
                 letters.append(DeadLetter(record, self.stage.name, reason_of(error)))

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import subprocess
 import time
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -32,6 +33,20 @@ async def read_topic(settings: Settings, topic: str, timeout: float = 5.0):
         return records
     finally:
         await consumer.stop()
+
+
+def produce_raw(settings: Settings, topic: str, partition: int, key: bytes, value: bytes, headers: list[bytes]) -> int:
+    """One record sent as a producer that writes raw bytes sends it (librdkafka's kcat): a header is
+    `name=value`, or `name` alone for a null value, and neither need be UTF-8. Its offset."""
+    bootstrap = settings.kafka_bootstrap_servers.encode()
+    command = [b"kcat", b"-b", bootstrap, b"-t", topic.encode(), b"-p", str(partition).encode()]
+    produce = [*command, b"-P", b"-K", b"\t", *(arg for header in headers for arg in (b"-H", header))]
+    subprocess.run(produce, input=key + b"\t" + value + b"\n", check=True, timeout=30, capture_output=True)
+    listed = subprocess.run([*command, b"-C", b"-o", b"-50", b"-e", b"-q", b"-f", b"%o %k\\n"],
+                            check=True, timeout=30, capture_output=True).stdout
+    offsets = [int(line.split(b" ", 1)[0]) for line in listed.splitlines() if line.endswith(b" " + key)]
+    assert len(offsets) == 1, f"kcat sent {key!r} {len(offsets)} times: {listed[-2000:]!r}"
+    return offsets[0]
 
 
 async def _behind(consumer: AIOKafkaConsumer, ends: dict) -> bool:

@@ -5,6 +5,7 @@ use, ahead of it. The valid import must still complete within seconds; every hos
 accounted for, in the DLQ (by its topic, partition and offset) or as a rejected job; the stages stay up.
 """
 
+import asyncio
 import base64
 import json
 import time
@@ -28,7 +29,7 @@ from shared.events import (
 )
 
 from .conftest import clients_of, unique_domain
-from .kafka_tools import read_topic, wait_until_drained
+from .kafka_tools import produce_raw, read_topic, wait_until_drained
 
 CONSUMED = sorted({topic for stage in STAGES for topic in stage.consumes})
 
@@ -49,6 +50,16 @@ def junk(settings) -> dict[str, bytes | None]:
         "JSON of the wrong kind": b'[1, 2, 3]',
         "just under the topic's size limit": b"{" + b"x" * near_limit,
     }
+
+
+# Headers only a producer writing raw bytes sends (librdkafka, `kcat -H`); the value is junk, dead-lettered
+# when the record is read at all. Before, a null or non-UTF-8 value lost the whole batch it came in, and a
+# name that is not UTF-8 stopped the partition for good.
+HOSTILE_HEADERS = {
+    "a header whose value is null": [b"trace"],
+    "a header whose value is not UTF-8": [b"trace=\xff\xfe"],
+    "a header whose name is not UTF-8": [b"\xff\xfe=x"],
+}
 
 
 def hostile_requests(domain: str) -> dict[str, ImportRequest]:
@@ -104,6 +115,10 @@ async def test_hostile_records_on_every_topic_cannot_stop_a_valid_import_behind_
             for name, value in junk(settings).items():
                 meta = await producer.send_and_wait(topic, value, key=b"poison", partition=partition)
                 sent[(topic, meta.partition, meta.offset)] = name
+            for name, headers in HOSTILE_HEADERS.items():
+                key = f"poison-{uuid.uuid4().hex}".encode()
+                offset = await asyncio.to_thread(produce_raw, settings, topic, partition, key, b"junk", headers)
+                sent[(topic, partition, offset)] = name
         for name, records in hostile_events(d).items():
             for topic, value in records:
                 partition = row_partition if topic == topics.ROWS_ACCEPTED else job_partition
