@@ -51,7 +51,7 @@ __all__ = ["build_api", "ApiError", "SESSION_COOKIE"]
 
 log = logging.getLogger("clients_import.api")
 STATIC = Path(__file__).parent / "static"
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1
 
 
 _UPLOAD_BODY = form_schema(
@@ -98,6 +98,9 @@ def build_api(settings: Settings, engine: AsyncEngine, router: KafkaRouter) -> F
         docs_url=None,
         redoc_url=None,
     )
+    # No redirect to the path without its trailing slash: Starlette builds it from the Host header, so
+    # anyone could have the API send a caller elsewhere (`Host: evil.example`). A 404 says it plainly.
+    app.router.redirect_slashes = False
     app.include_router(router)
     app.add_middleware(JobIdGuard)  # /imports/a%00b: 404 before any query (PostgreSQL refuses a NUL)
     app.add_middleware(DotSegmentGuard)  # added last: runs first
@@ -148,7 +151,9 @@ def build_api(settings: Settings, engine: AsyncEngine, router: KafkaRouter) -> F
         if scheme.lower() == "bearer":
             # A wrong bearer is refused, never rescued by the cookie: the cross-site guard lets bearer calls by.
             if token_checked(request, given.strip()):
-                return request.headers.get("x-requested-by", "api")[:200]
+                # Checked here, once for every route: a name with a control character is refused (422).
+                return check_contract_text("requested_by", request.headers.get("x-requested-by", "api")[:200],
+                                           "The X-Requested-By header", "requested_by")
             raise ApiError(401, "unauthorized", "That API token is not valid (Authorization: Bearer <token>).")
         cookie = request.cookies.get(session_cookie(request))
         if await sessions.valid(cookie):
@@ -199,7 +204,6 @@ def build_api(settings: Settings, engine: AsyncEngine, router: KafkaRouter) -> F
         optional header `Idempotency-Key`). The byte limit is enforced while the upload streams in."""
         key = check_contract_text("idempotency_key", request.headers["idempotency-key"], "The Idempotency-Key header",
                                   "idempotency_key") if request.headers.get("idempotency-key") else None
-        who = check_contract_text("requested_by", who, "The X-Requested-By header", "requested_by")
         upload = await take_upload(request, settings.max_bytes)
         options = _options(upload.fields, CallbackPolicy.of(settings))
         # The same Idempotency-Key from the same caller is the same job; the uploader honours the id we sign.
@@ -233,7 +237,6 @@ def build_api(settings: Settings, engine: AsyncEngine, router: KafkaRouter) -> F
         of its own (kind `undo`); follow it at `status_url`. Optional header `Idempotency-Key`."""
         key = check_contract_text("idempotency_key", request.headers["idempotency-key"], "The Idempotency-Key header",
                                   "idempotency_key") if request.headers.get("idempotency-key") else None
-        who = check_contract_text("requested_by", who, "The X-Requested-By header", "requested_by")
         undo_job_id = jobs.idempotent_job_id("api-undo", who, key) if key else str(uuid.uuid4())
         async with engine.begin() as conn:
             if key and await undo.undo_of(conn, undo_job_id) not in (None, job_id):

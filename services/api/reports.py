@@ -26,9 +26,8 @@ BOM = "\ufeff"  # Excel opens UTF-8 CSV correctly only with it; our own reader a
 def errors_csv(rows: Iterable[Mapping]) -> str:
     """The rejected rows with their original columns as uploaded, then row, line and what was wrong."""
     rows = list(rows)
-    columns: list[str] = []
-    for row in rows:
-        columns += [name for name in (row["original"] or {}) if name not in columns]
+    # In order of first appearance; a dict, since a list's `in` made 5000 rows of 500 columns take 10 s.
+    columns = list(dict.fromkeys(name for row in rows for name in row["original"] or ()))
     out, write = _report_writer()
     write([*columns, "row", "line", "errors"])  # the uploaded column names are the user's text too
     for row in rows:

@@ -104,7 +104,6 @@ def add_retry_routes(app: FastAPI, engine: AsyncEngine, reader: AsyncEngine, rou
         """Import corrected rows of an import again: only its rows still rejected are retried."""
         key = check_contract_text("idempotency_key", request.headers["idempotency-key"], "The Idempotency-Key header",
                                   "idempotency_key") if request.headers.get("idempotency-key") else None
-        who = check_contract_text("requested_by", who, "The X-Requested-By header", "requested_by")
         original = await original_of(job_id)
         _check(retries.refusal(original, who, trusted=True))
         kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()

@@ -243,6 +243,27 @@ async def test_a_token_no_text_encoding_can_hold_is_refused_not_a_server_error(a
         assert (answer.status_code, answer.json()["code"]) == (422, "invalid_parameters")
 
 
+@pytest.mark.parametrize("who", ["\x1b[31mred", "tab\there", "next\x85line", "bidi\u202eevil"])
+async def test_a_requester_name_with_a_control_or_format_character_is_refused_on_every_route(api, who):
+    async with httpx.AsyncClient(base_url=api, headers={**BEARER, "X-Requested-By": who.encode()}) as http:
+        for method, path, body in (("PUT", "/mappings/monthly", {"columns": {"E-mail": "email"}}), ("GET", "/imports", None)):
+            answer = await http.request(method, path, json=body)
+            assert (answer.status_code, answer.json()["code"]) == (422, "invalid_requested_by"), (path, answer.text)
+
+
+async def test_a_search_with_a_c1_control_character_is_refused(api):
+    async with httpx.AsyncClient(base_url=api, headers=BEARER) as http:
+        answer = await http.get("/clients", params={"q": "\x85abc"})
+        assert (answer.status_code, answer.json()["code"]) == (422, "invalid_parameters")
+
+
+async def test_a_trailing_slash_is_not_redirected_to_the_host_the_request_names(api):
+    async with httpx.AsyncClient(base_url=api) as http:
+        answer = await http.get("/imports/", headers={"Host": "evil.example"})
+        assert "location" not in answer.headers
+        assert (answer.status_code, answer.json()["code"]) == (404, "unknown_route")
+
+
 def test_the_api_refuses_to_start_with_a_short_token(tmp_path):
     from faststream.kafka.fastapi import KafkaRouter
 
