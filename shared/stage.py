@@ -64,7 +64,9 @@ class Stage:
     publishes: tuple[Output, ...]
     decode: Callable[[ConsumerRecord], Any]
     handle: Handler
-    # Builds the handler's I/O from (settings, engine); may have `close()` and `background()`.
+    # Builds the handler's I/O from (settings, engine); may have `close()` and `background()`, and
+    # `admit(event)`, which raises for an event the deployment's settings do not allow (dead-lettered at
+    # once, like a record that does not decode).
     ports: Callable[..., Any]
     # Publications owed for a record that was dead-lettered (a `rejected` answer to its requester).
     refuse: Callable[[ConsumerRecord, BaseException], list[Publication]] | None = None
@@ -138,6 +140,7 @@ class StageRunner:
         policy: RetryPolicy = RetryPolicy(),
     ) -> None:
         self.stage, self.ports, self.policy = stage, ports, policy
+        self._admit = getattr(ports, "admit", None) or (lambda _event: None)
         self._publish, self._dead_letter, self._healthy = publish, dead_letter, healthy
         self.tally = Tally()
         name = stage.name
@@ -150,7 +153,9 @@ class StageRunner:
         for record in records:
             try:
                 check_readable(record)  # a placeholder for records the Kafka client could not read
-                decoded.append((record, self.stage.decode(record)))
+                event = self.stage.decode(record)
+                self._admit(event)
+                decoded.append((record, event))
             except Exception as error:  # any decoding failure is the record's: it will never decode
                 letters.append(DeadLetter(record, self.stage.name, reason_of(error)))
                 errors.append(error)

@@ -9,10 +9,12 @@ from shared import topics
 from shared.events import Chunk, RowsAccepted, RowsRejected
 from shared.kafka import Publication, value_of
 from shared.metrics import ROWS
+from shared.reading import Limits
 from shared.rules import RowRules, validate_chunk
 from shared.settings import Settings
 from shared.stage import Handled, Output, Stage
 
+from .chunk_shape import check_chunk_shape
 from .routing import route
 
 __all__ = ["STAGE", "ValidatorPorts", "validate_chunks"]
@@ -25,10 +27,17 @@ class ValidatorPorts:
     rules: RowRules
     partitions: int
     record_max_bytes: int
+    limits: Limits = Limits()
+    chunk_rows: int = 500
 
     @classmethod
     def open(cls, settings: Settings, _engine: AsyncEngine | None = None, _publish: object = None) -> "ValidatorPorts":
-        return cls(RowRules(client_types=settings.client_types), settings.topic_partitions, settings.chunk_max_bytes)
+        return cls(RowRules(client_types=settings.client_types), settings.topic_partitions, settings.chunk_max_bytes,
+                   Limits.of(settings), settings.chunk_rows)
+
+    def admit(self, chunk: Chunk) -> None:
+        """Refuse a chunk our uploader would never cut (chunk_shape.py): its work stays bounded."""
+        check_chunk_shape(chunk, self.limits, self.chunk_rows)
 
 
 async def validate_chunks(chunks: list[Chunk], ports: ValidatorPorts) -> Handled:

@@ -91,8 +91,11 @@ def hostile_events(domain: str) -> dict[str, list[tuple[str, bytes]]]:
     accepted["rows"][0]["values"].update(email=f"{'u' * 300}@{domain}", first_name="x" * 5000, username="-" * 500)
     job = JobAccepted(job_id=job_id, file_name="x.csv", source=Source.TOPIC, requested_by="mallory", options={},
                       total=-5, chunks=-1)
+    wide = chunk.model_copy(update={"csv": "," * 100_000 + "\n" + "a,u@ex.co\n" * 150, "lines": tuple(range(2, 152)),
+                                    "columns": {"firstName": 0, "email": 1}})
     return {
         "a chunk whose lines and columns do not match its rows": [(topics.CHUNKS, chunk.model_dump_json().encode())],
+        "a chunk naming 100,000 columns": [(topics.CHUNKS, wide.model_dump_json().encode())],
         "rows with values no client may hold": [(topics.ROWS_ACCEPTED, json.dumps(accepted).encode())],
         "a job with a negative total": [(topics.JOBS, job.model_dump_json().encode())],
     }

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.uploader.chunking import CHUNK_MAX_BYTES, cut, find_repeats, json_size
+from services.validator.chunk_shape import check_chunk_shape
 from services.validator.routing import route
 from shared.events import ImportOptions, Issue, Mode
 from shared.reading import Limits, ReadFile, read_file
@@ -81,6 +82,8 @@ def test_chunks_stay_within_the_budget_and_hold_every_row_once_in_order(
 
     assert all(size(chunk) <= budget for chunk in chunks)
     assert all(1 <= len(chunk.lines) <= chunk_rows for chunk in chunks)
+    for chunk in chunks:  # the validator admits every chunk our uploader cuts
+        check_chunk_shape(chunk, LIMITS, chunk_rows)
     assert [row for chunk in chunks for row in rows_of(chunk.csv)] == read.records
     repeats = find_repeats(read)
     first_row = 1
@@ -155,6 +158,7 @@ def test_the_biggest_row_a_file_can_have_fits_in_a_chunk_and_so_do_its_row_recor
     assert [len(chunk.lines) for chunk in chunks] == [1, 1, 1]  # two of them would not fit
     for chunk in chunks:
         assert size(chunk) <= CHUNK_MAX_BYTES
+        check_chunk_shape(chunk, Limits(), 500)
         accepted, rejected = validate_chunk(chunk)
         for publication in route(chunk, accepted, rejected, 4):
             assert size(publication.event) <= CHUNK_MAX_BYTES
@@ -166,4 +170,6 @@ def test_a_header_of_quotes_costs_less_than_one_of_control_characters_and_fits_t
     chunks = cut("job", read, 500, ImportOptions())
 
     assert all(size(chunk) <= CHUNK_MAX_BYTES for chunk in chunks)
+    for chunk in chunks:  # the widest, longest header the limits allow is admitted by the validator
+        check_chunk_shape(chunk, Limits(), 500)
     assert [row for chunk in chunks for row in rows_of(chunk.csv)] == read.records
