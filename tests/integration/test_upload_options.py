@@ -1,0 +1,43 @@
+"""POST /imports's options, on each database backend: what a form says is what is imported, or a 422."""
+
+import uuid
+
+import pytest
+
+from shared.events import ImportRequest
+from shared.settings import Settings
+
+from .in_process_api import api_client
+
+TOKEN = f"options-{uuid.uuid4().hex}"
+BEARER = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+async def api(db):
+    published: list[ImportRequest] = []
+    async with api_client(Settings(_env_file=None, api_token=TOKEN), db, published) as client:
+        yield client, published
+
+
+def upload(http, **fields):
+    files = {"file": ("people.csv", f"firstName,email\nAnn,ann-{uuid.uuid4().hex[:8]}@x.com\n".encode(), "text/csv")}
+    return http.post("/imports", headers=BEARER, files=files, data=fields)
+
+
+@pytest.mark.parametrize("word", ["maybe", "ture", "2", "y e s"])
+async def test_a_dry_run_word_we_do_not_know_is_refused_and_nothing_is_imported(api, word):
+    http, published = api
+    answer = await upload(http, dry_run=word)
+    assert (answer.status_code, answer.json()["code"]) == (422, "invalid_options"), answer.text
+    assert "dry_run" in answer.json()["message"]
+    assert published == []
+
+
+@pytest.mark.parametrize(("word", "dry_run"), [("true", True), ("YES", True), ("1", True), (" on ", True),
+                                               ("false", False), ("0", False), ("off", False), ("", False)])
+async def test_the_dry_run_words_we_know_say_what_is_imported(api, word, dry_run):
+    http, published = api
+    answer = await upload(http, dry_run=word)
+    assert answer.status_code == 202, answer.text
+    assert [request.options.dry_run for request in published] == [dry_run]
