@@ -328,7 +328,11 @@ def cmd_watch(args: argparse.Namespace, settings: Settings) -> int:
     if not settings.kafka_bootstrap_servers:
         print("clients-import watch: set KAFKA_BOOTSTRAP_SERVERS", file=sys.stderr)
         return 2
-    asyncio.run(watch(settings, args.job))
+    try:
+        asyncio.run(watch(settings, args.job))
+    except LookupError as error:
+        print(f"clients-import watch: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -1,6 +1,7 @@
 """What operators see: recent jobs, a live view of jobs as they run, reports on disk, a progress bar."""
 
 import sys
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
@@ -64,19 +65,30 @@ async def watch(settings: Settings, job_id: str | None) -> None:
             console.print(Text.assemble(f"{progress.at:%H:%M:%S} ", plain(progress.job_id), " ", _status(progress.status),
                                         f" {progress.processed}/{progress.total} rows"))
 
-    if job_id and (ended := await _ended(settings, job_id)):
-        console.print(Text.assemble("job ", plain(job_id), " already ended: ", (printable(ended["status"]), "bold"),
-                                    f" — {ended['created']} created, {ended['updated']} updated, "
-                                    f"{ended['unchanged']} unchanged, {ended['rejected']} rejected"))
-        return
     async with ImportClient(settings) as client:
+        # Listening first, then asking the database: a job that ends between the two is in one or the other
+        # (its notification is published after its end is committed). The other way round, it could be in neither.
+        found = await _job_document(settings, job_id) if job_id else None
+        if found and JobStatus(found["status"]).is_final:
+            console.print(Text.assemble("job ", plain(job_id), " already ended: ", (printable(found["status"]), "bold"),
+                                        f" — {found['created']} created, {found['updated']} updated, "
+                                        f"{found['unchanged']} unchanged, {found['rejected']} rejected"))
+            return
         console.print(Text.assemble("watching ", Text.assemble("job ", plain(job_id)) if job_id else "every job", " on ",
                                     plain(settings.kafka_bootstrap_servers)))
+        # A job no service has recorded yet (a request just published) gets a while to appear, then an answer.
+        unknown_until = time.monotonic() + UNKNOWN_JOB_WAIT_S if job_id and found is None else None
         while True:
             before = set(client.notifications)
             try:
-                await client.wait([job_id] if job_id else [], timeout=3600, on_progress=on_progress, any_new=job_id is None)
+                await client.wait([job_id] if job_id else [], timeout=1 if unknown_until else 3600,
+                                  on_progress=on_progress, any_new=job_id is None)
             except TimeoutError:
+                if unknown_until and await _job_document(settings, job_id):
+                    unknown_until = None
+                elif unknown_until and time.monotonic() > unknown_until:
+                    raise LookupError(f"no import with id {job_id} in {settings.database_url}, and none appeared within "
+                                      f"{UNKNOWN_JOB_WAIT_S:.0f} s (use the DATABASE_URL that `serve` uses)") from None
                 continue
             for note_id in set(client.notifications) - before:
                 note = client.notifications[note_id]
@@ -86,14 +98,17 @@ async def watch(settings: Settings, job_id: str | None) -> None:
                 return
 
 
-async def _ended(settings: Settings, job_id: str) -> dict | None:
+UNKNOWN_JOB_WAIT_S = 30.0  # how long `watch JOB` waits for a job no service has recorded yet
+
+
+async def _job_document(settings: Settings, job_id: str) -> dict | None:
     engine = create_engine(settings.database_url)
     document = None
     if await has_tables(engine):
         async with reading(engine).connect() as conn:
             document = await readside.job_document(conn, job_id, settings.first_errors)
     await engine.dispose()
-    return document if document and JobStatus(document["status"]).is_final else None
+    return document
 
 
 async def write_report(settings: Settings, job_id: str, kind: str, output: Path | None) -> Path:

@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+from shared.events import JobStatus
+
 from .command_line import operator_env, run_cli
 from .conftest import unique_domain
 
@@ -137,6 +139,51 @@ async def test_watch_on_a_job_that_already_ended_prints_its_outcome(settings, pa
     out, _ = await asyncio.wait_for(watcher.communicate(), timeout=60)
     assert watcher.returncode == 0
     assert f"job {note.job_id} already ended: completed — 1 created" in out.decode()
+
+
+async def test_watch_on_a_job_still_running_follows_it_to_its_notification(settings, partner):
+    """Watched from the moment it is sent: it ends while `watch` starts, and `watch` still sees its end."""
+    d = unique_domain()
+    rows = "".join(f"Run{i},run{i}@{d}\n" for i in range(3000))
+    request = partner.request(f"firstName,email\n{rows}")
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers, "DATABASE_URL": settings.database_url,
+           "COLUMNS": "200"}
+    await partner.client.submit(request)
+    watcher = await asyncio.create_subprocess_exec(*CLI, "watch", request.job_id, env=env, stdout=asyncio.subprocess.PIPE)
+    out, _ = await asyncio.wait_for(watcher.communicate(), timeout=90)
+    assert watcher.returncode == 0, out
+    assert ("already ended: completed — 3000 created" in out.decode()
+            or "clients.csv imported: 3000 created" in out.decode()), out.decode()
+
+
+async def test_watch_sees_a_job_that_ends_while_it_asks_the_database(settings, partner, monkeypatch, capsys):
+    """The race `watch JOB` once lost: the job ends after the database said "running" and before the topic
+    is read from its end. Listening first, the notification is in what it reads."""
+    from clients_import import operator
+
+    request = partner.request(f"firstName,email\nLate,late@{unique_domain()}\n")
+    asked = []
+
+    async def running_then_it_ends(_settings, job_id):
+        asked.append(job_id)
+        if len(asked) == 1:  # the answer of a moment ago: still running; by the time it is read, it has ended
+            await partner.client.submit(request)
+            await partner.client.wait([job_id], timeout=60)
+            return {"status": JobStatus.PROCESSING.value}
+        raise AssertionError("watch asked the database again instead of following the topic")
+
+    monkeypatch.setattr(operator, "_job_document", running_then_it_ends)
+    await asyncio.wait_for(operator.watch(settings, request.job_id), timeout=30)
+    assert "clients.csv imported: 1 created" in capsys.readouterr().out
+
+
+async def test_watch_on_a_job_no_service_has_heard_of_says_so_and_ends(settings):
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers, "DATABASE_URL": settings.database_url}
+    watcher = await asyncio.create_subprocess_exec(*CLI, "watch", "no-such-job", env=env, stderr=asyncio.subprocess.PIPE,
+                                                   stdout=asyncio.subprocess.DEVNULL)
+    _, err = await asyncio.wait_for(watcher.communicate(), timeout=90)
+    assert watcher.returncode == 2
+    assert "no import with id no-such-job" in err.decode() and "none appeared within 30 s" in err.decode()
 
 
 async def test_serve_api_alone_is_a_service_of_its_own_whose_uploads_the_stages_import(settings, pipeline, tmp_path):
