@@ -15,6 +15,7 @@ from pydantic import SecretStr
 
 from shared import jobs, logs
 from shared.events import ImportNotification, ImportOptions, ImportRequest, JobStatus, Mode, Source
+from shared.reading import Limits, size_refusal
 from shared.settings import MIN_TOKEN_CHARS, Settings, get_settings
 
 from .client import ImportClient
@@ -191,6 +192,9 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as error:  # a ValidationError: a map or name past its bounds
         print(f"clients-import: {printable(first_problem(error))}", file=sys.stderr)
         return 2
+    if refused := _too_large(args.files, settings):
+        print(f"clients-import run: {refused}", file=sys.stderr)
+        return 2
     if settings.signing_key is None:  # the pipeline runs in this process: a key of its own will do
         settings = settings.model_copy(update={"job_signing_secret": secrets.token_hex(32)})
     requests = [request_for(path, options, settings.signing_key) for path in args.files]
@@ -217,6 +221,9 @@ def cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
     if not args.file.is_file():
         print(f"clients-import: no such file: {args.file}", file=sys.stderr)
         return 2
+    if refused := _too_large([args.file], settings):
+        print(f"clients-import retry: {refused}", file=sys.stderr)
+        return 2
     if settings.signing_key is None:
         settings = settings.model_copy(update={"job_signing_secret": secrets.token_hex(32)})
     try:
@@ -236,6 +243,14 @@ def cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
             return 1
     print(note.model_dump_json() if args.json else summary(note))
     return 0 if note.status in IMPORTED else 1
+
+
+def _too_large(files: list[Path], settings: Settings) -> str | None:
+    """The first file past MAX_BYTES, said as the pipeline would say it: such a file cannot even be sent."""
+    for path in files:
+        if issue := size_refusal(path.stat().st_size, Limits.of(settings)):
+            return f"{printable(str(path))}: {issue.message} [{issue.code}]"
+    return None
 
 
 async def _served_there(settings: Settings) -> bool:

@@ -116,13 +116,19 @@ class Prepared:
     delimiter: str | None
 
 
+def size_refusal(size: int, limits: Limits) -> Issue | None:
+    """`file_too_large` for a file of `size` bytes past the limit (the CLI asks before reading one), else None."""
+    if size <= limits.max_bytes:
+        return None
+    return refuse("file_too_large",
+                  f"The file is {size:,} bytes ({_size(size)}); the limit is {limits.max_bytes:,} bytes "
+                  f"({_size(limits.max_bytes)}). Split it into smaller files.")
+
+
 def prepare(data: bytes | bytearray, limits: Limits) -> Prepared | Issue:
     """The file decoded, once, or why it cannot be read at all. Nothing here copies the bytes."""
-    if len(data) > limits.max_bytes:
-        return refuse(
-            "file_too_large",
-            f"The file is {_size(len(data))}; the limit is {_size(limits.max_bytes)}. Split it into smaller files.",
-        )
+    if too_large := size_refusal(len(data), limits):
+        return too_large
     if not data or data.isspace():  # not data.strip(): that copies the whole file
         return refuse("empty_file", "The file is empty.")
     problem = sniff_binary(data)

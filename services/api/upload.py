@@ -88,7 +88,7 @@ async def take_upload(request: Request, max_bytes: int) -> Upload:
 
 def file_too_large(max_bytes: int) -> ApiError:
     return ApiError(
-        413, "file_too_large", f"The file is larger than {max_bytes / 1024 / 1024:.0f} MB, the limit per file. Split it."
+        413, "file_too_large", f"The file is larger than {max_bytes / 1024 / 1024:g} MiB, the limit per file. Split it."
     )
 
 
