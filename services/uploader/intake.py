@@ -2,6 +2,8 @@
 
 import json
 
+from pydantic import ValidationError
+
 from shared import jobs, topics
 from shared.events import (
     AppliedMapping,
@@ -149,4 +151,11 @@ def _refused(common: dict, reason: Issue) -> Publication:
 
 
 def _first_line(error: Exception) -> str:
-    return " ".join(str(error).split())[:500]
+    """What is wrong, for the requester: each field and its problem, not pydantic's dump of the input."""
+    text = str(error)
+    if isinstance(error, ValidationError):
+        problems = error.errors(include_url=False, include_input=False, include_context=False)
+        said = [f"{'.'.join(map(str, p['loc'])) or 'the request'}: {p['msg'].removeprefix('Value error, ')}"
+                for p in problems[:3]]
+        text = "; ".join(said) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+    return " ".join(text.split())[:500]

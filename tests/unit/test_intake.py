@@ -146,6 +146,20 @@ def test_a_malformed_request_with_an_idempotency_key_is_refused_under_an_id_of_i
     assert "content" in event.reason.message and "\n" not in event.reason.message
 
 
+@pytest.mark.parametrize(("extra", "said"), [
+    ({}, "the request: give exactly one of content and content_base64"),
+    ({"content": "x", "options": {"mode": 7}}, "options.mode: Input should be 'upsert', 'create_only' or 'update_only'"),
+])
+def test_a_malformed_requests_refusal_says_what_is_wrong_in_plain_words_not_pydantics_dump(extra, said):
+    raw = json.dumps({"idempotency_key": "k-9", "requested_by": "crm", "file_name": "a.csv", **extra}).encode()
+
+    (publication,) = refuse_malformed(raw, validation_error(raw), ORIGIN)
+
+    message = publication.event.reason.message
+    assert message == f"The import request is not valid: {said}"
+    assert not any(noise in message for noise in ("pydantic", "input_value", "type=", "validation error for"))
+
+
 def test_a_malformed_request_naming_a_job_id_is_never_refused_under_that_id():
     raw = json.dumps({"job_id": "job-7", "requested_by": "mallory", "content": "x"}).encode()
 
