@@ -9,7 +9,17 @@ STAMP := $(VENV)/.installed
 APT_GET := $(shell command -v apt-get 2>/dev/null)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo 2>/dev/null)
 
-.PHONY: demo test lint bench bench-stages bench-api install system-java system-test-tools clean
+.PHONY: help demo test lint bench bench-stages bench-api install system-java system-test-tools clean
+
+help:
+	@echo "make demo          install everything, import examples/clients.csv on a real local Kafka, print the notification"
+	@echo "make test          install everything (Chromium, kcat, PostgreSQL too), then the whole suite (what CI runs)"
+	@echo "make install       the virtualenv in .venv, with Java and Maven for the local broker"
+	@echo "make lint          ruff"
+	@echo "make bench         the pipeline's speed against the floor (ARGS=\"--database postgresql --writers 2\")"
+	@echo "make bench-stages  each stage alone, CPU seconds per 100,000 rows (ARGS=\"--stage writer --profile writer\")"
+	@echo "make bench-api     searches and reads through the API while files import"
+	@echo "make clean         remove .venv, data/ and test-output/"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

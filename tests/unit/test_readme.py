@@ -57,3 +57,21 @@ def test_the_readme_webhook_recipe_is_the_tested_one():
     the webhook tests run against real deliveries."""
     recipe = (ROOT / "examples" / "verify_webhook.py").read_text()
     assert f"```python\n{recipe}```" in (ROOT / "README.md").read_text()
+
+
+def test_the_readme_route_table_names_every_route_the_api_serves():
+    from faststream.kafka.fastapi import KafkaRouter
+
+    from services.api.app import build_api
+    from shared.settings import Settings
+
+    app = build_api(Settings(_env_file=None, api_token="r" * 32), None, KafkaRouter("127.0.0.1:9", schema_url=None))
+    section = (ROOT / "README.md").read_text().split("## HTTP API and the Clients page", 1)[1].split("\n## ", 1)[0]
+    table = "\n".join(line for line in section.splitlines() if line.startswith("| `"))
+    served = {route.path for route in app.routes if hasattr(route, "path")}
+    served = {path for path in served if not path.startswith(("/static", "/asyncapi", "/docs/oauth2"))}
+    def shape(text: str) -> str:  # `{id}` in the README is `{job_id}` in the code
+        return re.sub(r"\{[a-z_]+\}", "{}", text)
+
+    missing = {path for path in served if shape(path) not in shape(table)}
+    assert not missing, f"routes the README's table does not name: {sorted(missing)}"
