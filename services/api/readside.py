@@ -97,9 +97,15 @@ def _document(job, errors: list[dict], shown_warnings: int = JOB_WARNINGS) -> di
             "errors_csv": f"/imports/{job['id']}/errors.csv",
             "results_csv": f"/imports/{job['id']}/results.csv",
             **({"conflicts_csv": f"/imports/{job['id']}/conflicts.csv"} if kind is JobKind.UNDO else
-               {"undo": f"/imports/{job['id']}/undo"}),
+               {"undo": f"/imports/{job['id']}/undo"} if _may_be_undone(job) else {}),
         },
     }
+
+
+def _may_be_undone(job) -> bool:
+    """No undo link on an import an undo holds or took back, nor on a dry run: following it could only
+    be refused. (The undo itself decides the rest: shared/undo.py's `refusal`.)"""
+    return not (job["dry_run"] or job["undone_by"] or job.get("undo_claimed_by"))
 
 
 def _issue(stored: dict) -> dict:

@@ -52,6 +52,7 @@ async def test_undo_the_second_import_then_the_first(api, engine):
         assert names(await clients_of(engine, d)) == before  # Ann's earlier values back, Cat gone
         second_now = (await http.get(f"/imports/{second['job_id']}", headers=AUTH)).json()
         assert second_now["undone_by"] == undo["job_id"] and second_now["undone_at"] is not None
+        assert "undo" not in second_now["links"] and "undo" in first["links"]  # no link to a certain refusal
 
         again = await http.post(f"/imports/{second['job_id']}/undo", headers=AUTH)
         assert again.status_code == 409 and again.json()["code"] == "already_undone"

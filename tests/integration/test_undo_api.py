@@ -66,3 +66,5 @@ async def test_an_import_an_undo_holds_says_by_which_so_the_page_offers_no_undo(
     listed = {j["job_id"]: j for j in (await http.get("/imports?limit=200", headers=BEARER)).json()["items"]}
     assert (one["undo_claimed_by"], one["undone_by"]) == ("failed-undo-1", None)
     assert listed[held]["undo_claimed_by"] == "failed-undo-1" and listed[free]["undo_claimed_by"] is None
+    # and the document offers no link that could only be refused
+    assert "undo" not in one["links"] and "undo" not in listed[held]["links"] and "undo" in listed[free]["links"]
