@@ -78,6 +78,7 @@ async def record_received(conn: AsyncConnection, job_id: str, request: ImportReq
             idempotency_key=request.idempotency_key, status=JobStatus.RECEIVED.value, received_at=datetime.now(UTC),
             retry_of=request.retry_of,
             kind=(JobKind.UNDO if request.undo_of else JobKind.IMPORT).value, undo_of=request.undo_of,
+            content_sha256=content_digest(request),
         ).on_conflict_do_nothing(index_elements=[import_jobs.c.id])
     )
 
@@ -115,5 +116,7 @@ def content_digest(request: ImportRequest) -> str:
 
 
 async def bound_digest(conn: AsyncConnection, job_id: str) -> str | None:
-    """The content a job id was first taken for by the uploader (None until it has taken it)."""
-    return await conn.scalar(select(job_requests.c.content_sha256).where(job_requests.c.job_id == job_id))
+    """The content a job id is bound to: what the uploader first took it for, else what the API recorded
+    when it took the upload (None for a job recorded before either was kept)."""
+    taken = await conn.scalar(select(job_requests.c.content_sha256).where(job_requests.c.job_id == job_id))
+    return taken or await conn.scalar(select(import_jobs.c.content_sha256).where(import_jobs.c.id == job_id))

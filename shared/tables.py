@@ -140,8 +140,12 @@ import_jobs = Table(
     Column("conflicts", Integer),
     Column("undone_by", String(64)),
     Column("undone_at", DateTime(timezone=True)),
+    # What the API took the job's upload for (shared/jobs.py content_digest), before any uploader has: the same
+    # Idempotency-Key with another file is refused at once, not only once the first request was taken.
+    Column("content_sha256", String(64)),
     Index("ix_import_jobs_received_at", "received_at"),
     Index("ix_import_jobs_retry_of", "retry_of"),
+    Index("ix_import_jobs_undo_of", "undo_of"),
 )
 
 # The notifier's ledger: each row event counted once. A record of rows is known by its job and its

@@ -33,6 +33,8 @@ class UndoState(NamedTuple):
     undone_by: str | None
     recorded: int
     answered: int | None = None  # of a failed import: its rows the notifier counted (a result for each)
+    # An undo of it taken by the API and still running (not yet claimed by an uploader): the earliest.
+    pending: str | None = None
 
 
 async def undo_state(conn: AsyncConnection, undo_of: str) -> UndoState:
@@ -46,7 +48,10 @@ async def undo_state(conn: AsyncConnection, undo_of: str) -> UndoState:
         parts = job_parts.c
         answered = await conn.scalar(select(func.coalesce(func.sum(parts.created + parts.updated + parts.unchanged
                                                                    + parts.rejected), 0)).where(parts.job_id == undo_of))
-    return UndoState(job, claimed or job["undone_by"], recorded or 0, answered)
+    running = [status.value for status in JobStatus if not status.is_final]
+    pending = await conn.scalar(select(import_jobs.c.id).where(import_jobs.c.undo_of == undo_of, import_jobs.c.status.in_(running))
+                                .order_by(import_jobs.c.received_at, import_jobs.c.id).limit(1))
+    return UndoState(job, claimed or job["undone_by"], recorded or 0, answered, pending)
 
 
 async def undo_of(conn: AsyncConnection, undo_job_id: str) -> str | None:
@@ -76,6 +81,10 @@ def refusal(state: UndoState, undo_job_id: str | None, now: datetime, retention_
         return Issue(code="nothing_to_undo", message="That job is an undo: an undo cannot be undone.")
     if state.undone_by is not None and state.undone_by != undo_job_id:
         return Issue(code="already_undone", message=f"That import was already undone (by job {state.undone_by}).")
+    if state.pending is not None and state.pending != undo_job_id:
+        # Two undos sent at once both passed the check above before either was claimed (an uploader claims).
+        # A pending undo ends at the job deadline at the latest, so this refusal does not outlive it.
+        return Issue(code="already_undone", message=f"That import is being undone (by job {state.pending}).")
     if not JobStatus(job["status"]).is_final:
         return Issue(code="not_finished", message="That import is still running: wait for its notification, then undo it.")
     if state.answered is not None and job["total"] is not None and state.answered < job["total"]:

@@ -53,6 +53,20 @@ async def test_one_idempotency_key_for_the_undo_of_another_import_is_refused(db,
     assert all(r.job_signature for r in published)  # our API signs: the uploader trusts it for any requester
 
 
+async def test_a_second_undo_sent_before_any_uploader_took_the_first_is_refused(db, api):
+    """No uploader runs here: the first undo is only recorded. Before, both got 202."""
+    http, published = api
+    target = await an_import(db)
+
+    first = await http.post(f"/imports/{target}/undo", headers=BEARER)
+    second = await http.post(f"/imports/{target}/undo", headers=BEARER)
+
+    assert first.status_code == 202
+    assert (second.status_code, second.json()["code"]) == (409, "already_undone")
+    assert first.json()["job_id"] in second.json()["message"]
+    assert [r.job_id for r in published] == [first.json()["job_id"]]
+
+
 async def test_an_import_an_undo_holds_says_by_which_so_the_page_offers_no_undo(db, api):
     # Finding 14: an undo that failed keeps its claim; the page still offered "Undo import", which got a 409.
     from shared import undo

@@ -41,3 +41,19 @@ async def test_the_dry_run_words_we_know_say_what_is_imported(api, word, dry_run
     answer = await upload(http, dry_run=word)
     assert answer.status_code == 202, answer.text
     assert [request.options.dry_run for request in published] == [dry_run]
+
+
+async def test_a_key_used_again_for_another_file_is_refused_before_any_uploader_took_the_first(api):
+    """No uploader runs here: the first upload is only recorded. Before, the second got 202 and the first's
+    job id, and its file was never imported."""
+    http, published = api
+    key = {"Idempotency-Key": f"k-{uuid.uuid4().hex}"}
+    files = lambda text: {"file": ("people.csv", text.encode(), "text/csv")}  # noqa: E731
+
+    monday = await http.post("/imports", headers={**BEARER, **key}, files=files("firstName,email\nMon,mon@x.com\n"))
+    again = await http.post("/imports", headers={**BEARER, **key}, files=files("firstName,email\nMon,mon@x.com\n"))
+    tuesday = await http.post("/imports", headers={**BEARER, **key}, files=files("firstName,email\nTue,tue@x.com\n"))
+
+    assert monday.status_code == again.status_code == 202 and again.json()["job_id"] == monday.json()["job_id"]
+    assert (tuesday.status_code, tuesday.json()["code"]) == (409, "idempotency_key_reused")
+    assert len(published) == 2  # the first, and its repeat; never Tuesday's under Monday's job
