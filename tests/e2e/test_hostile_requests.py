@@ -165,6 +165,27 @@ async def test_a_body_a_route_does_not_read_does_not_hold_the_connection(port):
     assert answer.status == 200 and answer.closed and answer.seconds < HEAD_S + MARGIN_S
 
 
+async def test_a_chunked_body_a_route_does_not_read_is_not_drained_the_connection_closes_after_the_answer(port):
+    head = b"GET /healthz HTTP/1.1\r\nHost: api\r\nTransfer-Encoding: chunked\r\n\r\n"
+    few = await exchange(port, head, b"5\r\nhello\r\n")
+    assert few.status == 200 and few.headers.get("connection") == "close" and few.closed
+
+    # 1-byte chunks: each costs the parser as much as a big one. Answered (as above) or refused, then closed.
+    many = await exchange(port, head, b"1\r\nX\r\n" * 20_000)
+    assert many.closed
+    assert many.status == 200 or many.assert_refused(400, "body_too_fragmented")
+
+
+async def test_an_upload_in_one_byte_chunks_is_refused_and_closed(port):
+    body = form()
+    head = (b"POST /imports HTTP/1.1\r\nHost: api\r\n" + AUTH + b"Content-Type: multipart/form-data; boundary=b\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n")
+    pieces = [b"1\r\n%s\r\n" % body[i:i + 1] for i in range(len(body))] * 40  # ~2,800 pieces of 1 byte
+    answer = await exchange(port, head, b"".join(pieces))
+    refusal = answer.assert_refused(400, "body_too_fragmented")
+    assert "pieces of 256 bytes or more" in refusal["message"] and answer.closed
+
+
 async def test_a_body_refused_early_is_drained_so_the_client_reads_the_answer(port):
     """A partner's too-big upload: the answer comes before the body ends, and the client, still sending,
     gets it (not a connection reset), then the connection ends within the head bound."""
