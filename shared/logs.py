@@ -29,8 +29,9 @@ def configure(level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # FastStream logs every message it handles; our own lines already say what happened per job step.
+    # Never below WARNING for them, and never below what was asked (--log-level ERROR silences their warnings).
     for noisy in ("faststream", "aiokafka", "sqlalchemy.engine"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
     logging.getLogger("aiokafka.consumer.group_coordinator").addFilter(_coordinator_warming_up)
 
 
