@@ -325,8 +325,8 @@ def summary(note: ImportNotification) -> str:
     lines = [f"{mark} {note.message}  [{note.status.value}, job {note.job_id}]"]
     if note.retry_of:
         lines.append(f"    a retry of job {note.retry_of}: row numbers are that import's")
-    if note.mapping and (note.mapping.name or note.mapping.columns):
-        used = f"mapping {note.mapping.name} (version {note.mapping.version})" if note.mapping.name else "column map"
+    if note.mapping and (note.mapping.version or note.mapping.columns):  # a mapping named but not found says so above
+        used = f"mapping {note.mapping.name} (version {note.mapping.version})" if note.mapping.version else "column map"
         read = ", ".join(f"{field} from “{column}”" for field, column in note.mapping.fields.items())
         lines.append(f"    {used}: {read or 'nothing read'}")
     lines += [f"    warning: {w.message}" for w in note.warnings]

@@ -28,3 +28,10 @@ def test_the_summary_says_which_mapping_was_used_and_which_columns_were_read():
                                                      fields={"email": "Mail", "firstName": "Vorname"}))
 
     assert "mapping partner (version 2): email from “Mail”, firstName from “Vorname”" in summary(note)
+
+
+def test_a_mapping_named_but_not_found_adds_no_line_about_what_it_read():
+    note = ImportNotification(job_id="j", file_name="p.csv", status=JobStatus.REJECTED, total=0, created=0, updated=0,
+                              unchanged=0, rejected=0, mapping=AppliedMapping(name="german"))
+
+    assert "version None" not in summary(note) and "nothing read" not in summary(note)
