@@ -448,6 +448,9 @@ class RedriveRun:
 
 
 def _skip_reason(letter: Letter) -> str:
+    if letter.headers.get("dlq.unreadable") == "true":
+        return ("it stands for records the Kafka client could not read and holds nothing of them: read them at "
+                "the offsets its reason names with kcat, and send them again")
     if letter.excerpt:
         return (f"an excerpt: only the first {letter.size:,} bytes of a record of {letter.headers.get('dlq.original.size', '?')} "
                 "bytes were kept, so it cannot be sent again (send the file again instead)")

@@ -482,6 +482,8 @@ def dead_letter_record(letter: DeadLetter, max_bytes: int) -> tuple[bytes, bytes
     if key is not None and len(key) > 1024:
         key = key[:1024]
         headers["dlq.key.excerpt"] = "true"
+    if unreadable.is_placeholder(record):  # it holds nothing of the records it stands for
+        headers["dlq.unreadable"] = "true"
     if len(value) + _DLQ_ENVELOPE > max_bytes:
         headers["dlq.excerpt"] = "true"
         headers["dlq.original.sha256"] = hashlib.sha256(value).hexdigest()

@@ -35,12 +35,15 @@ async def read_topic(settings: Settings, topic: str, timeout: float = 5.0):
         await consumer.stop()
 
 
-def produce_raw(settings: Settings, topic: str, partition: int, key: bytes, value: bytes, headers: list[bytes]) -> int:
+def produce_raw(settings: Settings, topic: str, partition: int, key: bytes, value: bytes, headers: list[bytes],
+                compression: str | None = None) -> int:
     """One record sent as a producer that writes raw bytes sends it (librdkafka's kcat): a header is
-    `name=value`, or `name` alone for a null value, and neither need be UTF-8. Its offset."""
+    `name=value`, or `name` alone for a null value, and neither need be UTF-8; compressed with any codec
+    Kafka has (gzip, snappy, lz4, zstd) when asked. Its offset."""
     bootstrap = settings.kafka_bootstrap_servers.encode()
     command = [b"kcat", b"-b", bootstrap, b"-t", topic.encode(), b"-p", str(partition).encode()]
-    produce = [*command, b"-P", b"-K", b"\t", *(arg for header in headers for arg in (b"-H", header))]
+    produce = [*command, b"-P", b"-K", b"\t", *(arg for header in headers for arg in (b"-H", header)),
+               *((b"-z", compression.encode()) if compression else ())]
     subprocess.run(produce, input=key + b"\t" + value + b"\n", check=True, timeout=30, capture_output=True)
     listed = subprocess.run([*command, b"-C", b"-o", b"-50", b"-e", b"-q", b"-f", b"%o %k\\n"],
                             check=True, timeout=30, capture_output=True).stdout

@@ -22,7 +22,7 @@ from shared.tables import import_jobs
 from ..conftest import WEBHOOK_SECRET
 from ..webhook_recipe import verify_webhook
 from .conftest import asgi_body, clients_of, unique_domain
-from .kafka_tools import of_job, read_topic, wait_until_drained
+from .kafka_tools import of_job, produce_raw, read_topic, wait_until_drained
 
 
 def keyed(partner, text: str, key: str, **options) -> ImportRequest:
@@ -230,3 +230,16 @@ async def test_a_job_that_never_finishes_fails_at_its_deadline(partner, settings
     note = (await partner.client.wait([job_id], timeout=settings.job_deadline_s + 15))[job_id]
     assert (note.status, note.reason.code) == (JobStatus.FAILED, "deadline_exceeded")
     assert f"{settings.job_deadline_s:.0f} seconds" in note.reason.message
+
+
+async def test_a_request_compressed_with_any_codec_kafka_has_is_imported(partner, settings, engine):
+    """Java and librdkafka producers often compress (lz4, snappy, zstd): without the codec, the partition
+    would stop until it was installed."""
+    d = unique_domain()
+    requests = {codec: partner.request(f"firstName,email\nZip,{codec}@{d}\n")
+                for codec in ("gzip", "snappy", "lz4", "zstd")}
+    for codec, request in requests.items():
+        await asyncio.to_thread(produce_raw, settings, topics.REQUESTS, 0, request.job_id.encode(),
+                                request.model_dump_json().encode(), [], codec)
+    notes = await partner.client.wait([r.job_id for r in requests.values()], timeout=60)
+    assert {codec: notes[r.job_id].created for codec, r in requests.items()} == dict.fromkeys(requests, 1)

@@ -6,6 +6,7 @@ checksum made right again, as a raw producer (librdkafka, `kcat -H`) sends it.
 
 import struct
 
+import pytest
 from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.consumer import fetcher
 from aiokafka.record._crc32c import crc as crc32c
@@ -58,6 +59,51 @@ def test_a_header_name_that_is_not_utf8_ends_its_batch_in_one_placeholder_and_th
     except UnreadableRecord as error:
         assert "offsets 12 to 13" in str(error)
     assert next_offset == 14  # past the batch: the next fetch does not meet it again
+
+
+def test_a_consumer_starting_inside_the_batch_past_the_bad_record_gets_a_placeholder_from_where_it_reads():
+    """An operator reset the group's offset into the batch: the records from there on are not skipped unsaid."""
+    data = batch(10, [b'{"n": 1}', b'{"n": 2}', b'{"n": 3}', b'{"n": 4}', b'{"n": 5}'], bad_header_at=1)
+
+    records, next_offset = read(data, fetch_offset=13)
+
+    assert [r.offset for r in records] == [13] and next_offset == 15
+    try:
+        check_readable(records[0])
+        raise AssertionError("the placeholder passed as a readable record")
+    except UnreadableRecord as error:
+        assert "offsets 13 to 14" in str(error)
+
+
+def test_a_compressed_batch_reads_and_a_codec_this_process_lacks_stops_the_partition_skipping_nothing(monkeypatch):
+    import aiokafka.record._crecords.default_records as c_reader
+    from aiokafka.errors import UnsupportedCodecError
+
+    builder = DefaultRecordBatchBuilder(magic=2, compression_type=3, is_transactional=0, producer_id=-1,  # lz4
+                                        producer_epoch=-1, base_sequence=-1, batch_size=1 << 20)
+    for delta in range(3):
+        builder.append(delta, timestamp=None, key=b"k", value=b'{"n": %d}' % delta, headers=[])
+    data = bytes(builder.build())
+    assert [r.offset for r in read(data)[0]] == [0, 1, 2]  # the codecs are installed (aiokafka's extras)
+
+    def missing(_data):
+        raise UnsupportedCodecError("Libraries for lz4 compression codec not found")
+
+    monkeypatch.setattr(c_reader, "lz4_decode", missing)
+    with pytest.raises(UnsupportedCodecError):  # as aiokafka does: once the codec is installed, nothing was lost
+        read(data)
+
+
+def test_a_placeholders_dead_letter_says_it_holds_nothing_and_redrive_skips_it():
+    from clients_import.dlq import Letter, _skip_reason
+    from shared.kafka import DeadLetter, dead_letter_record
+
+    records, _ = read(batch(0, [b'{"n": 1}', b'{"n": 2}'], bad_header_at=0))
+    value, _key, headers = dead_letter_record(DeadLetter(records[0], "uploader", "unreadable"), 1 << 20)
+
+    assert (value, headers["dlq.unreadable"]) == (b"", "true")
+    letter = Letter(0, 0, 0, None, headers, len(value), value)
+    assert "could not read" in _skip_reason(letter)
 
 
 def test_a_batch_every_record_of_which_reads_is_handed_on_whole():
