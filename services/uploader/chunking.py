@@ -8,7 +8,6 @@ row's original values under every header name.
 
 import csv
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from types import SimpleNamespace
@@ -16,12 +15,10 @@ from types import SimpleNamespace
 from shared.events import Chunk, ImportOptions, Issue, RowsAccepted, RowsRejected
 from shared.fields import FIELDS
 from shared.reading import ReadFile
+from shared.record_sizes import ROW_ALLOWANCE, json_size, original_keys_size
 from shared.rules import find_repeats
 
 CHUNK_MAX_BYTES = 1024 * 1024  # the default of settings.chunk_max_bytes
-# Per row, beyond its values: its row and line numbers, the keys of its records, and its error messages
-# (a handful of a few hundred bytes each in the usual case).
-ROW_ALLOWANCE = 2 * 1024
 # The JSON of an accepted row's normalised values: at most every field at its longest, 4 bytes a character.
 VALUES_MAX = 4 * sum(f.max_length for f in FIELDS)
 
@@ -38,18 +35,6 @@ def csv_lines(records: list[list[str]]) -> list[str]:
     return lines
 
 
-def json_size(text: str) -> int:
-    """Bytes of `text` as the body of a JSON string, escaped the way pydantic writes it: control characters as
-    \\u0001 (6 bytes), quotes, backslashes, BS, FF, CR, LF, tab as two, anything else as its UTF-8."""
-    size = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
-    if _ESCAPED.search(text) is None:  # the usual value (it runs three times a row): counted in C
-        return size
-    return size + sum(_ESCAPE_EXTRA[c] for c in _ESCAPED.findall(text))
-
-
-_ESCAPED = re.compile(r'[\x00-\x1f"\\]')  # what JSON escapes: control characters, the quote, the backslash
-# What each escaped character adds to its own byte (1 for \n, 5 for \u0001), asked of the escaping itself.
-_ESCAPE_EXTRA = {c: len(json.dumps(c)) - 3 for c in map(chr, [*range(32), ord('"'), ord("\\")])}
 
 
 def cut(
@@ -127,12 +112,10 @@ class _Sizes:
                       columns=read.columns, options=options)
         records = (RowsAccepted(job_id=job_id, chunk=most, options=options, rows=()),
                    RowsRejected(job_id=job_id, chunk=most, rows=()))
-        # The validator names an unnamed column "column N"; `"name":"value",` is 6 bytes besides the two.
-        names = sum(max(json_size(name), len(f"column {i + 1}")) + 6 for i, name in enumerate(read.header))
         return cls(
             chunk=_dumped(chunk),
             record=max(_dumped(r) for r in records),
-            original=names,
+            original=original_keys_size(read.header),
             columns=read.columns,
         )
 

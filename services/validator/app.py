@@ -37,7 +37,7 @@ class ValidatorPorts:
 
     def admit(self, chunk: Chunk) -> None:
         """Refuse a chunk our uploader would never cut (chunk_shape.py): its work stays bounded."""
-        check_chunk_shape(chunk, self.limits, self.chunk_rows)
+        check_chunk_shape(chunk, self.limits, self.chunk_rows, self.record_max_bytes)
 
 
 async def validate_chunks(chunks: list[Chunk], ports: ValidatorPorts) -> Handled:

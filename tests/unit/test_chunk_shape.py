@@ -22,17 +22,22 @@ OUT_OF_SHAPE = {
     "row numbers that do not match its rows": GOOD.model_copy(update={"rows": (7,)}),
     "a column past the end of the header": GOOD.model_copy(update={"columns": {"firstName": 0, "email": 9}}),
     "a header that is not CSV": GOOD.model_copy(update={"csv": '"' + "a" * 140_000 + '"\n'}),
+    # within every bound alone, but 500 rows of 498 names of 200 characters: 51 MB of records from 107 KB
+    "more rows of a wide header than fit in a record": GOOD.model_copy(update={
+        "csv": ",".join(["firstName", "email", *(f"{i:03}" + "n" * 197 for i in range(498))]) + "\n"
+               + "Ann,ann@x.com\n" * 500,
+        "lines": tuple(range(2, 502))}),
 }
 
 
 def test_a_chunk_our_uploader_cuts_is_admitted():
-    check_chunk_shape(GOOD, Limits(), 500)
+    check_chunk_shape(GOOD, Limits(), 500, 1 << 20)
 
 
 @pytest.mark.parametrize("chunk", OUT_OF_SHAPE.values(), ids=OUT_OF_SHAPE.keys())
 def test_a_chunk_out_of_shape_is_refused_saying_which_bound(chunk: Chunk):
     with pytest.raises(ChunkOutOfShape):
-        check_chunk_shape(chunk, Limits(), 500)
+        check_chunk_shape(chunk, Limits(), 500, 1 << 20)
 
 
 def test_the_bounds_are_the_deployments_settings():

@@ -10,11 +10,12 @@ import io
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.uploader.chunking import CHUNK_MAX_BYTES, cut, find_repeats, json_size
+from services.uploader.chunking import CHUNK_MAX_BYTES, cut, find_repeats
 from services.validator.chunk_shape import check_chunk_shape
 from services.validator.routing import route
 from shared.events import ImportOptions, Issue, Mode
 from shared.reading import Limits, ReadFile, read_file
+from shared.record_sizes import json_size
 from shared.rules import validate_chunk
 
 CHECKS = settings(max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
@@ -83,7 +84,7 @@ def test_chunks_stay_within_the_budget_and_hold_every_row_once_in_order(
     assert all(size(chunk) <= budget for chunk in chunks)
     assert all(1 <= len(chunk.lines) <= chunk_rows for chunk in chunks)
     for chunk in chunks:  # the validator admits every chunk our uploader cuts
-        check_chunk_shape(chunk, LIMITS, chunk_rows)
+        check_chunk_shape(chunk, LIMITS, chunk_rows, budget)
     assert [row for chunk in chunks for row in rows_of(chunk.csv)] == read.records
     repeats = find_repeats(read)
     first_row = 1
@@ -158,7 +159,7 @@ def test_the_biggest_row_a_file_can_have_fits_in_a_chunk_and_so_do_its_row_recor
     assert [len(chunk.lines) for chunk in chunks] == [1, 1, 1]  # two of them would not fit
     for chunk in chunks:
         assert size(chunk) <= CHUNK_MAX_BYTES
-        check_chunk_shape(chunk, Limits(), 500)
+        check_chunk_shape(chunk, Limits(), 500, CHUNK_MAX_BYTES)
         accepted, rejected = validate_chunk(chunk)
         for publication in route(chunk, accepted, rejected, 4):
             assert size(publication.event) <= CHUNK_MAX_BYTES
@@ -171,5 +172,5 @@ def test_a_header_of_quotes_costs_less_than_one_of_control_characters_and_fits_t
 
     assert all(size(chunk) <= CHUNK_MAX_BYTES for chunk in chunks)
     for chunk in chunks:  # the widest, longest header the limits allow is admitted by the validator
-        check_chunk_shape(chunk, Limits(), 500)
+        check_chunk_shape(chunk, Limits(), 500, CHUNK_MAX_BYTES)
     assert [row for chunk in chunks for row in rows_of(chunk.csv)] == read.records
