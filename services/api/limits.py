@@ -12,7 +12,7 @@
   thrown away after the answer, so the client reads the answer rather than a reset, but only until the
   head timer (armed at each answer) runs out: no one keeps a connection by trickling a body nobody waits for.
   A chunked one is not: its answer says `Connection: close`, since every chunk costs the parser the same.
-- The pieces of a body (chunks, or reads): after 1,024, they must average 256 bytes (400
+- The pieces of a body (chunks, or reads): after 1,024, they must average 16 bytes (400
   `body_too_fragmented`, closed), for the same reason: a body in 1-byte chunks would cost a core at
   under 1 MB/s.
   A body that stalled or ran out of time is answered 408 and the connection closed at once.
@@ -212,8 +212,9 @@ def guarded_protocol(head_timeout_s: float, max_head_bytes: int, max_connections
 
 # Each piece of a body (a chunk, or what one read brings) costs h11 and uvicorn about 7 µs whatever its
 # size: a body in 1-byte chunks costs a core at under 1 MB/s. After PIECES_FREE pieces, a request's body
-# must average PIECE_MIN_BYTES a piece (clients send kilobytes; a slow link's packets are over 500 bytes).
-PIECES_FREE, PIECE_MIN_BYTES = 1024, 256
+# must average PIECE_MIN_BYTES a piece: clients send kilobytes, a slow link's packets are over 500 bytes,
+# and a client streaming a CSV one line per chunk sends 25 bytes or more (a line holds a name and an email).
+PIECES_FREE, PIECE_MIN_BYTES = 1024, 16
 
 
 class _Fragmented(h11.RemoteProtocolError):
