@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .db import insert_for
@@ -18,7 +18,7 @@ from .events import ImportOptions, ImportRequest, JobKind, JobStatus, RowError
 from .tables import import_jobs, job_requests, job_rows
 
 __all__ = ["content_digest", "bound_digest", "RUNNING", "FINAL", "TRANSITIONS", "can_move", "job_id_for", "idempotent_job_id", "origin_job_id",
-           "sign", "signed", "record_received", "first_errors", "quote_errors"]
+           "sign", "signed", "record_received", "withdraw", "first_errors", "quote_errors"]
 
 RUNNING = (JobStatus.RECEIVED, JobStatus.PROCESSING)
 FINAL = tuple(s for s in JobStatus if s not in RUNNING)
@@ -81,6 +81,12 @@ async def record_received(conn: AsyncConnection, job_id: str, request: ImportReq
             content_sha256=content_digest(request),
         ).on_conflict_do_nothing(index_elements=[import_jobs.c.id])
     )
+
+
+async def withdraw(conn: AsyncConnection, job_id: str) -> None:
+    """Forget a job the API recorded whose request never reached the topic (still `received`: nothing ran)."""
+    await conn.execute(delete(import_jobs).where(import_jobs.c.id == job_id,
+                                                 import_jobs.c.status == JobStatus.RECEIVED.value))
 
 
 async def first_errors(conn: AsyncConnection, job_id: str, limit: int) -> tuple[RowError, ...]:

@@ -26,7 +26,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from shared import jobs, search, topics, undo
+from shared import jobs, search, undo
 from shared.callbacks import CallbackPolicy, CallbackRefused, check_url
 from shared.db import create_reader
 from shared.events import ImportOptions, ImportRequest, JobStatus, Mode, Source
@@ -41,6 +41,7 @@ from .mappings import add_mapping_routes, form_column_map, form_mapping_name
 from .paths import DotSegmentGuard, JobIdGuard
 from .preview import PATH as PREVIEW_PATH
 from .preview import add_preview_route
+from .queueing import publish_request
 from .readcache import ReadCache
 from .retry import RETRY_PATH, add_retry_routes
 from .sessions import COOKIE as SESSION_COOKIE
@@ -223,8 +224,7 @@ def build_api(settings: Settings, engine: AsyncEngine, router: KafkaRouter) -> F
                            "(or other options): use a new key for a new file.")
         # Published again for a known job too: the uploader answers a repeat of an ended job with its
         # notification (and webhook) once more, and plans a running one again harmlessly.
-        await router.broker.publish(job.model_dump_json().encode(), topics.REQUESTS, key=job_id.encode(),
-                                    headers={"content-type": "application/json"})
+        await publish_request(engine, router, job, recorded_now=known is None)
         log.info("upload taken", extra={"step": "job.uploaded", "job_id": job_id, "bytes": len(upload.data),
                                         "repeat": known is not None})
         status = known["status"] if known else JobStatus.RECEIVED.value
@@ -252,8 +252,7 @@ def build_api(settings: Settings, engine: AsyncEngine, router: KafkaRouter) -> F
             known = await readside.job_document(conn, undo_job_id, 0)
             if known is None:
                 await jobs.record_received(conn, undo_job_id, job)
-        await router.broker.publish(job.model_dump_json().encode(), topics.REQUESTS, key=undo_job_id.encode(),
-                                    headers={"content-type": "application/json"})
+        await publish_request(engine, router, job, recorded_now=known is None)
         log.info("undo taken", extra={"step": "job.undo", "job_id": undo_job_id, "undo_of": job_id})
         status = known["status"] if known else JobStatus.RECEIVED.value
         return JSONResponse({"job_id": undo_job_id, "status": status, "status_url": f"/imports/{undo_job_id}"},

@@ -32,7 +32,7 @@ from fastapi.responses import JSONResponse
 from faststream.kafka.fastapi import KafkaRouter
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared import jobs, retries, topics
+from shared import jobs, retries
 from shared.callbacks import CallbackPolicy, CallbackRefused, check_url
 from shared.events import ImportRequest, Issue, JobStatus, Source
 from shared.reading import Limits
@@ -40,6 +40,7 @@ from shared.settings import Settings
 
 from . import readside
 from .errors import ApiError
+from .queueing import publish_request
 from .upload import check_contract_text, file_too_large, take_upload
 
 __all__ = ["add_retry_routes", "RETRY_PATH"]
@@ -212,6 +213,5 @@ async def _record_and_publish(engine: AsyncEngine, router: KafkaRouter, job: Imp
     if bound is not None and bound != jobs.content_digest(job):
         raise ApiError(409, "idempotency_key_reused", "That Idempotency-Key was used before for other rows (or another "
                        "import): use a new key for a new retry.")
-    await router.broker.publish(job.model_dump_json().encode(), topics.REQUESTS, key=job.job_id.encode(),
-                                headers={"content-type": "application/json"})
+    await publish_request(engine, router, job, recorded_now=known is None)
     return known["status"] if known else JobStatus.RECEIVED.value

@@ -13,12 +13,15 @@ from shared.settings import Settings
 
 
 @asynccontextmanager
-async def api_client(settings: Settings, db: AsyncEngine,
-                     published: list[ImportRequest] | None = None) -> AsyncIterator[httpx.AsyncClient]:
-    """An HTTP client of the API; each request the API publishes is appended to `published` (when given)."""
+async def api_client(settings: Settings, db: AsyncEngine, published: list[ImportRequest] | None = None,
+                     failures: list[Exception] | None = None) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client of the API; each request the API publishes is appended to `published` (when given),
+    unless a failure is left in `failures`: the next publish raises it (a broker away) instead."""
     router = KafkaRouter("127.0.0.1:9", schema_url=None)  # nothing listens there: publishing is stood in for
     if published is not None:
         async def publish(body: bytes, *_args, **_kwargs) -> None:
+            if failures:
+                raise failures.pop(0)
             published.append(ImportRequest.model_validate_json(body))
 
         router.broker.publish = publish

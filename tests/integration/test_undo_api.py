@@ -67,6 +67,23 @@ async def test_a_second_undo_sent_before_any_uploader_took_the_first_is_refused(
     assert [r.job_id for r in published] == [first.json()["job_id"]]
 
 
+async def test_an_undo_the_broker_did_not_take_is_a_503_and_holds_nothing(db):
+    """Before, a 500, and the undo recorded but never sent refused every other undo until its deadline."""
+    from aiokafka.errors import KafkaConnectionError
+
+    published: list[ImportRequest] = []
+    failures: list[Exception] = [KafkaConnectionError("broker away")]
+    async with api_client(Settings(_env_file=None, api_token=TOKEN), db, published, failures) as http:
+        target = await an_import(db)
+        refused = await http.post(f"/imports/{target}/undo", headers=BEARER)
+        again = await http.post(f"/imports/{target}/undo", headers=BEARER)
+        document = (await http.get(f"/imports/{target}", headers=BEARER)).json()
+
+    assert (refused.status_code, refused.json()["code"], refused.headers["retry-after"]) == (503, "broker_unavailable", "5")
+    assert again.status_code == 202 and [r.job_id for r in published] == [again.json()["job_id"]]
+    assert document["undone_by"] is None
+
+
 async def test_an_import_an_undo_holds_says_by_which_so_the_page_offers_no_undo(db, api):
     # Finding 14: an undo that failed keeps its claim; the page still offered "Undo import", which got a 409.
     from shared import undo

@@ -57,3 +57,24 @@ async def test_a_key_used_again_for_another_file_is_refused_before_any_uploader_
     assert monday.status_code == again.status_code == 202 and again.json()["job_id"] == monday.json()["job_id"]
     assert (tuesday.status_code, tuesday.json()["code"]) == (409, "idempotency_key_reused")
     assert len(published) == 2  # the first, and its repeat; never Tuesday's under Monday's job
+
+
+async def test_an_upload_the_broker_did_not_take_is_a_503_and_leaves_no_job_behind(db):
+    from aiokafka.errors import KafkaConnectionError
+    from sqlalchemy import func, select
+
+    from shared.tables import import_jobs
+
+    published: list[ImportRequest] = []
+    async with api_client(Settings(_env_file=None, api_token=TOKEN), db, published,
+                          [KafkaConnectionError("broker away")]) as http:
+        async with db.connect() as conn:
+            before = await conn.scalar(select(func.count()).select_from(import_jobs))
+        refused = await upload(http)
+        async with db.connect() as conn:
+            after = await conn.scalar(select(func.count()).select_from(import_jobs))
+        taken = await upload(http)
+
+    assert (refused.status_code, refused.json()["code"]) == (503, "broker_unavailable")
+    assert "nothing was started" in refused.json()["message"] and after == before
+    assert taken.status_code == 202 and len(published) == 1
