@@ -46,7 +46,7 @@ from .readcache import ReadCache
 from .retry import RETRY_PATH, add_retry_routes
 from .sessions import COOKIE as SESSION_COOKIE
 from .sessions import Sessions, cookie_name
-from .upload import FORM_ALLOWANCE, MAPPING_FIELDS, check_contract_text, form_schema, take_upload
+from .upload import FORM_ALLOWANCE, MAPPING_FIELDS, check_contract_text, dry_run_of, form_schema, take_upload
 
 __all__ = ["build_api", "ApiError", "SESSION_COOKIE"]
 
@@ -420,24 +420,13 @@ def _options(fields: dict[str, str], callbacks: CallbackPolicy) -> ImportOptions
     try:
         return ImportOptions(
             mode=Mode(mode),
-            dry_run=_dry_run(fields.get("dry_run") or ""),
+            dry_run=dry_run_of(fields.get("dry_run") or ""),
             callback_url=callback_url,
             column_map=form_column_map(fields),
             mapping=form_mapping_name(fields),
         )
     except ValueError as error:
         raise ApiError(422, "invalid_options", "callback_url must be an http:// or https:// URL.") from error
-
-
-_YES, _NO = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
-
-
-def _dry_run(text: str) -> bool:
-    """A word we do not know is refused: a typo (`ture`) must not turn a rehearsal into a real import."""
-    word = text.strip().lower()
-    if word not in _YES + _NO:
-        raise ApiError(422, "invalid_options", f"dry_run must be one of {', '.join(_YES + _NO[1:])}, not “{text[:40]}”.")
-    return word in _YES
 
 
 def _json(body: bytes) -> Response:

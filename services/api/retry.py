@@ -41,7 +41,7 @@ from shared.settings import Settings
 from . import readside
 from .errors import ApiError
 from .queueing import publish_request
-from .upload import check_contract_text, file_too_large, take_upload
+from .upload import check_contract_text, dry_run_of, file_too_large, take_upload
 
 __all__ = ["add_retry_routes", "RETRY_PATH"]
 
@@ -177,13 +177,10 @@ def _json_retry(raw: bytes, original: retries.Original, settings: Settings):
     return f"{stem}-fixes.csv", base64.b64encode(content).decode(), callback, summary
 
 
-_TRUE = ("1", "true", "yes", "on")  # as POST /imports reads dry_run
-
-
 async def _csv_upload(request: Request, original: retries.Original, settings: Settings):
     upload = await take_upload(request, settings.max_bytes)
     fields = upload.fields
-    _check(retries.options_refusal(original, (fields.get("dry_run") or "").strip().lower() in _TRUE,
+    _check(retries.options_refusal(original, dry_run_of(fields.get("dry_run") or ""),
                                    fields.get("mode") or None, bool(fields.get("column_map") or fields.get("mapping"))))
     return upload.file_name, base64.b64encode(bytes(upload.data)).decode(), fields.get("callback_url"), None
 

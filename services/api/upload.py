@@ -92,6 +92,18 @@ def file_too_large(max_bytes: int) -> ApiError:
     )
 
 
+_YES, _NO = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
+
+
+def dry_run_of(text: str) -> bool:
+    """A form's `dry_run`. A word we do not know is refused: a typo (`ture`) must not turn a rehearsal into
+    a real import."""
+    word = text.strip().lower()
+    if word not in _YES + _NO:
+        raise ApiError(422, "invalid_options", f"dry_run must be one of {', '.join(_YES + _NO[1:])}, not “{text[:40]}”.")
+    return word in _YES
+
+
 def check_contract_text(field_name: str, value: str, what: str, code: str) -> str:
     """Refuse with 422 what the request contract (ImportRequest) would refuse later, saying its bound:
     the contract stays the one owner of each field's length and alphabet."""

@@ -140,9 +140,13 @@ async def test_a_retry_refuses_options_it_does_not_take_with_a_sentence(api):
     json_dry = await http.post(f"/imports/{original}/retry", headers=BEARER,
                                json={"rows": [{"row": 2, "values": {}}], "dry_run": True})
 
+    typo = await http.post(f"/imports/{original}/retry", headers=BEARER, data={"dry_run": "ture"}, files=upload)
+
     for answer, named in ((dry, "dry_run"), (mode, "mode"), (json_dry, "dry_run")):
         assert (answer.status_code, answer.json()["code"]) == (422, "invalid_options"), answer.text
         assert f"takes no {named}" in answer.json()["message"]
+    assert (typo.status_code, typo.json()["code"]) == (422, "invalid_options")  # not a real retry
+    assert "dry_run must be one of" in typo.json()["message"]
     assert published == []
 
 
