@@ -88,7 +88,9 @@ async def watch(settings: Settings, job_id: str | None) -> None:
                     unknown_until = None
                 elif unknown_until and time.monotonic() > unknown_until:
                     raise LookupError(f"no import with id {job_id} in {settings.database_url}, and none appeared within "
-                                      f"{UNKNOWN_JOB_WAIT_S:.0f} s (use the DATABASE_URL that `serve` uses)") from None
+                                      f"{UNKNOWN_JOB_WAIT_S:.0f} s (use the DATABASE_URL that `serve` uses; a request "
+                                      "just published waits for an uploader to take it: behind a backlog, watch again "
+                                      "later, or `clients-import status` shows the lag)") from None
                 continue
             for note_id in set(client.notifications) - before:
                 note = client.notifications[note_id]
