@@ -65,14 +65,21 @@ async def watch(settings: Settings, job_id: str | None) -> None:
             console.print(Text.assemble(f"{progress.at:%H:%M:%S} ", plain(progress.job_id), " ", _status(progress.status),
                                         f" {progress.processed}/{progress.total} rows"))
 
-    async with ImportClient(settings) as client:
-        # Listening first, then asking the database: a job that ends between the two is in one or the other
-        # (its notification is published after its end is committed). The other way round, it could be in neither.
-        found = await _job_document(settings, job_id) if job_id else None
+    def ended(found: dict | None) -> bool:
         if found and JobStatus(found["status"]).is_final:
             console.print(Text.assemble("job ", plain(job_id), " already ended: ", (printable(found["status"]), "bold"),
                                         f" — {found['created']} created, {found['updated']} updated, "
                                         f"{found['unchanged']} unchanged, {found['rejected']} rejected"))
+            return True
+        return False
+
+    if job_id and ended(await _job_document(settings, job_id)):  # no broker needed for a job long ended
+        return
+    async with ImportClient(settings) as client:
+        # Listening, then asking the database again: a job that ends between the two is in one or the other
+        # (its notification is published after its end is committed). Asked only before, it could be in neither.
+        found = await _job_document(settings, job_id) if job_id else None
+        if ended(found):
             return
         console.print(Text.assemble("watching ", Text.assemble("job ", plain(job_id)) if job_id else "every job", " on ",
                                     plain(settings.kafka_bootstrap_servers)))

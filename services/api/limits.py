@@ -11,10 +11,9 @@
 - A body the app did not read to its end (an early refusal, or a route that takes no body) is read and
   thrown away after the answer, so the client reads the answer rather than a reset, but only until the
   head timer (armed at each answer) runs out: no one keeps a connection by trickling a body nobody waits for.
-  A chunked one is not: its answer says `Connection: close`, since every chunk costs the parser the same.
-- The pieces of a body (chunks, or reads): after 1,024, they must average 16 bytes (400
-  `body_too_fragmented`, closed), for the same reason: a body in 1-byte chunks would cost a core at
-  under 1 MB/s.
+- The pieces of a body (chunks, or reads), read by the app or thrown away: after 1,024, they must average
+  16 bytes (400 `body_too_fragmented`, or closed at once after an answer), since each costs the parser the
+  same: a body in 1-byte chunks would cost a core at under 1 MB/s.
   A body that stalled or ran out of time is answered 408 and the connection closed at once.
 - `Content-Length` together with `Transfer-Encoding` is refused (400): two framings of one body is how
   requests are smuggled past a proxy (RFC 9112 6.3).
@@ -182,10 +181,6 @@ class _Answer:
                 self.replaced = True
                 return
             self.started = True
-            if not self.body.done and self.body.expected is None:
-                # A chunked body the app did not read is not read after the answer either: its pieces would
-                # be parsed one by one (see PIECES_FREE), so the connection closes once the answer is sent.
-                message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
         await self._send(message)
 
     async def refuse(self, error: ApiError) -> None:
@@ -193,8 +188,7 @@ class _Answer:
             raise error
         body = json.dumps({"code": error.code, "message": error.message}).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-        if (error.status == 408 or error.code == "ambiguous_length"  # a stalled client; a framing not to trust
-                or not self.body.done and self.body.expected is None):  # a chunked body left unread (see send)
+        if error.status == 408 or error.code == "ambiguous_length":  # a stalled client; a framing not to trust
             headers.append((b"connection", b"close"))
         self.started = True
         await self._send({"type": "http.response.start", "status": error.status, "headers": headers})

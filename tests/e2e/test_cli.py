@@ -166,7 +166,9 @@ async def test_watch_sees_a_job_that_ends_while_it_asks_the_database(settings, p
 
     async def running_then_it_ends(_settings, job_id):
         asked.append(job_id)
-        if len(asked) == 1:  # the answer of a moment ago: still running; by the time it is read, it has ended
+        if len(asked) == 1:  # before listening: running
+            return {"status": JobStatus.PROCESSING.value}
+        if len(asked) == 2:  # the answer of a moment ago: still running; by the time it is read, it has ended
             await partner.client.submit(request)
             await partner.client.wait([job_id], timeout=60)
             return {"status": JobStatus.PROCESSING.value}
