@@ -8,7 +8,8 @@ from services.validator.chunk_shape import ChunkOutOfShape, check_chunk_shape
 from shared.events import Chunk
 from shared.reading import Limits
 from shared.settings import Settings
-from shared.stage import StageRunner
+
+from .stage_fakes import run_stage
 
 GOOD = Chunk(job_id="job", index=0, count=1, first_row=1, lines=(2, 3), csv="firstName,email\nAnn,ann@x.com\nBob,bob@x.com\n",
              columns={"firstName": 0, "email": 1})
@@ -48,21 +49,10 @@ def test_the_bounds_are_the_deployments_settings():
 
 
 async def test_the_validator_dead_letters_it_at_once_and_validates_the_rest():
-    published, dead = [], []
-
-    async def publish(publications):
-        published.extend(publications)
-
-    async def dead_letter(letters):
-        dead.extend(letters)
-
-    async def healthy():
-        return True
-
-    runner = StageRunner(STAGE, ValidatorPorts.open(Settings(_env_file=None)), publish, dead_letter, healthy)
     values = [GOOD.model_dump_json().encode(), OUT_OF_SHAPE["a header of 100,000 columns"].model_dump_json().encode()]
-    await runner.run([ConsumerRecord("clients.import.chunks", 0, i, 0, 0, b"job", v, None, 3, len(v), [])
-                      for i, v in enumerate(values)])
+    records = [ConsumerRecord("clients.import.chunks", 0, i, 0, 0, b"job", v, None, 3, len(v), []) for i, v in enumerate(values)]
+
+    published, dead, runner = await run_stage(STAGE, ValidatorPorts.open(Settings(_env_file=None)), records)
 
     assert [letter.record.offset for letter in dead] == [1]
     assert "ChunkOutOfShape: a header of 100001 columns; at most 500" in dead[0].reason

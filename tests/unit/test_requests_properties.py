@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 from services.uploader.app import STAGE, UploaderPorts
 from shared import topics
 from shared.events import JobRefused
-from shared.stage import RetryPolicy, StageRunner
+from shared.stage import RetryPolicy
 
+from .stage_fakes import run_stage
 from .uploader_fakes import memory_ports
 
 FAST = RetryPolicy(attempts=2, first_backoff_s=0.0, max_backoff_s=0.0, attempt_timeout_s=5)
@@ -24,20 +25,8 @@ def _ports() -> UploaderPorts:
 
 
 def _run(values: list[bytes]) -> tuple[list, list]:
-    published, dead = [], []
-
-    async def publish(publications):
-        published.extend(publications)
-
-    async def dead_letter(letters):
-        dead.extend(letters)
-
-    async def healthy():
-        return True
-
-    runner = StageRunner(STAGE, _ports(), publish, dead_letter, healthy, FAST)
     records = [ConsumerRecord(topics.REQUESTS, 0, i, 0, 0, None, v, None, 0, len(v), []) for i, v in enumerate(values)]
-    asyncio.run(runner.run(records))
+    published, dead, runner = asyncio.run(run_stage(STAGE, _ports(), records, FAST))
     assert runner.tally.processed + runner.tally.dead_lettered == len(values)
     return published, dead
 
