@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .db import as_utc, insert_for
 from .events import Issue, JobKind, JobStatus, Source
+from .jobs import RUNNING
 from .tables import client_changes, import_jobs, job_parts, undo_claims
 
 __all__ = ["UndoState", "undo_state", "undo_of", "acts_for", "refusal", "claim", "HTTP_STATUS"]
@@ -48,7 +49,7 @@ async def undo_state(conn: AsyncConnection, undo_of: str) -> UndoState:
         parts = job_parts.c
         answered = await conn.scalar(select(func.coalesce(func.sum(parts.created + parts.updated + parts.unchanged
                                                                    + parts.rejected), 0)).where(parts.job_id == undo_of))
-    running = [status.value for status in JobStatus if not status.is_final]
+    running = [status.value for status in RUNNING]
     pending = await conn.scalar(select(import_jobs.c.id).where(import_jobs.c.undo_of == undo_of, import_jobs.c.status.in_(running))
                                 .order_by(import_jobs.c.received_at, import_jobs.c.id).limit(1))
     return UndoState(job, claimed or job["undone_by"], recorded or 0, answered, pending)

@@ -27,8 +27,8 @@ class ValidatorPorts:
     rules: RowRules
     partitions: int
     record_max_bytes: int
-    limits: Limits = Limits()
-    chunk_rows: int = 500
+    limits: Limits
+    chunk_rows: int
 
     @classmethod
     def open(cls, settings: Settings, _engine: AsyncEngine | None = None, _publish: object = None) -> "ValidatorPorts":
