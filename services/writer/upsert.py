@@ -7,6 +7,7 @@ results, so a redelivered row finds its recorded result and is never applied or 
 
 import logging
 import os
+import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -85,12 +86,19 @@ def _renamed(existing: dict[str, Client], plan: Plan) -> list[str]:
 
 
 def new_ids(n: int) -> Iterator[str]:
-    """n random (version 4) UUIDs, in their usual text form, from one read of the system's randomness.
+    """n time-ordered (version 7, RFC 9562) UUIDs in their usual text form: the current Unix time in
+    milliseconds, then 74 random bits, from one read of the system's randomness.
 
-    Built as text from the bytes: a `uuid.UUID` per id cost more than planning the row it names."""
+    Time-ordered so that new clients land at the end of the id index instead of at random pages all over
+    it: the clients upsert cost SQLite about a sixth less at 100,000 clients and two fifths less near a million
+    (README, Performance). Built as text from the bytes: a `uuid.UUID` per id cost more than planning the
+    row it names."""
     pool = bytearray(os.urandom(16 * n))
-    pool[6::16] = bytes(b & 0x0F | 0x40 for b in pool[6::16])  # the version: 4
-    pool[8::16] = bytes(b & 0x3F | 0x80 for b in pool[8::16])  # the variant: RFC 4122
+    stamp = (time.time_ns() // 1_000_000).to_bytes(6, "big")
+    for at, byte in enumerate(stamp):
+        pool[at::16] = bytes((byte,)) * n
+    pool[6::16] = bytes(b & 0x0F | 0x70 for b in pool[6::16])  # the version: 7
+    pool[8::16] = bytes(b & 0x3F | 0x80 for b in pool[8::16])  # the variant: RFC 9562's
     text = pool.hex()
     for at in range(0, 32 * n, 32):
         yield f"{text[at:at + 8]}-{text[at + 8:at + 12]}-{text[at + 12:at + 16]}-{text[at + 16:at + 20]}-{text[at + 20:at + 32]}"
