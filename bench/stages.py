@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench import FILES, ROWS, csv_file, request  # noqa: E402
-from clients_import.collector import tune_after_start  # noqa: E402
+from clients_import.collector import after_batch, tune_after_start  # noqa: E402
 from clients_import.pipeline import Pipeline  # noqa: E402
 from clients_import.topology import STAGES  # noqa: E402
 from shared import topics  # noqa: E402
@@ -77,6 +77,7 @@ async def replay(stage, seen: dict[str, list], settings: Settings, database: Pat
         profiler.enable()
     for start in range(0, len(records), batch):
         await runner.run(records[start : start + batch])
+        after_batch()  # as the pipeline's consumer does
     if profiler:
         profiler.disable()
     spent = time.process_time() - started

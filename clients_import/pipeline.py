@@ -40,6 +40,7 @@ from shared.settings import Settings
 from shared.stage import Stage, StageRunner
 from shared.tables import health_probe
 
+from .collector import after_batch
 from .lag import LagSampler
 from .metrics_server import MetricsServer
 from .topology import STAGE_NAMES, stages
@@ -136,6 +137,7 @@ class Pipeline:
 
         async def consume(message: KafkaMessage) -> None:
             await runner.run(records_of(message))
+            after_batch()  # the batch's objects are freed: its cycles are collected now (collector.py)
 
         consume.__name__ = stage.handle.__name__  # names the operation in the AsyncAPI document
         options = self._consumer_options(stage)
