@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench import FILES, ROWS, csv_file, request  # noqa: E402
-from clients_import.collector import after_batch, tune_after_start  # noqa: E402
+from clients_import import collector  # noqa: E402
 from clients_import.pipeline import Pipeline  # noqa: E402
 from clients_import.topology import STAGES  # noqa: E402
 from shared import topics  # noqa: E402
@@ -70,14 +70,14 @@ async def replay(stage, seen: dict[str, list], settings: Settings, database: Pat
     runner = StageRunner(stage, ports, publish, dead_letter, healthy)
     batch = stage.max_records or _DEFAULT_BATCH
     records = [r for topic in stage.consumes for r in seen[topic]]  # jobs before rows, as they arrive
-    tune_after_start()  # as `serve` does once started
+    collector.tune_after_start()  # as `serve` does once started
     profiler = cProfile.Profile() if profile else None
     started = time.process_time()
     if profiler:
         profiler.enable()
     for start in range(0, len(records), batch):
-        await runner.run(records[start : start + batch])
-        after_batch()  # as the pipeline's consumer does
+        with collector.batch():  # as the pipeline's consumer does
+            await runner.run(records[start : start + batch])
     if profiler:
         profiler.disable()
     spent = time.process_time() - started

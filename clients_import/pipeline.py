@@ -40,7 +40,7 @@ from shared.settings import Settings
 from shared.stage import Stage, StageRunner
 from shared.tables import health_probe
 
-from .collector import after_batch
+from . import collector
 from .lag import LagSampler
 from .metrics_server import MetricsServer
 from .topology import STAGE_NAMES, stages
@@ -136,8 +136,8 @@ class Pipeline:
         self.ports[stage.name], self.runners[stage.name] = ports, runner
 
         async def consume(message: KafkaMessage) -> None:
-            await runner.run(records_of(message))
-            after_batch()  # the batch's objects are freed: its cycles are collected now (collector.py)
+            with collector.batch():  # no collection walks the batch while it lives (collector.py)
+                await runner.run(records_of(message))
 
         consume.__name__ = stage.handle.__name__  # names the operation in the AsyncAPI document
         options = self._consumer_options(stage)
