@@ -32,16 +32,16 @@ OLDER_EVERY = 20  # collections of one generation between two of the next (CPyth
 
 _SERVING = (SERVING_GEN0, OLDER_EVERY, OLDER_EVERY)
 _batches_in_hand = 0
-_between_batches: tuple[int, ...] | None = None  # the thresholds to go back to: the tuned ones once tuned
-_untuned: tuple[int, ...] = gc.get_threshold()  # else those found when the first batch in hand began
+_tuned = False  # between batches: _SERVING once tuned, else the thresholds found when the first batch began
+_untuned: tuple[int, ...] = gc.get_threshold()
 
 
 def tune_after_start() -> None:
-    global _between_batches
+    global _tuned
     gc.collect()
     gc.freeze()
     gc.set_threshold(*_SERVING)
-    _between_batches = _SERVING
+    _tuned = True
 
 
 @contextlib.contextmanager
@@ -60,7 +60,7 @@ def batch() -> Iterator[None]:
         _batches_in_hand -= 1
         if _batches_in_hand == 0:
             _collect_after_batch()
-            gc.set_threshold(*(_between_batches or _untuned))
+            gc.set_threshold(*(_SERVING if _tuned else _untuned))
 
 
 def _collect_after_batch() -> None:

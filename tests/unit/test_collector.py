@@ -14,7 +14,7 @@ from clients_import.collector import OLDER_EVERY, batch, tune_after_start
 @pytest.fixture
 def tuned(monkeypatch):
     thresholds = gc.get_threshold()
-    monkeypatch.setattr(collector, "_between_batches", None)
+    monkeypatch.setattr(collector, "_tuned", False)
     tune_after_start()
     yield
     gc.unfreeze()
@@ -102,7 +102,7 @@ def test_outside_batches_the_cycles_of_other_work_are_collected_as_it_goes(tuned
 
 
 def test_a_process_never_tuned_gets_its_own_thresholds_back_after_a_batch(monkeypatch):
-    monkeypatch.setattr(collector, "_between_batches", None)
+    monkeypatch.setattr(collector, "_tuned", False)
     thresholds = gc.get_threshold()
     with batch():
         assert gc.get_threshold() != thresholds
