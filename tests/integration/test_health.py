@@ -1,5 +1,6 @@
 """When a stage fails, the runner asks whether the database is the cause: a locked or unreachable one is."""
 
+import asyncio
 import sqlite3
 import tempfile
 from pathlib import Path
@@ -17,8 +18,9 @@ async def test_a_database_another_process_holds_locked_is_not_healthy_and_is_aga
     async with Pipeline(settings, in_memory=True) as pipeline:
         assert await pipeline.healthy()
         # Its own wait for the lock is not under test: a pipeline writing at start-up may hold it a moment (a busy CI).
-        holder = sqlite3.connect(path, isolation_level=None, timeout=30)
-        holder.execute("BEGIN IMMEDIATE")  # a backup or an admin's session holding the write lock
+        # Waited for off the event loop, which the pipeline's own transaction needs to finish and let go.
+        holder = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
+        await asyncio.to_thread(holder.execute, "BEGIN IMMEDIATE")  # a backup or an admin's session holding the lock
         try:
             assert not await pipeline.healthy()
         finally:
