@@ -35,8 +35,6 @@ def csv_lines(records: list[list[str]]) -> list[str]:
     return lines
 
 
-
-
 def cut(
     job_id: str, read: ReadFile, chunk_rows: int, options: ImportOptions, max_bytes: int = CHUNK_MAX_BYTES,
     numbers: list[int] | None = None, refused: dict[int, Issue] | None = None,
