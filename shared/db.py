@@ -6,12 +6,12 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from operator import itemgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic_core import PydanticSerializationError, to_json
 from sqlalchemy import Executable, Insert, Table, event, inspect
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, Dialect, make_url
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.schema import CreateColumn
@@ -148,22 +148,42 @@ def _create_missing_indexes(connection) -> None:
 async def execute_many(
     conn: AsyncConnection, statement: Executable, rows: Sequence[Mapping[str, Any]], same: Mapping[str, Any] | None = None
 ) -> None:
-    """One statement, many rows, bound as plain tuples; `same`: values every row shares (given once, not per row).
+    """One statement, many rows, bound as plain tuples; `same`: values every row shares (given once, not per row)."""
+    await execute_bound(conn, bind_many(conn.dialect, statement, rows, same))
 
-    The statement is compiled once by the connection's dialect (so it stays dialect-neutral Core);
-    only the columns whose type needs converting (timestamps on SQLite, JSON) go through the
-    dialect's converter. SQLAlchemy's per-row parameter handling costs more than the database here,
-    so the parameters are built a column at a time and zipped into rows.
+
+class BoundRows(NamedTuple):
+    """A statement in the dialect's own SQL and its rows of parameters, ready for the driver's executemany."""
+
+    sql: str
+    params: list[tuple]
+
+
+def bind_many(
+    dialect: Dialect, statement: Executable, rows: Sequence[Mapping[str, Any]], same: Mapping[str, Any] | None = None
+) -> BoundRows | None:
+    """What `execute_many` sends, built here in plain Python (None for no rows), so that a caller may build
+    it while the database works on something else (the writer, beside the search index's catch-up).
+
+    The statement is compiled once by the dialect (so it stays dialect-neutral Core); only the columns
+    whose type needs converting (timestamps on SQLite, JSON) go through the dialect's converter.
+    SQLAlchemy's per-row parameter handling costs more than the database here, so the parameters are
+    built a column at a time and zipped into rows.
     """
     if not rows:
-        return
+        return None
     same = same or {}
-    compiled = statement.compile(dialect=conn.dialect)
+    compiled = statement.compile(dialect=dialect)
     names = compiled.positiontup
     if names is None:
-        raise ValueError(f"{conn.dialect.name} does not use positional parameters; execute_many needs them")
-    columns = [_column(rows, name, same, _bind_processor(compiled, name, conn.dialect)) for name in names]
-    await conn.exec_driver_sql(str(compiled), list(zip(*columns, strict=True)))
+        raise ValueError(f"{dialect.name} does not use positional parameters; execute_many needs them")
+    columns = [_column(rows, name, same, _bind_processor(compiled, name, dialect)) for name in names]
+    return BoundRows(str(compiled), list(zip(*columns, strict=True)))
+
+
+async def execute_bound(conn: AsyncConnection, bound: BoundRows | None) -> None:
+    if bound is not None:
+        await conn.exec_driver_sql(bound.sql, bound.params)
 
 
 def _bind_processor(compiled, name: str, dialect) -> Any:

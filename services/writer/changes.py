@@ -1,23 +1,23 @@
 """What each written row changed, recorded in the same transaction as the write, so an import can be undone.
 
-Kept apart from the upsert (upsert.py calls `record_changes` once per transaction): the plan already
-holds, row by row, the client each row found and the one it left (`Plan.changes`); this turns them into
-records. One multi-row INSERT per batch.
+Kept apart from the upsert (upsert.py binds `bound_changes` once per transaction, while the search
+index catches up): the plan already holds, row by row, the client each row found and the one it left
+(`Plan.changes`); this turns them into records. One multi-row INSERT per batch.
 """
 
 from collections.abc import Sequence
 from datetime import datetime
 from operator import attrgetter
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Dialect
 
-from shared.db import execute_many
+from shared.db import BoundRows, bind_many
 from shared.fields import FIELDS
 from shared.tables import client_changes
 
 from .plan import Change
 
-__all__ = ["CHANGED_FIELDS", "change_records", "record_changes"]
+__all__ = ["CHANGED_FIELDS", "bound_changes", "change_records"]
 
 # What an import may change (the email is the client's key, never changed).
 CHANGED_FIELDS = tuple(["username", *(f.key for f in FIELDS if f.key not in ("email", "username"))])
@@ -42,6 +42,7 @@ def change_records(changes: Sequence[Change]) -> list[dict]:
     return records
 
 
-async def record_changes(conn: AsyncConnection, changes: Sequence[Change], now: datetime) -> None:
-    await execute_many(conn, client_changes.insert(), change_records(changes), same={"recorded_at": now})
+def bound_changes(dialect: Dialect, changes: Sequence[Change], now: datetime) -> BoundRows | None:
+    """The change log's INSERT and its parameters, for `shared.db.execute_bound`."""
+    return bind_many(dialect, client_changes.insert(), change_records(changes), same={"recorded_at": now})
 

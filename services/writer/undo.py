@@ -122,6 +122,7 @@ async def _apply(conn: AsyncConnection, job_id: str, plan: UndoPlan, now: dateti
                 {"b_id": c.id, "b_updated_at": now, **{f"b_{name}": getattr(c, name) for name in CHANGED_FIELDS}}
                 for c in plan.restores.values()
             ])
+    await search.catch_up(conn)  # clients added by anything but the writer, as after any writer batch
     await execute_many(conn, row_outcomes.insert(), [
         dict(job_id=job_id, row=r.row, line=r.line, email=r.email, outcome=r.outcome.value, client_id=r.client_id,
              username=r.username, errors=[e.model_dump() for e in r.errors] or None, original=None)

@@ -13,17 +13,18 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy import and_, bindparam, or_, select
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared import search
-from shared.db import execute_many, insert_for
+from shared.db import BoundRows, bind_many, execute_bound, execute_many, insert_for
 from shared.events import Issue, Outcome, RowResult
 from shared.fields import FIELDS
 from shared.metrics import ROWS, TRANSACTION_SECONDS
 from shared.tables import clients, row_outcomes
 
-from .changes import record_changes
+from .changes import bound_changes
 from .plan import Client, PendingRow, Plan, plan_writes, username_base, username_range
 
 log = logging.getLogger("clients_import.writer")
@@ -73,8 +74,11 @@ async def _apply(
         now = datetime.now(UTC)
         async with search.reindexed(conn, _renamed(existing, plan)):  # in bulk: found once committed
             await _upsert(conn, plan.upserts, now)
-        await _record(conn, plan.results)
-        await record_changes(conn, plan.changes, now)  # for undo (changes.py)
+        # The ledger's and the change log's (for undo) parameters are built while the new clients are indexed.
+        ledger, changes = await search.catch_up_beside(
+            conn, lambda: (_bound_ledger(conn.dialect, plan.results), bound_changes(conn.dialect, plan.changes, now)))
+        await execute_bound(conn, ledger)
+        await execute_bound(conn, changes)
     new = {(job_id, result.row): result for job_id, result in plan.results}
     return [(p.job_id, recorded.get((p.job_id, p.row.row)) or new[(p.job_id, p.row.row)]) for p in pending], plan.results
 
@@ -185,9 +189,7 @@ async def _upsert(conn: AsyncConnection, upserts: list[Client], now: datetime) -
     await execute_many(conn, statement, [c.__dict__ for c in upserts], same={"created_at": now, "updated_at": now})
 
 
-async def _record(conn: AsyncConnection, results: list[tuple[str, RowResult]]) -> None:
-    if not results:
-        return
+def _bound_ledger(dialect: Dialect, results: list[tuple[str, RowResult]]) -> BoundRows | None:
     rows = [
         {
             "job_id": job_id,
@@ -202,4 +204,4 @@ async def _record(conn: AsyncConnection, results: list[tuple[str, RowResult]]) -
         }
         for job_id, r in results
     ]
-    await execute_many(conn, row_outcomes.insert(), rows)
+    return bind_many(dialect, row_outcomes.insert(), rows)

@@ -1,6 +1,7 @@
 """Searching clients, on SQLite (FTS5 trigram) and PostgreSQL (pg_trgm): plain text, found by an index,
 kept in step with the writer's every write, bounded. Each test runs on both databases."""
 
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -212,3 +213,53 @@ async def test_the_api_reads_on_connections_that_cannot_write(db):
                 raise AssertionError("a reader wrote a client")
     finally:
         await reader.dispose()
+
+
+async def test_the_writer_s_catch_up_indexes_new_clients_and_hands_back_what_was_built_beside_it(db):
+    async with db.begin() as conn:
+        await conn.execute(clients.insert(), PEOPLE)
+        built = await search.catch_up_beside(conn, lambda: "the ledger's parameters")
+    assert built == "the ledger's parameters"
+    assert (await found(db, "smith"))[0] == ["annsmith"]
+    assert (await found(db, "zoë"))[0] == ["zng"]
+
+
+async def test_work_that_fails_beside_the_catch_up_rolls_the_whole_batch_back(db):
+    def failing() -> None:
+        raise ValueError("a bug in building the parameters")
+
+    with pytest.raises(ValueError, match="a bug"):
+        async with db.begin() as conn:
+            await conn.execute(clients.insert(), PEOPLE[:2])
+            await search.catch_up_beside(conn, failing)
+    assert (await found(db, "smith"))[0] == []
+    await seeded(db, PEOPLE[2:3])  # the index is still whole: the next batch's clients are found
+    assert (await found(db, "zoë"))[0] == ["zng"]
+
+
+async def test_on_sqlite_the_work_runs_while_the_index_fills_not_after_it(db):
+    """The point of `catch_up_beside`: the writer's Python and SQLite's indexing at the same time. The
+    work below waits until SQLite, working on the catch-up, calls back: sequential code would never see it."""
+    if db.dialect.name != "sqlite":
+        pytest.skip("on PostgreSQL the server keeps the index: there is no catch-up to overlap")
+    many = [client(f"Name{i}", f"Last{i}", f"person{i}@overlap.example.com", f"person{i}") for i in range(3000)]
+    steps: list[int] = []
+    async with db.begin() as conn:
+        await conn.execute(clients.insert(), many)
+        driver = (await conn.get_raw_connection()).driver_connection
+        await driver.set_progress_handler(lambda: steps.append(1), 1000)
+
+        def work() -> bool:
+            seen, deadline = len(steps), time.monotonic() + 10
+            while time.monotonic() < deadline:
+                if len(steps) > seen:
+                    return True
+                time.sleep(0.001)
+            return False
+
+        try:
+            overlapped = await search.catch_up_beside(conn, work)
+        finally:
+            await driver.set_progress_handler(None, 0)
+    assert overlapped, "the work ran while SQLite was idle"
+    assert (await found(db, "person2999@"))[0] == ["person2999"]
