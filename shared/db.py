@@ -2,11 +2,11 @@
 
 import asyncio
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from pydantic_core import PydanticSerializationError, to_json
 from sqlalchemy import Executable, Insert, Table, event, inspect
@@ -18,6 +18,8 @@ from sqlalchemy.schema import CreateColumn
 
 from . import search
 from .tables import metadata
+
+T = TypeVar("T")
 
 
 def create_engine(url: str) -> AsyncEngine:
@@ -184,6 +186,23 @@ def bind_many(
 async def execute_bound(conn: AsyncConnection, bound: BoundRows | None) -> None:
     if bound is not None:
         await conn.exec_driver_sql(bound.sql, bound.params)
+
+
+async def commit_beside(conn: AsyncConnection, work: Callable[[], T]) -> T:
+    """Commit `conn`'s transaction while `work` (plain Python that touches no database) runs: its answer,
+    once the commit has succeeded.
+
+    SQLite commits on aiosqlite's thread without Python's interpreter lock, PostgreSQL in its server, so
+    the writer builds (and encodes) its results beside the commit instead of after it. Should `work`
+    fail, the transaction is committed all the same: the caller fails as after a crash, and a batch
+    tried again finds its rows recorded."""
+    committing = asyncio.create_task(conn.commit())
+    await asyncio.sleep(0)  # the commit reaches the database before the work starts
+    try:
+        answer = work()
+    finally:
+        await committing
+    return answer
 
 
 def _bind_processor(compiled, name: str, dialect) -> Any:

@@ -17,7 +17,7 @@ from shared.stage import Output, Stage
 
 from .plan import PendingRow
 from .undo import purge_changes, undo_share, undone_events
-from .upsert import apply_rows
+from .upsert import apply_rows_and_build
 
 __all__ = ["STAGE", "WriterPorts", "write_rows", "written_events"]
 
@@ -68,18 +68,25 @@ async def undo_shares(shares: list[RowsAccepted], ports: WriterPorts) -> list[Pu
 
 
 async def upsert_rows(batches: list[RowsAccepted], ports: WriterPorts) -> list[Publication]:
-    # The database commits here; offsets are committed only after the publications are acknowledged.
-    results = await apply_rows(ports.engine, [PendingRow(b.job_id, b.options, row) for b in batches for row in b.rows])
-    for job_id, n in Counter(job_id for job_id, _ in results).items():
+    # The database commits here, while the answers are built and encoded; offsets are committed only
+    # after the publications are acknowledged.
+    pending = [PendingRow(b.job_id, b.options, row) for b in batches for row in b.rows]
+    publications, rows_by_job = await apply_rows_and_build(
+        ports.engine, pending, lambda results: (written_events(batches, results, encoded=True), _rows_by_job(results)))
+    for job_id, n in rows_by_job.items():
         log.info("rows written", extra={"step": "rows.written", "job_id": job_id, "rows": n})
-    return written_events(batches, results)
+    return publications
 
 
-def written_events(batches: list[RowsAccepted], results: list[tuple[str, RowResult]]) -> list[Publication]:
+def _rows_by_job(results: list[tuple[str, RowResult]]) -> Counter:
+    return Counter(job_id for job_id, _ in results)
+
+
+def written_events(batches: list[RowsAccepted], results: list[tuple[str, RowResult]], encoded: bool = False) -> list[Publication]:
     """One answer per accepted record, holding the results of exactly its rows: a redelivered record
-    gets the same answer, which the notifier recognises."""
+    gets the same answer, which the notifier recognises. `encoded`: each with its bytes already made."""
     by_row = {(job_id, result.row): result for job_id, result in results}
-    return [
+    publications = [
         Publication(
             topics.ROWS_WRITTEN,
             RowsWritten(job_id=batch.job_id, results=tuple(by_row[(batch.job_id, row.row)] for row in batch.rows)),
@@ -88,6 +95,7 @@ def written_events(batches: list[RowsAccepted], results: list[tuple[str, RowResu
         for batch in batches
         if batch.rows
     ]
+    return [p._replace(payload=p.encoded()) for p in publications] if encoded else publications
 
 
 STAGE = Stage(

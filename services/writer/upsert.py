@@ -9,8 +9,9 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from sqlalchemy import and_, bindparam, or_, select
 from sqlalchemy.engine import Dialect
@@ -18,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared import search
-from shared.db import BoundRows, bind_many, execute_bound, execute_many, insert_for
+from shared.db import BoundRows, bind_many, commit_beside, execute_bound, execute_many, insert_for
 from shared.events import Issue, Outcome, RowResult
 from shared.fields import FIELDS
 from shared.metrics import ROWS, TRANSACTION_SECONDS
@@ -30,16 +31,28 @@ from .plan import Client, PendingRow, Plan, plan_writes, username_base, username
 log = logging.getLogger("clients_import.writer")
 _SLICE = 500  # keys per IN (...) list: well under every database's bound-parameter limit
 _RETRIES = 3
+T = TypeVar("T")
 
 
-async def apply_rows(engine: AsyncEngine, pending: Sequence[PendingRow]) -> list[tuple[str, RowResult]]:
+Results = list[tuple[str, RowResult]]
+
+
+async def apply_rows(engine: AsyncEngine, pending: Sequence[PendingRow]) -> Results:
     """Each pending row's result, in order. Rows already applied get their recorded result back."""
+    return await apply_rows_and_build(engine, pending, list)
+
+
+async def apply_rows_and_build(engine: AsyncEngine, pending: Sequence[PendingRow], build: Callable[[Results], T]) -> T:
+    """`build` of each pending row's result (as `apply_rows` gives them), made while the transaction
+    commits (`shared.db.commit_beside`) and handed back once it has."""
     pending = _first_of_each(pending)
     for attempt in range(1, _RETRIES + 1):
         try:
             with _TRANSACTION.time():
-                async with engine.begin() as conn:
+                async with engine.connect() as conn:  # rolled back on leaving, unless committed
+                    await conn.begin()
                     results, applied = await _apply(conn, pending)
+                    built = await commit_beside(conn, lambda: build(results))  # noqa: B023 (called at once)
         except IntegrityError:
             # Another writer took a generated username between our read and our write: read again.
             if attempt == _RETRIES:
@@ -47,7 +60,7 @@ async def apply_rows(engine: AsyncEngine, pending: Sequence[PendingRow]) -> list
             log.warning("username race, retrying batch", extra={"step": "write.retry", "attempt": attempt})
             continue
         _count(applied)
-        return results
+        return built
     raise AssertionError("unreachable")
 
 
