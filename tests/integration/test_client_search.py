@@ -1,7 +1,6 @@
 """Searching clients, on SQLite (FTS5 trigram) and PostgreSQL (pg_trgm): plain text, found by an index,
 kept in step with the writer's every write, bounded. Each test runs on both databases."""
 
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -15,6 +14,8 @@ from shared import search
 from shared.db import create_reader, create_tables
 from shared.events import AcceptedRow, ClientValues, ImportOptions
 from shared.tables import clients
+
+from .overlap import works_beside
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -243,23 +244,8 @@ async def test_on_sqlite_the_work_runs_while_the_index_fills_not_after_it(db):
     if db.dialect.name != "sqlite":
         pytest.skip("on PostgreSQL the server keeps the index: there is no catch-up to overlap")
     many = [client(f"Name{i}", f"Last{i}", f"person{i}@overlap.example.com", f"person{i}") for i in range(3000)]
-    steps: list[int] = []
     async with db.begin() as conn:
         await conn.execute(clients.insert(), many)
-        driver = (await conn.get_raw_connection()).driver_connection
-        await driver.set_progress_handler(lambda: steps.append(1), 1000)
-
-        def work() -> bool:
-            seen, deadline = len(steps), time.monotonic() + 10
-            while time.monotonic() < deadline:
-                if len(steps) > seen:
-                    return True
-                time.sleep(0.001)
-            return False
-
-        try:
-            overlapped = await search.catch_up_beside(conn, work)
-        finally:
-            await driver.set_progress_handler(None, 0)
+        overlapped = await works_beside(conn, lambda work: search.catch_up_beside(conn, work), every=1000)
     assert overlapped, "the work ran while SQLite was idle"
     assert (await found(db, "person2999@"))[0] == ["person2999"]

@@ -1,6 +1,5 @@
 """The writer's work beside its database: answers built while the transaction commits, on each backend."""
 
-import time
 import uuid
 
 import pytest
@@ -10,6 +9,8 @@ from services.writer.app import WriterPorts, upsert_rows
 from shared.db import commit_beside
 from shared.events import AcceptedRow, ClientValues, ImportOptions, RowsAccepted, RowsWritten
 from shared.tables import clients
+
+from .overlap import works_beside
 
 
 def batch(job_id: str, domain: str, n: int = 3) -> RowsAccepted:
@@ -52,25 +53,10 @@ async def test_on_sqlite_the_work_runs_while_the_commit_does(db):
     if db.dialect.name != "sqlite":
         pytest.skip("PostgreSQL commits in its server: nothing here to watch")
     domain = f"d{uuid.uuid4().hex[:8]}.example.com"
-    steps: list[int] = []
     async with db.connect() as conn:
         await conn.begin()
         await conn.execute(clients.insert(), [_client(f"c{i}", domain) for i in range(2000)])
-        driver = (await conn.get_raw_connection()).driver_connection
-        await driver.set_progress_handler(lambda: steps.append(1), 1)
-
-        def work() -> bool:  # waits for SQLite to call back from the COMMIT: sequential code never would
-            seen, deadline = len(steps), time.monotonic() + 10
-            while time.monotonic() < deadline:
-                if len(steps) > seen:
-                    return True
-                time.sleep(0.001)
-            return False
-
-        try:
-            overlapped = await commit_beside(conn, work)
-        finally:
-            await driver.set_progress_handler(None, 0)
+        overlapped = await works_beside(conn, lambda work: commit_beside(conn, work), every=1)
     assert overlapped, "the work ran while SQLite was idle"
 
 
