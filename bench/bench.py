@@ -10,7 +10,8 @@ deploys them. Against the targets of issue 12.
 Options: `--database postgresql` (a throwaway local cluster, as the tests start), `--writers N` (N writer
 processes), `--profile DIR` (a py-spy profile of each service during the back-to-back run: DIR/NAME.txt,
 collapsed stacks, and a summary printed), `--direct` (also the same stages on the in-memory runner),
-`--in-process` (all four services in this process, as `run` does).
+`--in-process` (all four services in this process, as `run` does), `--ceiling` (the writer answers
+without its database, bench/ceiling_writer.py: what the rest of the pipeline carries, a diagnostic).
 """
 
 import argparse
@@ -209,7 +210,7 @@ def _short(frame: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def services(settings: Settings, processes: bool, writers: int):
+async def services(settings: Settings, processes: bool, writers: int, ceiling: bool = False):
     """All four services in this process, or each in a process of its own (as `clients-import serve`): name -> pid."""
     if not processes:
         async with Pipeline(settings):
@@ -221,8 +222,12 @@ async def services(settings: Settings, processes: bool, writers: int):
            "JOB_SIGNING_SECRET": settings.signing_key}
     names = [n for name in STAGE_NAMES for n in ([f"writer{i + 1}" for i in range(writers)] if name == "writer" and writers > 1
                                                 else [name])]
-    workers = {name: subprocess.Popen([sys.executable, "-m", "clients_import.cli", "serve", name.rstrip("0123456789")],
-                                      env=env, stdout=subprocess.DEVNULL) for name in names}
+    def command(name: str) -> list[str]:
+        if ceiling and name.startswith("writer"):
+            return [sys.executable, str(Path(__file__).resolve().parent / "ceiling_writer.py")]
+        return [sys.executable, "-m", "clients_import.cli", "serve", name.rstrip("0123456789")]
+
+    workers = {name: subprocess.Popen(command(name), env=env, stdout=subprocess.DEVNULL) for name in names}
     try:
         await asyncio.sleep(3)  # the warm-up file below waits for them anyway
         yield {name: worker.pid for name, worker in workers.items()}
@@ -240,7 +245,7 @@ async def main(bootstrap: str, broker_pid: int | None, workdir: Path, args: argp
                         _env_file=None)
     floor = floor_rate([csv_file(ROWS, uuid.uuid4().hex[:8]) for _ in range(FILES)], workdir / "floor.db")
     load_before = os.getloadavg()[0]
-    async with services(settings, not args.in_process, args.writers) as pids, ImportClient(settings) as client:
+    async with services(settings, not args.in_process, args.writers, args.ceiling) as pids, ImportClient(settings) as client:
         await one_file(client)  # warm: topics, groups, JIT, caches
         latencies = [await one_file(client) for _ in range(RUNS)]
         measured = {**pids, **({"kafka broker": broker_pid} if broker_pid else {}),
@@ -256,6 +261,9 @@ async def main(bootstrap: str, broker_pid: int | None, workdir: Path, args: argp
     kind = "PostgreSQL" if database_pid else "SQLite"
     layout = (f"one process per service, {args.writers} writer{'s' * (args.writers > 1)}" if not args.in_process
               else "all four services in one process")
+    if args.ceiling:
+        layout += ("; CEILING: the writer answers without its database (bench/ceiling_writer.py), so these figures are what "
+                   "the rest of the pipeline carries, not the product's")
     print(f"\nclients-import bench: {kind}, {os.cpu_count()} cores, {layout}; "
           f"load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after")
     print(f"  floor (bench/floor.py: the same work in one plain process, SQLite, no search index): {floor:,.0f} rows/s")
@@ -312,7 +320,11 @@ if __name__ == "__main__":
     cli.add_argument("--writers", type=int, default=1, help="writer processes (default 1)")
     cli.add_argument("--profile", metavar="DIR", help="py-spy each service during the back-to-back run")
     cli.add_argument("--direct", action="store_true", help="also run the stages on the in-memory runner")
+    cli.add_argument("--ceiling", action="store_true",
+                     help="the writer answers without its database: what the rest of the pipeline carries (a diagnostic)")
     args = cli.parse_args()
+    if args.ceiling and args.in_process:
+        cli.error("--ceiling replaces the writer's process: it needs one process per service (leave out --in-process)")
     with tempfile.TemporaryDirectory(prefix="clients-import-bench-") as tmp, database(args.database, Path(tmp)) as db:
         if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
             asyncio.run(main(os.environ["KAFKA_BOOTSTRAP_SERVERS"], None, Path(tmp), args, db))
