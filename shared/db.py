@@ -197,8 +197,8 @@ async def commit_beside(conn: AsyncConnection, work: Callable[[], T]) -> T:
     fail, the transaction is committed all the same: the caller fails as after a crash, and a batch
     tried again finds its rows recorded."""
     committing = asyncio.create_task(conn.commit())
-    await asyncio.sleep(0)  # the commit reaches the database before the work starts
     try:
+        await asyncio.sleep(0)  # the commit reaches the database before the work starts
         answer = work()
     finally:
         await committing

@@ -153,8 +153,8 @@ async def catch_up_beside(conn: AsyncConnection, work: Callable[[], T]) -> T:
         await catch_up(conn)
         return result
     indexing = asyncio.create_task(_execute(driver, _CATCH_UP))
-    await asyncio.sleep(0)  # the statement reaches the connection's thread before the work starts
     try:
+        await asyncio.sleep(0)  # the statement reaches the connection's thread before the work starts
         result = work()
     finally:
         await indexing  # also when the work failed: the transaction is rolled back only once it is done
