@@ -37,6 +37,7 @@ from typing import TypeVar
 
 import aiosqlite
 from sqlalchemy import Select, TextClause, bindparam, literal_column, or_, select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .tables import clients
@@ -152,7 +153,7 @@ async def catch_up_beside(conn: AsyncConnection, work: Callable[[], T]) -> T:
         result = work()
         await catch_up(conn)
         return result
-    indexing = asyncio.create_task(_execute(driver, _CATCH_UP))
+    indexing = asyncio.create_task(_execute(driver, _CATCH_UP, conn.dialect))
     try:
         await asyncio.sleep(0)  # the statement reaches the connection's thread before the work starts
         result = work()
@@ -170,8 +171,11 @@ async def _aiosqlite(conn: AsyncConnection):
     return driver if isinstance(driver, aiosqlite.Connection) else None
 
 
-async def _execute(driver, statement: str) -> None:
-    cursor = await driver.execute(statement)
+async def _execute(driver, statement: str, dialect) -> None:
+    try:
+        cursor = await driver.execute(statement)
+    except dialect.loaded_dbapi.Error as error:  # raised as SQLAlchemy would: a full disk is waited out, not blamed on rows
+        raise DBAPIError.instance(statement, None, error, dialect.loaded_dbapi.Error, dialect=dialect) from error
     await cursor.close()
 
 

@@ -52,16 +52,25 @@ async def apply_rows_and_build(engine: AsyncEngine, pending: Sequence[PendingRow
                 async with engine.connect() as conn:  # rolled back on leaving, unless committed
                     await conn.begin()
                     results, applied = await _apply(conn, pending)
-                    built = await commit_beside(conn, lambda: build(results))  # noqa: B023 (called at once)
+                    built, failed = await commit_beside(conn, lambda: _attempted(build, results))  # noqa: B023 (called at once)
         except IntegrityError:
             # Another writer took a generated username between our read and our write: read again.
             if attempt == _RETRIES:
                 raise
             log.warning("username race, retrying batch", extra={"step": "write.retry", "attempt": attempt})
             continue
-        _count(applied)
+        _count(applied)  # committed, even when building the answers failed
+        if failed is not None:
+            raise failed
         return built
     raise AssertionError("unreachable")
+
+
+def _attempted(build: Callable[[Results], T], results: Results) -> tuple[T | None, Exception | None]:
+    try:
+        return build(results), None
+    except Exception as error:
+        return None, error
 
 
 _TRANSACTION = TRANSACTION_SECONDS.labels("writer")

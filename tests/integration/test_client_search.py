@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import delete, text, update
+from sqlalchemy.exc import OperationalError
 
 from services.api import readside
 from services.writer.plan import PendingRow
@@ -13,6 +14,7 @@ from services.writer.upsert import apply_rows
 from shared import search
 from shared.db import create_reader, create_tables
 from shared.events import AcceptedRow, ClientValues, ImportOptions
+from shared.stage import is_transient
 from shared.tables import clients
 
 from .overlap import works_beside
@@ -249,3 +251,19 @@ async def test_on_sqlite_the_work_runs_while_the_index_fills_not_after_it(db):
         overlapped = await works_beside(conn, lambda work: search.catch_up_beside(conn, work), every=1000)
     assert overlapped, "the work ran while SQLite was idle"
     assert (await found(db, "person2999@"))[0] == ["person2999"]
+
+
+async def test_a_full_disk_during_the_catch_up_is_the_database_s_error_the_stage_runner_waits_out(db):
+    """Raised as SQLAlchemy raises it (the catch-up runs on the driver directly): `is_transient` knows it,
+    so the writer waits for the disk instead of blaming the rows."""
+    if db.dialect.name != "sqlite":
+        pytest.skip("on PostgreSQL the server keeps the index: there is no catch-up")
+    many = [client(f"Name{i}", f"Last{i}", f"person{i}@full.example.com", f"person{i}") for i in range(3000)]
+    with pytest.raises(OperationalError) as caught:
+        async with db.begin() as conn:
+            await conn.execute(clients.insert(), many)
+            pages = await conn.scalar(text("PRAGMA page_count"))
+            await conn.exec_driver_sql(f"PRAGMA max_page_count={pages + 2}")  # the disk fills up
+            await search.catch_up_beside(conn, lambda: None)
+    assert "full" in str(caught.value)
+    assert is_transient(caught.value)

@@ -6,8 +6,11 @@ import pytest
 from sqlalchemy import select
 
 from services.writer.app import WriterPorts, upsert_rows
+from services.writer.plan import PendingRow
+from services.writer.upsert import apply_rows, apply_rows_and_build
 from shared.db import commit_beside
 from shared.events import AcceptedRow, ClientValues, ImportOptions, RowsAccepted, RowsWritten
+from shared.metrics import ROWS
 from shared.tables import clients
 
 from .overlap import works_beside
@@ -77,3 +80,20 @@ def _client(name: str, domain: str) -> dict:
     return dict(id=str(uuid.uuid4()), email=f"{name}@{domain}", username=f"{name}-{uuid.uuid4().hex[:8]}",
                 first_name=name, middle_name=None, last_name=None, project="p", desk="d", type="personal",
                 created_at=now, updated_at=now)
+
+
+async def test_rows_committed_beside_answers_that_failed_to_build_are_still_counted(db):
+    """The batch is committed either way; the writer's rows metric counts what was committed."""
+    domain, job_id = f"d{uuid.uuid4().hex[:8]}.example.com", str(uuid.uuid4())
+    pending = [PendingRow(job_id, ImportOptions(), row) for row in batch(job_id, domain).rows]
+    created = ROWS.labels("writer", "created")
+    before = created._value.get()
+
+    def failing(_results) -> None:
+        raise RuntimeError("a bug in the answers")
+
+    with pytest.raises(RuntimeError, match="a bug"):
+        await apply_rows_and_build(db, pending, failing)
+    assert created._value.get() - before == 3
+    assert [r.outcome.value for _, r in await apply_rows(db, pending)] == ["created"] * 3  # recorded: not counted again
+    assert created._value.get() - before == 3
